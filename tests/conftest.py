@@ -1,0 +1,30 @@
+"""Strict test environment, in the equinox style.
+
+- 4 simulated CPU devices, so sharded sweeps and chains are tested without a GPU;
+- rank promotion raises (a silent (P,) + (P, 1) broadcast is a classic kernel bug);
+- strict dtype promotion: float32 and float64 arrays never mix implicitly, so a theory function
+  cannot quietly drop to float32 or an experiment quietly rise to float64;
+- float64 enabled, as in every `train` entry point (theory runs in float64; models ask for float32);
+- warnings are errors (pyproject.toml `filterwarnings`), with narrow exceptions listed there.
+"""
+
+import os
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import jax  # noqa: E402
+import pytest  # noqa: E402
+
+jax.config.update("jax_num_cpu_devices", 4)
+jax.config.update("jax_enable_x64", True)
+jax.config.update("jax_numpy_rank_promotion", "raise")
+jax.config.update("jax_numpy_dtype_promotion", "strict")
+
+FASHION_DIR = "/usr/share/datasets/fashion-mnist"
+
+
+@pytest.fixture(scope="session")
+def fashion_dir():
+    if not os.path.isdir(FASHION_DIR):
+        pytest.skip(f"Fashion-MNIST not installed at {FASHION_DIR} (apt-get install dataset-fashion-mnist)")
+    return FASHION_DIR

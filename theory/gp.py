@@ -1,0 +1,141 @@
+"""Gaussian-process regression by Cholesky, and the NNGP predictor built on `theory.nngp`.
+
+Posterior of a GP with prior covariance K and observation noise T (Rasmussen & Williams 2006,
+eqs. 2.25–2.26; the infinite-width Bayesian network at temperature T,
+`../shared/science/kernel_renormalization.md` §3):
+
+    mean(x0) = k0ᵀ (K + T I)⁻¹ y
+    var(x0)  = κ0 − k0ᵀ (K + T I)⁻¹ k0                  (T is not added: var of f, not of y)
+    ε_g      = ⟨(y0 − mean(x0))²⟩_test + ⟨var(x0)⟩_test = bias² + variance
+
+ε_g is what a sampling experiment measures, E_θ[(y0 − f_θ(x0))²] averaged over test points.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.scipy.linalg import cho_solve, solve_triangular
+
+from theory.nngp import _float64_if_given, _is_concrete, nngp_diag, nngp_kernel
+
+__all__ = ["GPPosterior", "TestLoss", "gp_posterior", "gp_test_loss", "nngp_regression", "jitter_for"]
+
+JITTER_EPS_MULTIPLE = 10.0
+
+
+class GPPosterior(NamedTuple):
+    """Posterior of f at the test points. mean: (Q,) or (Q, C); var: (Q,), shared by all outputs."""
+
+    mean: jax.Array
+    var: jax.Array
+
+
+class TestLoss(NamedTuple):
+    """ε_g = bias² + variance, averaged over test points (and outputs, for (Q, C) targets)."""
+
+    total: jax.Array
+    bias2: jax.Array
+    variance: jax.Array
+
+
+def jitter_for(K_PxP) -> jax.Array:
+    """The documented jitter: 10 · machine-ε(dtype) · mean(diag K), added to the diagonal on top of T.
+
+    It changes results by a relative ~1e-15 (float64) / ~1e-6 (float32), and keeps T = 0
+    (noiseless interpolation) factorisable for kernels that are PSD up to rounding.
+    """
+    return JITTER_EPS_MULTIPLE * jnp.finfo(K_PxP.dtype).eps * jnp.mean(jnp.diagonal(K_PxP))
+
+
+def _check_noise(noise):
+    if _is_concrete(noise):
+        value = np.asarray(noise, dtype=np.float64)
+        if value.ndim != 0 or not np.isfinite(value) or value < 0:
+            raise ValueError(f"noise (the temperature T) must be a finite scalar >= 0; got {noise!r}")
+
+
+def gp_posterior(K_PxP, K_QxP, k_Q, y_train, *, noise, jitter=None) -> GPPosterior:
+    """GP posterior mean and variance at Q test points (Rasmussen & Williams 2006, eqs. 2.25–2.26).
+
+    Args:
+      K_PxP: train kernel. K_QxP: test × train kernel. k_Q: test variances κ0.
+      y_train: (P,) or (P, C) targets.
+      noise: observation noise T >= 0.
+      jitter: added to the diagonal on top of `noise`; None: `jitter_for(K_PxP)`.
+
+    Raises:
+      ValueError: on bad shapes or noise, or (for concrete inputs) when K + T I is not positive
+        definite in working precision, instead of returning NaN.
+    """
+    _check_noise(noise)
+    P = K_PxP.shape[0]
+    if K_PxP.shape != (P, P) or K_QxP.ndim != 2 or K_QxP.shape[1] != P or k_Q.shape != (K_QxP.shape[0],):
+        raise ValueError(
+            f"shapes do not fit: K_PxP {K_PxP.shape}, K_QxP {K_QxP.shape}, k_Q {k_Q.shape} "
+            "(expected (P, P), (Q, P), (Q,))"
+        )
+    if y_train.shape[0] != P or y_train.ndim not in (1, 2):
+        raise ValueError(f"y_train must be (P,) or (P, C) with P = {P}; got shape {y_train.shape}")
+    dtype = K_PxP.dtype
+    jitter = jitter_for(K_PxP) if jitter is None else jitter
+    A_PxP = K_PxP + (jnp.asarray(noise, dtype) + jnp.asarray(jitter, dtype)) * jnp.eye(P, dtype=dtype)
+    L_PxP = jnp.linalg.cholesky(A_PxP)
+    if _is_concrete(L_PxP) and not bool(jnp.all(jnp.isfinite(L_PxP))):
+        raise ValueError(
+            "Cholesky of K + T I failed: the kernel matrix is not positive definite in "
+            f"{dtype} (P = {P}, T = {float(noise)}). Increase `noise` or `jitter`, remove duplicate "
+            "training points, or compute in float64 (jax.config.update('jax_enable_x64', True))."
+        )
+    alpha = cho_solve((L_PxP, True), y_train.astype(dtype))
+    mean = K_QxP @ alpha
+    V_PxQ = solve_triangular(L_PxP, K_QxP.T, lower=True)
+    # Rounding can make a near-zero variance slightly negative; it is a variance, so floor it at 0.
+    var = jnp.maximum(k_Q - jnp.sum(V_PxQ * V_PxQ, axis=0), 0.0)
+    return GPPosterior(mean, var)
+
+
+def gp_test_loss(posterior: GPPosterior, y_test) -> TestLoss:
+    """ε_g = ⟨(y0 − mean)²⟩ + ⟨var⟩ over test points (kernel_renormalization.md §3)."""
+    mean, var = posterior
+    if y_test.shape != mean.shape:
+        raise ValueError(f"y_test has shape {y_test.shape} but the posterior mean has shape {mean.shape}")
+    bias2 = jnp.mean((y_test.astype(mean.dtype) - mean) ** 2)
+    variance = jnp.mean(var)
+    return TestLoss(bias2 + variance, bias2, variance)
+
+
+@_float64_if_given
+def nngp_regression(
+    x_train,
+    y_train,
+    x_test,
+    y_test=None,
+    *,
+    noise: float,
+    activation: str | Callable,
+    depth: int,
+    weight_var: float | Sequence[float] = 1.0,
+    bias_var: float | Sequence[float] = 0.0,
+    jitter=None,
+):
+    """GP regression with the NNGP kernel: the infinite-width Bayesian MLP at temperature `noise`.
+
+    Kernels from `theory.nngp` (Lee et al. 2018), posterior from `gp_posterior`.
+
+    Returns:
+      (GPPosterior, TestLoss) if y_test is given, else GPPosterior.
+    """
+    kernel_args = dict(activation=activation, depth=depth, weight_var=weight_var, bias_var=bias_var)
+    x_train, x_test = jnp.asarray(x_train), jnp.asarray(x_test)
+    K_PxP = nngp_kernel(x_train, **kernel_args)
+    K_QxP = nngp_kernel(x_test, x_train, **kernel_args)
+    k_Q = nngp_diag(x_test.astype(K_PxP.dtype), **kernel_args)
+    posterior = gp_posterior(K_PxP, K_QxP, k_Q, jnp.asarray(y_train), noise=noise, jitter=jitter)
+    if y_test is None:
+        return posterior
+    return posterior, gp_test_loss(posterior, jnp.asarray(y_test))

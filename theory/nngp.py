@@ -1,0 +1,511 @@
+"""NNGP kernels of deep fully connected networks in the standard ("ntk", W_std) parameterisation.
+
+The network (all weights and biases i.i.d. standard normal, N_l the width of layer l, N_0 = d):
+
+    h^1     = σ_w0/√N_0 · W^0 x      + σ_b0 · b^0
+    h^{l+1} = σ_wl/√N_l · W^l φ(h^l) + σ_bl · b^l          l = 1 .. depth-1
+    f       = σ_wL/√N_L · v · φ(h^L) + σ_bL · b^L          L = depth
+
+As all N_l → ∞, f is a Gaussian process with covariance K^depth given by the recursion
+(Neal 1996; Lee et al., ICLR 2018, "Deep neural networks as Gaussian processes", eq. 4;
+Matthews et al., ICLR 2018):
+
+    K^0(x, x') = σ_w0² x·x'/d + σ_b0²
+    K^l(x, x') = σ_wl² F_φ(K^{l-1}(x, x), K^{l-1}(x, x'), K^{l-1}(x', x')) + σ_bl²      l = 1 .. depth
+
+with F_φ(a, c, b) = E[φ(u) φ(v)] for (u, v) ~ N(0, [[a, c], [c, b]]). `depth` = 0 is the linear model.
+In the notation of Pacelli et al. (2023) / Baglioni et al. (2026), σ_wl² = 1/λ_l and σ_b = 0.
+
+Closed forms of F_φ (`Activation.pair`), each tested against quadrature and Monte Carlo:
+  linear  c
+  relu    √(ab)/(2π) · [sin θ + (π − θ) cos θ],  cos θ = c/√(ab)      (Cho & Saul 2009, eq. 6, n = 1)
+  erf     (2/π) arcsin(2c / √((1 + 2a)(1 + 2b)))                     (Williams 1997, eq. 11)
+  gelu    exact GELU z·Φ(z), derived in `_gelu_pair`                  (cf. Tsuchida et al. 2021)
+Any other activation (tanh, or any callable) uses 2-D Gauss–Hermite quadrature.
+
+Performance: the P×P work is one fused elementwise chain per block of the output, fed by one
+matmul; per-point variances K^l(x, x) are propagated separately in O(P · depth), so no layer's
+P×P matrix is ever materialised, and the symmetric case computes only blocks on or above the
+diagonal. Memory is the output plus one block.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+__all__ = [
+    "Activation",
+    "get_activation",
+    "nngp_kernel",
+    "nngp_diag",
+    "ACTIVATIONS",
+    "DEFAULT_QUAD_POINTS",
+    "DEFAULT_BLOCK_SIZE",
+]
+
+# tanh, measured near ρ = 1 (the hard case): relative error ~1e-8 with 96 nodes at pre-activation variances
+# ≲ 3, ~5e-6 at variance 4.6 (tanh's poles come closer to the real axis as √variance grows).
+DEFAULT_QUAD_POINTS = 96
+DEFAULT_BLOCK_SIZE = 1024  # measured best of {512, 1024, 2048, unblocked} on CPU: benchmarks/RESULTS.md
+
+
+class Activation(NamedTuple):
+    """A pointwise nonlinearity and its Gaussian expectations.
+
+    Attributes:
+      name: for errors and reports.
+      fn: φ, applied elementwise.
+      pair: F_φ(a, c, b) = E[φ(u)φ(v)], (u, v) ~ N(0, [[a, c], [c, b]]); arrays broadcast together.
+      diag: F_φ(q, q, q) = E[φ(u)²], u ~ N(0, q); used on the diagonal so that it is exact.
+      closed_form: whether `pair`/`diag` are closed forms (False: Gauss–Hermite quadrature).
+    """
+
+    name: str
+    fn: Callable
+    pair: Callable
+    diag: Callable
+    closed_form: bool
+
+
+# ---------------------------------------------------------------------------------------------
+# Closed forms
+
+
+@jax.custom_jvp
+def _arccos_j1(rho):
+    """J_1(ρ) = sin θ + (π − θ) cos θ with cos θ = ρ (Cho & Saul 2009, eq. 6).
+
+    Written as √(1−ρ²) + (π − arccos ρ)ρ. Its derivative is π − arccos ρ, finite on [−1, 1],
+    whereas autodiff through arccos and the square root gives ∞·0 = NaN at ρ = ±1 (the diagonal).
+    """
+    return jnp.sqrt((1.0 - rho) * (1.0 + rho)) + (jnp.pi - jnp.arccos(rho)) * rho
+
+
+@_arccos_j1.defjvp
+def _arccos_j1_jvp(primals, tangents):
+    (rho,), (t,) = primals, tangents
+    return _arccos_j1(rho), (jnp.pi - jnp.arccos(rho)) * t
+
+
+def _safe_correlation(a, c, b):
+    """(c/√(ab) clipped to [−1, 1], √a·√b); zero where a variance is zero (then φ(0) terms only)."""
+    norm = jnp.sqrt(a) * jnp.sqrt(b)
+    positive = norm > 0
+    rho = jnp.where(positive, c / jnp.where(positive, norm, 1.0), 0.0)
+    return jnp.clip(rho, -1.0, 1.0), norm
+
+
+def _relu_pair(a, c, b):
+    rho, norm = _safe_correlation(a, c, b)
+    return norm * _arccos_j1(rho) / (2.0 * jnp.pi)
+
+
+def _relu_diag(q):
+    return 0.5 * q
+
+
+def _erf_pair(a, c, b):
+    arg = 2.0 * c / jnp.sqrt((1.0 + 2.0 * a) * (1.0 + 2.0 * b))
+    return (2.0 / jnp.pi) * jnp.arcsin(jnp.clip(arg, -1.0, 1.0))
+
+
+def _erf_diag(q):
+    return (2.0 / jnp.pi) * jnp.arcsin(2.0 * q / (1.0 + 2.0 * q))
+
+
+def _gelu_pair(a, c, b):
+    """E[φ(u)φ(v)] for the exact GELU φ(z) = zΦ(z), (u, v) ~ N(0, [[a, c], [c, b]]).
+
+    Derivation. Φ(u) = P(ζ ≤ u) with ζ ~ N(0, 1) independent, so φ(u)φ(v) = E_ζ[u v 1{s ≥ 0} 1{t ≥ 0}]
+    with s = u − ζ_1, t = v − ζ_2. (u, v, s, t) is jointly Gaussian: Var s = 1 + a, Var t = 1 + b,
+    Cov(s, t) = c, Cov(u, (s, t)) = (a, c), Cov(v, (s, t)) = (c, b). Conditioning on w = (s, t):
+        E[u v 1{w ≥ 0}] = αᵀ E[w wᵀ 1{w ≥ 0}] β + (c − (a, c)·β) P(w ≥ 0),
+    α = S⁻¹(a, c), β = S⁻¹(c, b), S = Cov(w). For w standardised with correlation r (Sheppard):
+        P = 1/4 + arcsin(r)/(2π),  E[x² 1] = P + r√(1−r²)/(2π),  E[x y 1] = rP + √(1−r²)/(2π).
+    det S = (1 + a)(1 + b) − c² ≥ 1 + a + b > 0, so the formula has no singular point.
+    """
+    sa, sb = 1.0 + a, 1.0 + b
+    det = sa * sb - c * c
+    alpha_s, alpha_t = (sb * a - c * c) / det, c / det
+    beta_s, beta_t = c / det, (sa * b - c * c) / det
+    conditional_cov = c - (a * beta_s + c * beta_t)
+    scale = jnp.sqrt(sa) * jnp.sqrt(sb)
+    r = jnp.clip(c / scale, -1.0, 1.0)
+    root = jnp.sqrt((1.0 - r) * (1.0 + r))
+    orthant = 0.25 + jnp.arcsin(r) / (2.0 * jnp.pi)
+    m2 = orthant + r * root / (2.0 * jnp.pi)
+    m11 = r * orthant + root / (2.0 * jnp.pi)
+    quadratic = (
+        alpha_s * beta_s * sa * m2
+        + (alpha_s * beta_t + alpha_t * beta_s) * scale * m11
+        + alpha_t * beta_t * sb * m2
+    )
+    return quadratic + conditional_cov * orthant
+
+
+def _gelu_diag(q):
+    return _gelu_pair(q, q, q)
+
+
+def _linear_pair(a, c, b):
+    del a, b
+    return c
+
+
+def _linear_diag(q):
+    return q
+
+
+def _exact_gelu(z):
+    return jax.nn.gelu(z, approximate=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# Gauss–Hermite quadrature for any activation
+
+
+def _hermite_rule(n: int):
+    """Nodes and weights of ∫ g(z) N(z; 0, 1) dz ≈ Σ w_i g(z_i) (probabilists' Hermite)."""
+    z, w = np.polynomial.hermite_e.hermegauss(n)
+    return z, w / math.sqrt(2.0 * math.pi)
+
+
+def _quadrature_pair(fn: Callable, n: int) -> Callable:
+    """F_φ(a, c, b) by 2-D Gauss–Hermite with n² nodes.
+
+    u = √a z_1, v = √b (ρ z_1 + √(1 − ρ²) z_2). Exact for polynomial φ of degree < n; spectrally
+    accurate for smooth φ; O(n^{-3/2})-ish for kinks such as ReLU (use the closed form there).
+    Memory: the broadcast shape times n (the outer node is a scan).
+    """
+    z_np, w_np = _hermite_rule(n)
+
+    def pair(a, c, b):
+        a, c, b = jnp.broadcast_arrays(a, c, b)
+        z, w = jnp.asarray(z_np, c.dtype), jnp.asarray(w_np, c.dtype)
+        rho, _ = _safe_correlation(a, c, b)
+        sqrt_a, sqrt_b = jnp.sqrt(a), jnp.sqrt(b)
+        rho_c = jnp.sqrt((1.0 - rho) * (1.0 + rho))
+        z_row = z.reshape((1,) * c.ndim + (-1,))  # explicit ranks: rank promotion may be set to raise
+
+        def outer(acc, node):
+            zi, wi = node
+            v = sqrt_b[..., None] * (rho[..., None] * zi + rho_c[..., None] * z_row)
+            return acc + wi * fn(sqrt_a * zi) * (fn(v) @ w), None
+
+        total, _ = lax.scan(outer, jnp.zeros_like(c), (z, w))
+        return total
+
+    return pair
+
+
+def _quadrature_diag(fn: Callable, n: int) -> Callable:
+    z_np, w_np = _hermite_rule(n)
+
+    def diag(q):
+        z, w = jnp.asarray(z_np, q.dtype), jnp.asarray(w_np, q.dtype)
+        return fn(jnp.sqrt(q)[..., None] * z.reshape((1,) * q.ndim + (-1,))) ** 2 @ w
+
+    return diag
+
+
+_CLOSED_FORMS = {
+    "linear": (lambda z: z, _linear_pair, _linear_diag),
+    "relu": (jax.nn.relu, _relu_pair, _relu_diag),
+    "erf": (jax.scipy.special.erf, _erf_pair, _erf_diag),
+    "gelu": (_exact_gelu, _gelu_pair, _gelu_diag),
+}
+_QUADRATURE_ONLY = {"tanh": jnp.tanh}
+ACTIVATIONS = tuple(_CLOSED_FORMS) + tuple(_QUADRATURE_ONLY)
+
+
+@functools.lru_cache(maxsize=256)
+def get_activation(activation: str | Callable, quad_points: int | None = None) -> Activation:
+    """Resolve an activation name or callable to an `Activation`.
+
+    Args:
+      activation: one of `ACTIVATIONS` ("gelu" is the exact zΦ(z), not the tanh approximation),
+        or any jnp-traceable callable φ (then Gauss–Hermite quadrature).
+      quad_points: if given, force quadrature with this many nodes per dimension even where a
+        closed form exists (to cross-check it); if None, closed form when known, else
+        `DEFAULT_QUAD_POINTS` nodes.
+
+    Cached, so that a given activation maps to the same (hashable) object and jit does not
+    recompile; pass a module-level function rather than a fresh lambda for the same reason.
+    """
+    if quad_points is not None and (not isinstance(quad_points, int) or quad_points < 2):
+        raise ValueError(f"quad_points must be an integer >= 2, got {quad_points!r}")
+    if callable(activation):
+        name, fn, closed = getattr(activation, "__name__", repr(activation)), activation, None
+    elif isinstance(activation, str) and activation.lower() in _CLOSED_FORMS:
+        name = activation.lower()
+        fn, *closed = _CLOSED_FORMS[name]
+    elif isinstance(activation, str) and activation.lower() in _QUADRATURE_ONLY:
+        name, fn, closed = activation.lower(), _QUADRATURE_ONLY[activation.lower()], None
+    else:
+        raise ValueError(
+            f"unknown activation {activation!r}; use one of {', '.join(ACTIVATIONS)} "
+            "or pass a jnp-traceable callable (its kernel is then computed by Gauss-Hermite quadrature)"
+        )
+    if closed is not None and quad_points is None:
+        return Activation(name, fn, closed[0], closed[1], True)
+    n = quad_points or DEFAULT_QUAD_POINTS
+    return Activation(name, fn, _quadrature_pair(fn, n), _quadrature_diag(fn, n), False)
+
+
+# ---------------------------------------------------------------------------------------------
+# Input checks (run on concrete values; skipped under tracing)
+
+
+def _is_concrete(x) -> bool:
+    return not isinstance(x, jax.core.Tracer)
+
+
+def _as_points(x, name: str):
+    x = jnp.asarray(x) if _is_concrete(x) else x
+    if x.ndim != 2:
+        raise ValueError(f"{name} must be a (P, d) array of P points in d dimensions; got shape {x.shape}")
+    if x.shape[1] == 0:
+        raise ValueError(f"{name} has zero features (shape {x.shape}); the kernel needs d >= 1")
+    return x
+
+
+def _compute_dtype(*arrays):
+    dtype = jnp.result_type(*[a.dtype for a in arrays])
+    return dtype if jnp.issubdtype(dtype, jnp.floating) else jnp.result_type(float)
+
+
+def _layer_values(value, depth: int, name: str, dtype):
+    """A scalar or one value per layer (input layer first) → array of shape (depth + 1,)."""
+    arr = jnp.asarray(value) if _is_concrete(value) else value
+    if arr.ndim == 0:
+        arr = jnp.broadcast_to(arr, (depth + 1,))
+    elif arr.shape != (depth + 1,):
+        raise ValueError(
+            f"{name} must be a scalar or have one value per layer, input layer first: length depth + 1 = "
+            f"{depth + 1}; got shape {arr.shape}"
+        )
+    if _is_concrete(arr):
+        values = np.asarray(arr, dtype=np.float64)
+        if not np.all(np.isfinite(values)) or np.any(values < 0):
+            raise ValueError(f"{name} must be finite and >= 0 (it is a variance); got {values.tolist()}")
+    return arr.astype(dtype)
+
+
+def _check_depth(depth) -> int:
+    if isinstance(depth, bool) or not isinstance(depth, int | np.integer) or depth < 0:
+        raise ValueError(f"depth (the number of hidden layers) must be an integer >= 0; got {depth!r}")
+    return int(depth)
+
+
+def _float64_if_given(fn):
+    """Float64 in, float64 out: run under `jax.enable_x64` when a float64 array comes in while the
+    global x64 flag is off (otherwise jnp would silently round the inputs to float32)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        wants64 = any(getattr(a, "dtype", None) == np.float64 for a in args if _is_concrete(a))
+        if wants64 and not jax.config.read("jax_enable_x64"):
+            with jax.enable_x64(True):
+                return fn(*args, **kwargs)
+        return fn(*args, **kwargs)
+
+    return wrapper
+
+
+# ---------------------------------------------------------------------------------------------
+# The recursion
+
+
+def _input_variances(x_PxD, sw2, sb2):
+    return sw2[0] * jnp.sum(x_PxD * x_PxD, axis=-1) / x_PxD.shape[-1] + sb2[0]
+
+
+def _diag_layers(x_PxD, sw2, sb2, act: Activation, depth: int):
+    """K^l(x, x) for l = 0..depth: array (depth + 1, P). O(P · depth)."""
+    q = _input_variances(x_PxD, sw2, sb2)
+    layers = [q]
+    for l in range(1, depth + 1):
+        q = sw2[l] * act.diag(q) + sb2[l]
+        layers.append(q)
+    return jnp.stack(layers)
+
+
+def _pair_chain(x_AxD, x_BxD, q_LxA, q_LxB, sw2, sb2, act: Activation, depth: int):
+    """K^depth on an (A, B) block: one matmul, then an elementwise chain XLA fuses into one loop."""
+    c = sw2[0] * (x_AxD @ x_BxD.T) / x_AxD.shape[-1] + sb2[0]
+    for l in range(1, depth + 1):
+        c = sw2[l] * act.pair(q_LxA[l - 1][:, None], c, q_LxB[l - 1][None, :]) + sb2[l]
+    return c
+
+
+def _blocks(n: int, block: int) -> list[tuple[int, int]]:
+    """(start, size) of blocks covering [0, n): full blocks, then one smaller remainder block."""
+    return [(s, min(block, n - s)) for s in range(0, n, block)]
+
+
+def _fill_blocks(out, jobs, compute_and_write):
+    """Run `compute_and_write(out, s_a, s_b, shape)` over block pairs, one `fori_loop` per block
+    shape (full × full, full × remainder, ...), so shapes stay static and the HLO stays small."""
+    by_shape: dict[tuple[int, int], list[tuple[int, int]]] = {}
+    for (s_a, n_a), (s_b, n_b) in jobs:
+        by_shape.setdefault((n_a, n_b), []).append((s_a, s_b))
+    for shape, starts in by_shape.items():
+        starts_Kx2 = jnp.asarray(starts)
+
+        def body(k, out, starts_Kx2=starts_Kx2, shape=shape):
+            return compute_and_write(out, starts_Kx2[k, 0], starts_Kx2[k, 1], shape)
+
+        out = lax.fori_loop(0, len(starts), body, out)
+    return out
+
+
+@functools.partial(jax.jit, static_argnames=("act", "depth", "block"))
+def _symmetric_kernel(x_PxD, sw2, sb2, *, act: Activation, depth: int, block: int):
+    P = x_PxD.shape[0]
+    q_LxP = _diag_layers(x_PxD, sw2, sb2, act, depth)
+    blocks = _blocks(P, block)
+
+    def write(out, s_a, s_b, shape):
+        n_a, n_b = shape
+        c = _pair_chain(
+            lax.dynamic_slice_in_dim(x_PxD, s_a, n_a),
+            lax.dynamic_slice_in_dim(x_PxD, s_b, n_b),
+            lax.dynamic_slice_in_dim(q_LxP, s_a, n_a, 1),
+            lax.dynamic_slice_in_dim(q_LxP, s_b, n_b, 1),
+            sw2,
+            sb2,
+            act,
+            depth,
+        )
+        on_diagonal = jnp.arange(n_a)[:, None] + s_a == jnp.arange(n_b)[None, :] + s_b
+        # The diagonal K(x, x) comes from the O(P) recursion, so it is exact and bitwise reproducible.
+        c = jnp.where(on_diagonal, lax.dynamic_slice_in_dim(q_LxP[depth], s_a, n_a)[:, None], c)
+        if n_a == n_b:  # a diagonal block (s_a == s_b) is symmetrised; for the others this is a no-op
+            c = jnp.where(s_a == s_b, 0.5 * (c + c.T), c)
+        out = lax.dynamic_update_slice(out, c, (s_a, s_b))
+        return lax.dynamic_update_slice(out, c.T, (s_b, s_a))
+
+    # Blocks on and above the diagonal only; each is written with its transpose, and blocks do not
+    # overlap, so the result is exactly symmetric.
+    jobs = [(a, b) for i, a in enumerate(blocks) for b in blocks[i:]]
+    return _fill_blocks(jnp.zeros((P, P), x_PxD.dtype), jobs, write)
+
+
+@functools.partial(jax.jit, static_argnames=("act", "depth", "block"))
+def _cross_kernel(x1_AxD, x2_BxD, sw2, sb2, *, act: Activation, depth: int, block: int):
+    q1, q2 = _diag_layers(x1_AxD, sw2, sb2, act, depth), _diag_layers(x2_BxD, sw2, sb2, act, depth)
+
+    def write(out, s_a, s_b, shape):
+        n_a, n_b = shape
+        c = _pair_chain(
+            lax.dynamic_slice_in_dim(x1_AxD, s_a, n_a),
+            lax.dynamic_slice_in_dim(x2_BxD, s_b, n_b),
+            lax.dynamic_slice_in_dim(q1, s_a, n_a, 1),
+            lax.dynamic_slice_in_dim(q2, s_b, n_b, 1),
+            sw2,
+            sb2,
+            act,
+            depth,
+        )
+        return lax.dynamic_update_slice(out, c, (s_a, s_b))
+
+    jobs = [(a, b) for a in _blocks(x1_AxD.shape[0], block) for b in _blocks(x2_BxD.shape[0], block)]
+    return _fill_blocks(jnp.zeros((x1_AxD.shape[0], x2_BxD.shape[0]), x1_AxD.dtype), jobs, write)
+
+
+@_float64_if_given
+def nngp_kernel(
+    x1,
+    x2=None,
+    *,
+    activation: str | Callable,
+    depth: int,
+    weight_var: float | Sequence[float] = 1.0,
+    bias_var: float | Sequence[float] = 0.0,
+    block_size: int | None = None,
+    quad_points: int | None = None,
+):
+    """Covariance Cov[f(x1_i), f(x2_j)] of the readout of an infinitely wide MLP (module docstring).
+
+    Lee et al., ICLR 2018, eq. 4 in the standard parameterisation; σ_w² = 1/λ in Pacelli et al.
+    (2023), `../shared/science/kernel_renormalization.md` §2.
+
+    Args:
+      x1: (P1, d) inputs.
+      x2: (P2, d) inputs, or None for x1 against itself (then the result is exactly symmetric, its
+        diagonal comes from the O(P) variance recursion, and only blocks on or above the
+        diagonal are computed).
+      activation: "linear", "relu", "erf", "gelu" (exact zΦ(z)), "tanh", or a jnp callable.
+      depth: number of hidden layers L >= 0 (0: the linear readout of the inputs).
+      weight_var: σ_w², a scalar or one value per layer (length depth + 1, input layer first, the
+        readout last). Per-layer values may be traced, e.g. σ_wl² = Q_l/λ_l for the "nested" kernel
+        renormalisation.
+      bias_var: σ_b², same shapes as `weight_var`.
+      block_size: side of the output blocks computed at once (memory: output + a few blocks);
+        None: `DEFAULT_BLOCK_SIZE`.
+      quad_points: force Gauss–Hermite quadrature with this many nodes per dimension (see
+        `get_activation`).
+
+    Returns:
+      (P1, P2) array in the inputs' floating dtype (float64 inputs give float64 even if the global
+      x64 flag is off; integer inputs give the default float dtype).
+
+    Raises:
+      ValueError: on a bad shape, a negative or non-finite variance, depth < 0, or an unknown activation.
+    """
+    depth = _check_depth(depth)
+    act = get_activation(activation, quad_points)
+    x1 = _as_points(x1, "x1")
+    block = DEFAULT_BLOCK_SIZE if block_size is None else block_size
+    if isinstance(block, bool) or not isinstance(block, int | np.integer) or block < 1:
+        raise ValueError(f"block_size must be a positive integer or None; got {block_size!r}")
+    if x2 is not None:
+        x2 = _as_points(x2, "x2")
+        if x2.shape[1] != x1.shape[1]:
+            raise ValueError(
+                f"x1 and x2 must have the same number of features; got x1 {x1.shape} and x2 {x2.shape}"
+            )
+    dtype = _compute_dtype(x1) if x2 is None else _compute_dtype(x1, x2)
+    sw2 = _layer_values(weight_var, depth, "weight_var", dtype)
+    sb2 = _layer_values(bias_var, depth, "bias_var", dtype)
+    x1 = x1.astype(dtype)
+    if x2 is None:
+        if x1.shape[0] == 0:
+            return jnp.zeros((0, 0), dtype)
+        return _symmetric_kernel(x1, sw2, sb2, act=act, depth=depth, block=int(block))
+    x2 = x2.astype(dtype)
+    if x1.shape[0] == 0 or x2.shape[0] == 0:
+        return jnp.zeros((x1.shape[0], x2.shape[0]), dtype)
+    return _cross_kernel(x1, x2, sw2, sb2, act=act, depth=depth, block=int(block))
+
+
+@_float64_if_given
+def nngp_diag(
+    x,
+    *,
+    activation: str | Callable,
+    depth: int,
+    weight_var: float | Sequence[float] = 1.0,
+    bias_var: float | Sequence[float] = 0.0,
+    quad_points: int | None = None,
+):
+    """Var[f(x_i)] = K^depth(x_i, x_i) for each row of x, in O(P · depth), without any P×P array.
+
+    Same recursion and arguments as `nngp_kernel` (Lee et al. 2018, eq. 4, on the diagonal);
+    equal to `jnp.diag(nngp_kernel(x, ...))` up to rounding. Returns shape (P,).
+    """
+    depth = _check_depth(depth)
+    act = get_activation(activation, quad_points)
+    x = _as_points(x, "x")
+    dtype = _compute_dtype(x)
+    sw2 = _layer_values(weight_var, depth, "weight_var", dtype)
+    sb2 = _layer_values(bias_var, depth, "bias_var", dtype)
+    return _diag_layers(x.astype(dtype), sw2, sb2, act, depth)[depth]
