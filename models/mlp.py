@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from theory.nngp import get_activation
 
@@ -25,7 +26,7 @@ __all__ = ["MLP", "layer_values", "empirical_kernel", "prior_outputs"]
 
 def layer_values(value, n_layers: int, name: str) -> tuple[float, ...]:
     """A scalar or a sequence of length n_layers (input layer first) → tuple of floats >= 0."""
-    values = (float(value),) * n_layers if jnp.ndim(value) == 0 else tuple(float(v) for v in value)
+    values = (float(value),) * n_layers if np.ndim(value) == 0 else tuple(float(v) for v in value)
     if len(values) != n_layers:
         raise ValueError(f"{name} needs one value per layer (input first): {n_layers}; got {len(values)}")
     if any(not v >= 0 for v in values):
@@ -67,7 +68,7 @@ class MLP(nn.Module):
             W = self.param(f"W{l}", normal, (fan_in, width), self.dtype)
             h = (sw2[l] / fan_in) ** 0.5 * (features @ W)
             if sb2[l] > 0:
-                h = h + sb2[l] ** 0.5 * self.param(f"b{l}", normal, (width,), self.dtype)
+                h = h + sb2[l] ** 0.5 * self.param(f"b{l}", normal, (width,), self.dtype)[None, :]
         return (h, features) if return_features else h
 
 
