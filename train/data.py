@@ -1,0 +1,285 @@
+"""Real data with no network: Fashion-MNIST from IDX files, MNIST-1D generated locally, binary tasks.
+
+Binary tasks follow the sources (Pacelli et al. 2023, Baglioni et al. 2024/2026): two classes, raw
+labels 0/1 (or ±1), a seeded subset of P training and P_test test points, inputs flattened,
+optionally reduced (average-pool downsampling or PCA fitted on the training subset), then
+standardised per feature with training statistics.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "Dataset",
+    "BinaryTask",
+    "DataError",
+    "read_idx",
+    "write_idx",
+    "load_fashion_mnist",
+    "load_mnist1d",
+    "load_dataset",
+    "binary_task",
+    "DATA_DIR_ENV",
+    "FASHION_MNIST_DIRS",
+]
+
+DATA_DIR_ENV = "DEEPTHEORY_DATA_DIR"
+FASHION_MNIST_DIRS = ("/usr/share/datasets/fashion-mnist",)
+FASHION_MNIST_CLASSES = (
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+)
+_IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+_SPLIT_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+
+
+class DataError(RuntimeError):
+    """A data file is missing or corrupt; the message names the files and what to do."""
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A labelled dataset with a train/test split. x: (n, ...) float or uint8; y: (n,) int labels."""
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    class_names: tuple[str, ...]
+    source: str
+
+
+@dataclass(frozen=True)
+class BinaryTask:
+    """Two-class regression task. x: (P, d) float64, y: (P,) float64 in {0, 1} or {−1, +1}."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    info: dict
+
+
+# ---------------------------------------------------------------------------------------------
+# IDX files (LeCun's MNIST format)
+
+
+def read_idx(path: str | os.PathLike) -> np.ndarray:
+    """Read an IDX file (optionally gzip-compressed). Raises DataError naming the file if corrupt."""
+    path = Path(path)
+    try:
+        with (gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")) as f:
+            raw = f.read()
+    except (OSError, EOFError) as e:
+        raise DataError(f"cannot read IDX file {path}: {e}") from e
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
+        raise DataError(f"{path} is not an IDX file (bad magic number {raw[:4].hex() or 'empty'})")
+    dtype, ndim = np.dtype(_IDX_DTYPES[raw[2]]), raw[3]
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise DataError(f"{path}: truncated IDX header ({len(raw)} bytes, expected {header})")
+    shape = struct.unpack(f">{ndim}I", raw[4:header])
+    expected = int(np.prod(shape)) * dtype.itemsize
+    if len(raw) - header != expected:
+        raise DataError(
+            f"{path}: corrupt IDX file, header says shape {shape} ({expected} bytes of data) but "
+            f"{len(raw) - header} bytes follow; re-download or reinstall it"
+        )
+    return np.frombuffer(raw, dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
+
+
+def write_idx(path: str | os.PathLike, array: np.ndarray) -> None:
+    """Write an IDX file (gzip if the name ends in .gz); for tests and for exporting subsets."""
+    array = np.asarray(array)
+    code = {np.dtype(v).newbyteorder("="): k for k, v in _IDX_DTYPES.items()}[array.dtype.newbyteorder("=")]
+    data = bytes([0, 0, code, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    data += array.astype(np.dtype(_IDX_DTYPES[code])).tobytes()
+    path = Path(path)
+    with (gzip.open(path, "wb") if path.suffix == ".gz" else open(path, "wb")) as f:
+        f.write(data)
+
+
+def _find(directory: Path, stem: str) -> Path | None:
+    for name in (stem, stem + ".gz", stem.replace("-idx", ".idx"), stem.replace("-idx", ".idx") + ".gz"):
+        if (directory / name).is_file():
+            return directory / name
+    return None
+
+
+def load_fashion_mnist(data_dir: str | os.PathLike | None = None) -> Dataset:
+    """Fashion-MNIST (or any directory of MNIST-format IDX files) with no network.
+
+    Looks in `data_dir`, then $DEEPTHEORY_DATA_DIR, then /usr/share/datasets/fashion-mnist (Debian
+    package `dataset-fashion-mnist`). Files: {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz].
+    """
+    candidates = [Path(data_dir)] if data_dir else []
+    if os.environ.get(DATA_DIR_ENV):
+        candidates.append(Path(os.environ[DATA_DIR_ENV]))
+    candidates += [Path(d) for d in FASHION_MNIST_DIRS]
+    tried = []
+    for directory in candidates:
+        files = {split: [_find(directory, stem) for stem in stems] for split, stems in _SPLIT_FILES.items()}
+        if all(f is not None for pair in files.values() for f in pair):
+            arrays = {split: [read_idx(f) for f in pair] for split, pair in files.items()}
+            for split, (images, labels) in arrays.items():
+                if len(images) != len(labels):
+                    raise DataError(
+                        f"{files[split][0]} has {len(images)} images but {files[split][1]} has "
+                        f"{len(labels)} labels"
+                    )
+            (xtr, ytr), (xte, yte) = arrays["train"], arrays["test"]
+            return Dataset("fashion-mnist", xtr, ytr.astype(np.int64), xte, yte.astype(np.int64),
+                           FASHION_MNIST_CLASSES, str(directory))
+        tried.append(str(directory))
+    raise DataError(
+        "Fashion-MNIST IDX files not found; looked in: " + ", ".join(tried) + ". Install them with "
+        "`sudo apt-get install dataset-fashion-mnist`, or point --data-dir / $" + DATA_DIR_ENV +
+        " at a directory holding train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz], "
+        "t10k-images-idx3-ubyte[.gz] and t10k-labels-idx1-ubyte[.gz]."
+    )
+
+
+def load_mnist1d(num_samples: int = 5000, seed: int = 42) -> Dataset:
+    """MNIST-1D (Greydanus 2020) generated locally by the `mnist1d` package's procedural generator.
+
+    Never uses its download path. The generator seeds NumPy's global RNG; we restore its state.
+    """
+    try:
+        from mnist1d.data import get_dataset_args, make_dataset
+    except ImportError as e:
+        raise DataError("MNIST-1D needs the `mnist1d` package: pip install -e '.[data]'") from e
+    args = get_dataset_args()
+    args.num_samples, args.seed = num_samples, seed
+    state = np.random.get_state()
+    try:
+        d = make_dataset(args)
+    finally:
+        np.random.set_state(state)
+    return Dataset("mnist1d", d["x"], d["y"].astype(np.int64), d["x_test"], d["y_test"].astype(np.int64),
+                   tuple(str(i) for i in range(10)), f"mnist1d generator (seed {seed})")
+
+
+def load_dataset(name: str = "auto", data_dir: str | os.PathLike | None = None) -> Dataset:
+    """'fashion-mnist', 'mnist1d', or 'auto' (Fashion-MNIST when its files are found, else MNIST-1D)."""
+    if name == "fashion-mnist":
+        return load_fashion_mnist(data_dir)
+    if name == "mnist1d":
+        return load_mnist1d()
+    if name == "auto":
+        try:
+            return load_fashion_mnist(data_dir)
+        except DataError:
+            return load_mnist1d()
+    raise ValueError(f"unknown dataset {name!r}; use 'fashion-mnist', 'mnist1d' or 'auto'")
+
+
+# ---------------------------------------------------------------------------------------------
+# Binary tasks
+
+
+def _downsample(x_NxHxW: np.ndarray, factor: int) -> np.ndarray:
+    n, h, w = x_NxHxW.shape
+    h2, w2 = h // factor, w // factor
+    return x_NxHxW[:, : h2 * factor, : w2 * factor].reshape(n, h2, factor, w2, factor).mean(axis=(2, 4))
+
+
+def binary_task(
+    dataset: Dataset,
+    *,
+    classes: tuple[int, int] = (0, 1),
+    n_train: int,
+    n_test: int,
+    seed: int = 0,
+    labels: str = "01",
+    input_dim: int | None = None,
+    reduce: str = "pca",
+    standardize: bool = True,
+    balanced: bool = True,
+) -> BinaryTask:
+    """A two-class task: classes[0] → 0 (or −1), classes[1] → 1.
+
+    Args:
+      classes: the two class indices (Fashion-MNIST 0 = T-shirt/top, 1 = Trouser).
+      n_train, n_test: P and P_test, drawn without replacement from the train and test splits.
+      seed: the subset (and nothing else) depends on it.
+      labels: "01" (the sources' raw labels) or "pm1".
+      input_dim: reduce the flattened inputs to this dimension (None: keep all).
+      reduce: "pca" (principal components of the training subset) or "downsample" (average
+        pooling of images by an integer factor, input_dim = (H/f)·(W/f)).
+      standardize: per-feature z-score with training-subset statistics (constant features → 0).
+      balanced: equal numbers from both classes (the first class gets the odd one).
+    """
+    if len(classes) != 2 or classes[0] == classes[1]:
+        raise ValueError(f"classes must be two different class indices; got {classes!r}")
+    if labels not in ("01", "pm1"):
+        raise ValueError(f"labels must be '01' or 'pm1'; got {labels!r}")
+    if reduce not in ("pca", "downsample"):
+        raise ValueError(f"reduce must be 'pca' or 'downsample'; got {reduce!r}")
+    for name, n in (("n_train", n_train), ("n_test", n_test)):
+        if not isinstance(n, int | np.integer) or n < 1:
+            raise ValueError(f"{name} must be a positive integer; got {n!r}")
+    rng = np.random.default_rng(seed)
+
+    def subset(x, y, n, split):
+        pools = [np.flatnonzero(y == c) for c in classes]
+        for c, pool in zip(classes, pools, strict=True):
+            if len(pool) == 0:
+                raise ValueError(f"class {c} does not occur in the {split} split of {dataset.name}")
+        if balanced:
+            counts = [n - n // 2, n // 2]
+            for c, pool, k in zip(classes, pools, counts, strict=True):
+                if k > len(pool):
+                    raise ValueError(
+                        f"asked for {k} points of class {c} from the {split} split of {dataset.name}, "
+                        f"which has {len(pool)}; lower n_{split} or set balanced=False"
+                    )
+            idx = np.concatenate([rng.choice(p, k, replace=False) for p, k in zip(pools, counts, strict=True)])
+        else:
+            pool = np.concatenate(pools)
+            if n > len(pool):
+                raise ValueError(
+                    f"asked for {n} {split} points of classes {classes} but {dataset.name} has {len(pool)}"
+                )
+            idx = rng.choice(pool, n, replace=False)
+        idx = rng.permutation(idx)
+        return x[idx], (y[idx] == classes[1]).astype(np.float64)
+
+    x_tr, y_tr = subset(dataset.x_train, dataset.y_train, n_train, "train")
+    x_te, y_te = subset(dataset.x_test, dataset.y_test, n_test, "test")
+    x_tr, x_te = x_tr.astype(np.float64), x_te.astype(np.float64)
+    if input_dim is not None and reduce == "downsample":
+        if x_tr.ndim != 3:
+            raise ValueError(f"reduce='downsample' needs images (N, H, W); {dataset.name} has shape {x_tr.shape[1:]}")
+        factor = int(round(np.sqrt(np.prod(x_tr.shape[1:]) / input_dim)))
+        if factor < 1 or (x_tr.shape[1] // factor) * (x_tr.shape[2] // factor) != input_dim:
+            raise ValueError(f"input_dim {input_dim} is not (H/f)·(W/f) for an integer f with images {x_tr.shape[1:]}")
+        x_tr, x_te = _downsample(x_tr, factor), _downsample(x_te, factor)
+    x_tr, x_te = x_tr.reshape(len(x_tr), -1), x_te.reshape(len(x_te), -1)
+    if input_dim is not None and reduce == "pca":
+        if not 1 <= input_dim <= min(x_tr.shape):
+            raise ValueError(f"PCA input_dim must be in [1, min(n_train, d) = {min(x_tr.shape)}]; got {input_dim}")
+        mean = x_tr.mean(0)
+        _, _, vt = np.linalg.svd(x_tr - mean, full_matrices=False)
+        x_tr, x_te = (x_tr - mean) @ vt[:input_dim].T, (x_te - mean) @ vt[:input_dim].T
+    if standardize:
+        mu, sd = x_tr.mean(0), x_tr.std(0)
+        sd = np.where(sd > 1e-12 * max(1.0, float(np.abs(x_tr).max())), sd, np.inf)
+        x_tr, x_te = (x_tr - mu) / sd, (x_te - mu) / sd
+    if labels == "pm1":
+        y_tr, y_te = 2 * y_tr - 1, 2 * y_te - 1
+    info = dict(
+        dataset=dataset.name, source=dataset.source, classes=list(classes),
+        class_names=[dataset.class_names[c] for c in classes], n_train=n_train, n_test=n_test, seed=seed,
+        labels=labels, input_dim=x_tr.shape[1], reduce=reduce if input_dim else "none", standardize=standardize,
+    )
+    return BinaryTask(x_tr, y_tr, x_te, y_te, info)
