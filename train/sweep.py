@@ -1,0 +1,102 @@
+"""Sweeps: vmap a function over a leading parameter/seed axis and shard that axis across devices.
+
+`sweep(fn, params, seed=s)` evaluates `fn(key_i, params_i)` for every i along the leading axis of
+`params` with key_i = fold_in(PRNGKey(s), i): randomness is a function of (seed, index) alone, so a
+result does not depend on the device count, the chunking, or which points ran before (big_vision).
+
+The axis is padded to a multiple of the device count (padding repeats the last entry and is
+dropped), placed with NamedSharding(mesh, P("sweep")), and `jax.jit(jax.vmap(fn))` partitions it with
+no communication. Multi-host (after `jax.distributed.initialize()`): the mesh spans every process's
+devices, inputs are built per process with `make_array_from_callback`, and results are gathered to
+every process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.experimental import multihost_utils
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from train.progress import progress
+
+__all__ = ["sweep", "sweep_keys", "sweep_mesh"]
+
+
+def sweep_mesh(devices=None) -> Mesh:
+    """A 1-D mesh named "sweep" over all (global) devices."""
+    return Mesh(np.asarray(jax.devices() if devices is None else devices), ("sweep",))
+
+
+def sweep_keys(seed: int, indices) -> jax.Array:
+    """fold_in(PRNGKey(seed), i) for each index: the key of sweep point i."""
+    base = jax.random.key(seed)
+    return jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.asarray(indices, jnp.uint32))
+
+
+def _place(x: np.ndarray, sharding: NamedSharding) -> jax.Array:
+    return jax.make_array_from_callback(x.shape, sharding, lambda idx: x[idx])
+
+
+def sweep(
+    fn: Callable,
+    params=None,
+    *,
+    seed: int,
+    size: int | None = None,
+    chunk_size: int | None = None,
+    mesh: Mesh | None = None,
+    show_progress: bool = False,
+    description: str = "sweep",
+):
+    """Evaluate fn(key_i, params_i) for i = 0..S−1, vmapped and sharded along the leading axis.
+
+    Args:
+      fn: pure function (key, params_slice) → pytree of arrays. Traced once per chunk shape.
+      params: pytree whose leaves share a leading axis of size S (None: a pure seed sweep).
+      seed: base seed; point i uses fold_in(PRNGKey(seed), i).
+      size: S when params is None.
+      chunk_size: evaluate at most this many points at once (rounded up to a multiple of the device
+        count) to bound memory; None: all at once.
+      mesh: a 1-D mesh with axis "sweep"; None: all devices.
+      show_progress: a progress bar over chunks.
+
+    Returns:
+      The pytree of stacked outputs, leading axis S, as NumPy arrays on every process.
+    """
+    mesh = sweep_mesh() if mesh is None else mesh
+    leaves = jax.tree.leaves(params)
+    if leaves:
+        sizes = {np.shape(leaf)[0] if np.ndim(leaf) else None for leaf in leaves}
+        if len(sizes) != 1 or None in sizes:
+            raise ValueError(f"every params leaf needs the same leading (sweep) axis; got sizes {sizes}")
+        S = sizes.pop()
+        if size is not None and size != S:
+            raise ValueError(f"size={size} disagrees with the params' leading axis {S}")
+    elif size is None:
+        raise ValueError("give `params` with a leading sweep axis, or `size` for a pure seed sweep")
+    else:
+        S = size
+    if S < 1:
+        raise ValueError(f"the sweep is empty (size {S})")
+    n_dev = mesh.devices.size
+    chunk = S if chunk_size is None else max(1, min(chunk_size, S))
+    chunk = -(-chunk // n_dev) * n_dev
+    sharding = NamedSharding(mesh, P("sweep"))
+    compiled = jax.jit(jax.vmap(fn), out_shardings=sharding)
+    host_params = jax.tree.map(np.asarray, params)
+    outputs = []
+    for start in progress(range(0, S, chunk), desc=description, disable=not show_progress):
+        index = np.minimum(np.arange(start, start + chunk), S - 1)  # pad by repeating the last point
+        keys = jax.random.key_data(sweep_keys(seed, index))
+        keys_dev = jax.random.wrap_key_data(_place(np.asarray(keys), sharding))
+        chunk_params = jax.tree.map(lambda leaf, index=index: _place(leaf[index], sharding), host_params)
+        out = compiled(keys_dev, chunk_params)
+        out = multihost_utils.process_allgather(out, tiled=True) if jax.process_count() > 1 else out
+        valid = min(chunk, S - start)
+        outputs.append(jax.tree.map(lambda a, valid=valid: np.asarray(a)[:valid], out))
+    return jax.tree.map(lambda *parts: np.concatenate(parts), *outputs)
