@@ -64,8 +64,11 @@ def test_binary_task_properties(tmp_path):
     task = binary_task(ds, classes=(3, 7), n_train=9, n_test=5, seed=1, labels="pm1", input_dim=4)
     assert task.x_train.shape == (9, 4) and task.x_test.shape == (5, 4)
     assert set(np.unique(task.y_train)) == {-1.0, 1.0} and np.sum(task.y_train == -1) == 5
-    np.testing.assert_allclose(task.x_train.mean(0), 0, atol=1e-12)
-    np.testing.assert_allclose(task.x_train.std(0), 1, rtol=1e-12)
+    # Standardised with the statistics of every training image of the two classes.
+    full = binary_task(ds, classes=(3, 7), n_train=12, n_test=5, seed=1, labels="pm1", input_dim=4, balanced=False)
+    assert full.x_train.shape == (12, 4)  # all 12 training images of classes 3 and 7
+    np.testing.assert_allclose(full.x_train.mean(0), 0, atol=1e-12)
+    np.testing.assert_allclose(full.x_train.std(0), 1, rtol=1e-12)
     again = binary_task(ds, classes=(3, 7), n_train=9, n_test=5, seed=1, labels="pm1", input_dim=4)
     assert np.array_equal(task.x_train, again.x_train)
     other = binary_task(ds, classes=(3, 7), n_train=9, n_test=5, seed=2, labels="pm1", input_dim=4)

@@ -3,7 +3,9 @@
 Binary tasks follow the sources (Pacelli et al. 2023, Baglioni et al. 2024/2026): two classes, raw
 labels 0/1 (or ±1), a seeded subset of P training and P_test test points, inputs flattened,
 optionally reduced (average-pool downsampling or PCA fitted on the training subset), then
-standardised per feature with training statistics.
+standardised per feature with statistics of the whole training split of the two classes (a subset
+of a few dozen images would give near-constant pixels a tiny standard deviation and blow up test
+points that differ there).
 """
 
 from __future__ import annotations
@@ -216,7 +218,8 @@ def binary_task(
       input_dim: reduce the flattened inputs to this dimension (None: keep all).
       reduce: "pca" (principal components of the training subset) or "downsample" (average
         pooling of images by an integer factor, input_dim = (H/f)·(W/f)).
-      standardize: per-feature z-score with training-subset statistics (constant features → 0).
+      standardize: per-feature z-score, statistics from the whole training split of the two classes
+        (after the same reduction); constant features → 0.
       balanced: equal numbers from both classes (the first class gets the odd one).
     """
     if len(classes) != 2 or classes[0] == classes[1]:
@@ -256,24 +259,25 @@ def binary_task(
 
     x_tr, y_tr = subset(dataset.x_train, dataset.y_train, n_train, "train")
     x_te, y_te = subset(dataset.x_test, dataset.y_test, n_test, "test")
-    x_tr, x_te = x_tr.astype(np.float64), x_te.astype(np.float64)
+    x_pool = dataset.x_train[np.isin(dataset.y_train, classes)]  # for standardisation statistics
+    x_tr, x_te, x_pool = x_tr.astype(np.float64), x_te.astype(np.float64), x_pool.astype(np.float64)
     if input_dim is not None and reduce == "downsample":
         if x_tr.ndim != 3:
             raise ValueError(f"reduce='downsample' needs images (N, H, W); {dataset.name} has shape {x_tr.shape[1:]}")
         factor = int(round(np.sqrt(np.prod(x_tr.shape[1:]) / input_dim)))
         if factor < 1 or (x_tr.shape[1] // factor) * (x_tr.shape[2] // factor) != input_dim:
             raise ValueError(f"input_dim {input_dim} is not (H/f)·(W/f) for an integer f with images {x_tr.shape[1:]}")
-        x_tr, x_te = _downsample(x_tr, factor), _downsample(x_te, factor)
-    x_tr, x_te = x_tr.reshape(len(x_tr), -1), x_te.reshape(len(x_te), -1)
+        x_tr, x_te, x_pool = _downsample(x_tr, factor), _downsample(x_te, factor), _downsample(x_pool, factor)
+    x_tr, x_te, x_pool = (a.reshape(len(a), -1) for a in (x_tr, x_te, x_pool))
     if input_dim is not None and reduce == "pca":
         if not 1 <= input_dim <= min(x_tr.shape):
             raise ValueError(f"PCA input_dim must be in [1, min(n_train, d) = {min(x_tr.shape)}]; got {input_dim}")
         mean = x_tr.mean(0)
         _, _, vt = np.linalg.svd(x_tr - mean, full_matrices=False)
-        x_tr, x_te = (x_tr - mean) @ vt[:input_dim].T, (x_te - mean) @ vt[:input_dim].T
+        x_tr, x_te, x_pool = ((a - mean) @ vt[:input_dim].T for a in (x_tr, x_te, x_pool))
     if standardize:
-        mu, sd = x_tr.mean(0), x_tr.std(0)
-        sd = np.where(sd > 1e-12 * max(1.0, float(np.abs(x_tr).max())), sd, np.inf)
+        mu, sd = x_pool.mean(0), x_pool.std(0)
+        sd = np.where(sd > 1e-12 * max(1.0, float(np.abs(x_pool).max())), sd, np.inf)
         x_tr, x_te = (x_tr - mu) / sd, (x_te - mu) / sd
     if labels == "pm1":
         y_tr, y_te = 2 * y_tr - 1, 2 * y_te - 1

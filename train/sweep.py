@@ -48,6 +48,7 @@ def sweep(
     *,
     seed: int,
     size: int | None = None,
+    first_index: int = 0,
     chunk_size: int | None = None,
     mesh: Mesh | None = None,
     show_progress: bool = False,
@@ -60,6 +61,7 @@ def sweep(
       params: pytree whose leaves share a leading axis of size S (None: a pure seed sweep).
       seed: base seed; point i uses fold_in(PRNGKey(seed), i).
       size: S when params is None.
+      first_index: point i uses key index first_index + i (to split one long sweep into calls).
       chunk_size: evaluate at most this many points at once (rounded up to a multiple of the device
         count) to bound memory; None: all at once.
       mesh: a 1-D mesh with axis "sweep"; None: all devices.
@@ -92,7 +94,7 @@ def sweep(
     outputs = []
     for start in progress(range(0, S, chunk), desc=description, disable=not show_progress):
         index = np.minimum(np.arange(start, start + chunk), S - 1)  # pad by repeating the last point
-        keys = jax.random.key_data(sweep_keys(seed, index))
+        keys = jax.random.key_data(sweep_keys(seed, first_index + index))
         keys_dev = jax.random.wrap_key_data(_place(np.asarray(keys), sharding))
         chunk_params = jax.tree.map(lambda leaf, index=index: _place(leaf[index], sharding), host_params)
         out = compiled(keys_dev, chunk_params)

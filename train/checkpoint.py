@@ -1,0 +1,67 @@
+"""Resumable loops on top of orbax: every orbax call in the project lives here.
+
+    ckpt = Checkpointer(out / "checkpoints", every=10)
+    step, state = ckpt.restore(initial_state)        # (0, initial_state) on a fresh directory
+    for step in range(step, n_steps):
+        state = update(state, fold_in(key, step))    # randomness from (seed, step): resume is exact
+        ckpt.save(step + 1, state)                   # kept every `every` steps (and when forced)
+    ckpt.close()
+
+`state` is any pytree of arrays; restore uses `initial_state` as the template (structure, shapes,
+dtypes), so a restored state is interchangeable with a fresh one.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+__all__ = ["Checkpointer"]
+
+logging.getLogger("absl").setLevel(logging.WARNING)
+
+
+class Checkpointer:
+    """Save a pytree every `every` steps (asynchronously) and resume from the latest step."""
+
+    def __init__(self, directory: str | Path, *, every: int = 1, max_to_keep: int = 2):
+        if every < 1:
+            raise ValueError(f"checkpoint interval `every` must be >= 1; got {every}")
+        self.directory = Path(directory).absolute()
+        self._manager = ocp.CheckpointManager(
+            self.directory,
+            options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, save_interval_steps=every, create=True),
+        )
+
+    def latest_step(self) -> int | None:
+        return self._manager.latest_step()
+
+    def restore(self, initial_state):
+        """(latest step, its state), or (0, initial_state) when nothing was saved yet."""
+        step = self._manager.latest_step()
+        if step is None:
+            return 0, initial_state
+        template = jax.tree.map(ocp.utils.to_shape_dtype_struct, initial_state)
+        restored = self._manager.restore(step, args=ocp.args.StandardRestore(template))
+        as_numpy = jax.tree.map(lambda leaf: isinstance(leaf, np.ndarray), initial_state)
+        restored = jax.tree.map(lambda r, np_leaf: np.asarray(r) if np_leaf else r, restored, as_numpy)
+        return step, restored
+
+    def save(self, step: int, state, *, force: bool = False) -> bool:
+        """Save if `step` is on the interval (or `force`); returns whether it saved."""
+        return self._manager.save(step, args=ocp.args.StandardSave(state), force=force)
+
+    def close(self) -> None:
+        """Wait for pending asynchronous saves and release the manager."""
+        self._manager.wait_until_finished()
+        self._manager.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

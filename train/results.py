@@ -1,0 +1,98 @@
+"""results.json: what ran (config), on what (versions, commit, device), how long, and what it measured."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import importlib.metadata
+import json
+import math
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+
+__all__ = ["environment", "to_jsonable", "write_results", "read_results"]
+
+PACKAGES = ("jax", "jaxlib", "flax", "optax", "chex", "orbax-checkpoint", "numpy", "matplotlib", "tqdm", "mnist1d")
+
+
+def _git_commit() -> str:
+    try:
+        root = Path(__file__).resolve().parent.parent
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True, timeout=5)
+        if commit.returncode != 0:
+            return "unknown"
+        return commit.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def environment() -> dict:
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    devices = jax.devices()
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "packages": versions,
+        "git_commit": _git_commit(),
+        "backend": jax.default_backend(),
+        "device_kind": devices[0].device_kind,
+        "device_count": len(devices),
+        "process_count": jax.process_count(),
+        "x64": bool(jax.config.read("jax_enable_x64")),
+    }
+
+
+def to_jsonable(obj):
+    """Dataclasses, NamedTuples, arrays and NumPy scalars → plain JSON; non-finite floats → None."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return to_jsonable(dataclasses.asdict(obj))
+    if hasattr(obj, "_asdict"):
+        return to_jsonable(obj._asdict())
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray | jax.Array):
+        return to_jsonable(np.asarray(obj).tolist())
+    if isinstance(obj, np.generic):
+        return to_jsonable(obj.item())
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def write_results(out_dir, *, name: str, config, metrics: dict, wall_time_s: float, plots=()) -> Path:
+    """Write <out_dir>/results.json (process 0 only) and return its path."""
+    out_dir = Path(out_dir)
+    path = out_dir / "results.json"
+    if jax.process_index() != 0:
+        return path
+    record = {
+        "experiment": name,
+        "finished": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "wall_time_s": wall_time_s,
+        "config": config,
+        "environment": environment(),
+        "plots": [str(Path(p).relative_to(out_dir)) for p in plots],
+        "metrics": metrics,
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(to_jsonable(record), indent=2) + "\n")
+    tmp.replace(path)  # atomic: a killed run never leaves half a results.json
+    return path
+
+
+def read_results(out_dir) -> dict:
+    return json.loads((Path(out_dir) / "results.json").read_text())
