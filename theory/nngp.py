@@ -54,7 +54,7 @@ __all__ = [
 # tanh, measured near ρ = 1 (the hard case): relative error ~1e-8 with 96 nodes at pre-activation variances
 # ≲ 3, ~5e-6 at variance 4.6 (tanh's poles come closer to the real axis as √variance grows).
 DEFAULT_QUAD_POINTS = 96
-DEFAULT_BLOCK_SIZE = 1024  # measured best of {512, 1024, 2048, unblocked} on CPU: benchmarks/RESULTS.md
+DEFAULT_BLOCK_SIZE = 512  # measured best of {256, 512, 1024, 2048, 4096} on CPU: benchmarks/RESULTS.md
 
 
 class Activation(NamedTuple):
@@ -66,6 +66,9 @@ class Activation(NamedTuple):
       pair: F_φ(a, c, b) = E[φ(u)φ(v)], (u, v) ~ N(0, [[a, c], [c, b]]); arrays broadcast together.
       diag: F_φ(q, q, q) = E[φ(u)²], u ~ N(0, q); used on the diagonal so that it is exact.
       closed_form: whether `pair`/`diag` are closed forms (False: Gauss–Hermite quadrature).
+      prepare, pair_prepared: the same F_φ split so that per-point factors (√q, 1/√q, ...) are
+        computed once per point, O(P), rather than once per P² entry:
+        pair(a, c, b) = pair_prepared(prepare(a), c, prepare(b)).
     """
 
     name: str
@@ -73,6 +76,13 @@ class Activation(NamedTuple):
     pair: Callable
     diag: Callable
     closed_form: bool
+    prepare: Callable = lambda q: q
+    pair_prepared: Callable | None = None
+
+    def pair_from(self, prepared_a, c, prepared_b):
+        if self.pair_prepared is None:
+            return self.pair(prepared_a, c, prepared_b)
+        return self.pair_prepared(prepared_a, c, prepared_b)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -115,6 +125,14 @@ def _relu_diag(q):
 def _erf_pair(a, c, b):
     arg = 2.0 * c / jnp.sqrt((1.0 + 2.0 * a) * (1.0 + 2.0 * b))
     return (2.0 / jnp.pi) * jnp.arcsin(jnp.clip(arg, -1.0, 1.0))
+
+
+def _erf_prepare(q):
+    return 1.0 / jnp.sqrt(1.0 + 2.0 * q)
+
+
+def _erf_pair_prepared(pa, c, pb):
+    return (2.0 / jnp.pi) * jnp.arcsin(jnp.clip(2.0 * c * pa * pb, -1.0, 1.0))
 
 
 def _erf_diag(q):
@@ -218,8 +236,9 @@ def _quadrature_diag(fn: Callable, n: int) -> Callable:
 
 _CLOSED_FORMS = {
     "linear": (lambda z: z, _linear_pair, _linear_diag),
+    # ReLU stays on the plain form: with (√q, 1/√q) hoisted, XLA CPU ran the chain 4× slower (measured).
     "relu": (jax.nn.relu, _relu_pair, _relu_diag),
-    "erf": (jax.scipy.special.erf, _erf_pair, _erf_diag),
+    "erf": (jax.scipy.special.erf, _erf_pair, _erf_diag, _erf_prepare, _erf_pair_prepared),
     "gelu": (_exact_gelu, _gelu_pair, _gelu_diag),
 }
 _QUADRATURE_ONLY = {"tanh": jnp.tanh}
@@ -255,7 +274,7 @@ def get_activation(activation: str | Callable, quad_points: int | None = None) -
             "or pass a jnp-traceable callable (its kernel is then computed by Gauss-Hermite quadrature)"
         )
     if closed is not None and quad_points is None:
-        return Activation(name, fn, closed[0], closed[1], True)
+        return Activation(name, fn, closed[0], closed[1], True, *closed[2:])
     n = quad_points or DEFAULT_QUAD_POINTS
     return Activation(name, fn, _quadrature_pair(fn, n), _quadrature_diag(fn, n), False)
 
@@ -342,7 +361,9 @@ def _pair_chain(x_AxD, x_BxD, q_LxA, q_LxB, sw2, sb2, act: Activation, depth: in
     """K^depth on an (A, B) block: one matmul, then an elementwise chain XLA fuses into one loop."""
     c = sw2[0] * (x_AxD @ x_BxD.T) / x_AxD.shape[-1] + sb2[0]
     for l in range(1, depth + 1):
-        c = sw2[l] * act.pair(q_LxA[l - 1][:, None], c, q_LxB[l - 1][None, :]) + sb2[l]
+        p_a = jax.tree.map(lambda t: t[:, None], act.prepare(q_LxA[l - 1]))
+        p_b = jax.tree.map(lambda t: t[None, :], act.prepare(q_LxB[l - 1]))
+        c = sw2[l] * act.pair_from(p_a, c, p_b) + sb2[l]
     return c
 
 
@@ -388,6 +409,9 @@ def _symmetric_kernel(x_PxD, sw2, sb2, *, act: Activation, depth: int, block: in
         on_diagonal = jnp.arange(n_a)[:, None] + s_a == jnp.arange(n_b)[None, :] + s_b
         # The diagonal K(x, x) comes from the O(P) recursion, so it is exact and bitwise reproducible.
         c = jnp.where(on_diagonal, lax.dynamic_slice_in_dim(q_LxP[depth], s_a, n_a)[:, None], c)
+        # c has several consumers (c, c.T, the symmetrisation); without the barrier XLA fuses the whole
+        # transcendental chain into each of them and computes it two or three times (measured 5× slower).
+        c = lax.optimization_barrier(c)
         if n_a == n_b:  # a diagonal block (s_a == s_b) is symmetrised; for the others this is a no-op
             c = jnp.where(s_a == s_b, 0.5 * (c + c.T), c)
         out = lax.dynamic_update_slice(out, c, (s_a, s_b))
