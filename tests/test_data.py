@@ -89,12 +89,12 @@ def test_binary_task_errors(tmp_path):
         binary_task(ds, n_train=2, n_test=2, input_dim=50, reduce="downsample")
 
 
-def test_mnist1d_is_generated_locally_and_leaves_global_rng_alone():
-    np.random.seed(123)
-    expected = np.random.rand()
-    np.random.seed(123)
+def test_mnist1d_is_generated_locally_and_leaves_global_rng_alone():  # noqa: NPY002 (legacy RNG on purpose)
+    np.random.seed(123)  # noqa: NPY002
+    expected = np.random.rand()  # noqa: NPY002
+    np.random.seed(123)  # noqa: NPY002
     ds = load_mnist1d(num_samples=500)
-    assert np.random.rand() == expected
+    assert np.random.rand() == expected  # noqa: NPY002
     assert ds.x_train.shape == (400, 40) and ds.x_test.shape == (100, 40)
     task = binary_task(ds, classes=(0, 1), n_train=20, n_test=10)
     assert task.info["dataset"] == "mnist1d"

@@ -162,11 +162,11 @@ def load_mnist1d(num_samples: int = 5000, seed: int = 42) -> Dataset:
         raise DataError("MNIST-1D needs the `mnist1d` package: pip install -e '.[data]'") from e
     args = get_dataset_args()
     args.num_samples, args.seed = num_samples, seed
-    state = np.random.get_state()
+    state = np.random.get_state()  # noqa: NPY002  (mnist1d seeds the legacy global RNG)
     try:
         d = make_dataset(args)
     finally:
-        np.random.set_state(state)
+        np.random.set_state(state)  # noqa: NPY002
     return Dataset("mnist1d", d["x"], d["y"].astype(np.int64), d["x_test"], d["y_test"].astype(np.int64),
                    tuple(str(i) for i in range(10)), f"mnist1d generator (seed {seed})")
 

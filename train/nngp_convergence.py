@@ -16,7 +16,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -52,8 +51,10 @@ class Config:
 
     def validate(self):
         req = cli.require
-        req(self.dataset in ("auto", "fashion-mnist", "mnist1d"), f"dataset must be auto, fashion-mnist or mnist1d; got {self.dataset!r}")
-        req(len(self.classes) == 2 and self.classes[0] != self.classes[1], f"classes must be two different labels; got {self.classes}")
+        req(self.dataset in ("auto", "fashion-mnist", "mnist1d"),
+            f"dataset must be auto, fashion-mnist or mnist1d; got {self.dataset!r}")
+        req(len(self.classes) == 2 and self.classes[0] != self.classes[1],
+            f"classes must be two different labels; got {self.classes}")
         req(self.n_train >= 2 and self.n_test >= 1, f"need n_train >= 2 and n_test >= 1; got {self.n_train}, {self.n_test}")
         req(self.input_dim >= 0, f"input_dim must be >= 0 (0 keeps all features); got {self.input_dim}")
         req(len(self.activations) > 0 and all(a in ACTIVATIONS for a in self.activations),
@@ -62,7 +63,8 @@ class Config:
         req(len(self.widths) >= 2 and all(w >= 1 for w in self.widths) and list(self.widths) == sorted(set(self.widths)),
             f"widths must be >= 2 increasing positive integers; got {self.widths}")
         req(self.draws >= 2 and self.chunk >= 1, f"need draws >= 2 and chunk >= 1; got {self.draws}, {self.chunk}")
-        req(self.weight_var > 0 and self.bias_var >= 0, f"need weight_var > 0 and bias_var >= 0; got {self.weight_var}, {self.bias_var}")
+        req(self.weight_var > 0 and self.bias_var >= 0,
+            f"need weight_var > 0 and bias_var >= 0; got {self.weight_var}, {self.bias_var}")
         req(self.noise > 0, f"noise (GP temperature) must be > 0; got {self.noise}")
 
 
