@@ -409,9 +409,6 @@ def _symmetric_kernel(x_PxD, sw2, sb2, *, act: Activation, depth: int, block: in
         on_diagonal = jnp.arange(n_a)[:, None] + s_a == jnp.arange(n_b)[None, :] + s_b
         # The diagonal K(x, x) comes from the O(P) recursion, so it is exact and bitwise reproducible.
         c = jnp.where(on_diagonal, lax.dynamic_slice_in_dim(q_LxP[depth], s_a, n_a)[:, None], c)
-        # c has several consumers (c, c.T, the symmetrisation); without the barrier XLA fuses the whole
-        # transcendental chain into each of them and computes it two or three times (measured 5× slower).
-        c = lax.optimization_barrier(c)
         if n_a == n_b:  # a diagonal block (s_a == s_b) is symmetrised; for the others this is a no-op
             c = jnp.where(s_a == s_b, 0.5 * (c + c.T), c)
         out = lax.dynamic_update_slice(out, c, (s_a, s_b))
