@@ -46,6 +46,8 @@ __all__ = [
     "get_activation",
     "nngp_kernel",
     "nngp_diag",
+    "covariance_chain",
+    "mean_activation",
     "ACTIVATIONS",
     "DEFAULT_QUAD_POINTS",
     "DEFAULT_BLOCK_SIZE",
@@ -530,3 +532,63 @@ def nngp_diag(
     sw2 = _layer_values(weight_var, depth, "weight_var", dtype)
     sb2 = _layer_values(bias_var, depth, "bias_var", dtype)
     return _diag_layers(x.astype(dtype), sw2, sb2, act, depth)[depth]
+
+
+def covariance_chain(K0_AxB, k0_A, k0_B, *, activation: str | Callable | Activation, layer_weight_var, layer_bias_var=0.0,
+                     quad_points: int | None = None):
+    """Layers 1..L of the NNGP recursion applied to a given layer-0 covariance (all arrays, any shapes).
+
+    K^l = σ_wl² F_φ(K^{l-1}(x, x), K^{l-1}(x, x'), K^{l-1}(x', x')) + σ_bl²,  l = 1..L
+    (Lee et al. 2018, eq. 4; kernel_renormalization.md §2). Used where the layer-0 covariance is not
+    x·x'/d: patch covariances of convolutional networks (Aiudi et al. 2025) and the kernels whose
+    per-layer variances carry order parameters (the "nested" renormalisation, σ_wl² = Q_l/λ_l).
+
+    Args:
+      K0_AxB: layer-0 covariances K^0(x_a, x_b), any shape broadcasting with k0_A[..., :, None] and
+        k0_B[..., None, :] (e.g. (P1, P2), or (n, n, P1, P2) for patch pairs).
+      k0_A, k0_B: layer-0 variances K^0(x_a, x_a), K^0(x_b, x_b); shapes (..., P1) and (..., P2).
+      activation: name, callable, or an `Activation`.
+      layer_weight_var: σ_wl² for l = 1..L, shape (L,), may be traced (L = 0 returns the inputs).
+      layer_bias_var: σ_bl², a scalar or shape (L,).
+      quad_points: see `get_activation`.
+
+    Returns:
+      (K^L_AxB, k^L_A, k^L_B): the layer-L covariances and variances; the variances come from the
+      exact diagonal map F_φ(q, q, q), so the diagonal of a square K^L equals k^L when K^0's does.
+    """
+    act = activation if isinstance(activation, Activation) else get_activation(activation, quad_points)
+    sw2 = jnp.atleast_1d(jnp.asarray(layer_weight_var))
+    if sw2.ndim != 1:
+        raise ValueError(f"layer_weight_var must be a scalar or a vector (one per layer); got shape {sw2.shape}")
+    sb2 = jnp.broadcast_to(jnp.asarray(layer_bias_var, sw2.dtype), sw2.shape)
+    K, a, b = K0_AxB, k0_A, k0_B
+    for l in range(sw2.shape[0]):
+        K = sw2[l] * act.pair(a[..., :, None], K, b[..., None, :]) + sb2[l]
+        a = sw2[l] * act.diag(a) + sb2[l]
+        b = sw2[l] * act.diag(b) + sb2[l]
+    return K, a, b
+
+
+_ODD = ("linear", "erf", "tanh")
+
+
+def mean_activation(activation: str | Callable, q, quad_points: int | None = None):
+    """μ(q) = E[φ(u)], u ~ N(0, q): the prior mean activation (non-central Wishart ansatz,
+    kernel_renormalization.md §2, §4).
+
+    Closed forms: 0 for odd φ (linear, erf, tanh); ReLU √(q/2π); exact GELU q/√(2π(1 + q)) (Stein's
+    lemma: E[uΦ(u)] = q E[Φ'(u)] = q/√(2π(1 + q))). Any other callable: 1-D Gauss–Hermite.
+    """
+    q = jnp.asarray(q)
+    if isinstance(activation, str) and quad_points is None:
+        name = activation.lower()
+        if name in _ODD:
+            return jnp.zeros_like(q)
+        if name == "relu":
+            return jnp.sqrt(q / (2.0 * jnp.pi))
+        if name == "gelu":
+            return q / jnp.sqrt(2.0 * jnp.pi * (1.0 + q))
+    fn = get_activation(activation, quad_points).fn
+    z, w = _hermite_rule(quad_points or DEFAULT_QUAD_POINTS)
+    z, w = jnp.asarray(z, q.dtype), jnp.asarray(w, q.dtype)
+    return jnp.sum(w * fn(jnp.sqrt(q)[..., None] * z), axis=-1)

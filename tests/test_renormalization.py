@@ -1,0 +1,284 @@
+"""Kernel renormalization of deep MLPs: stationarity, limits, closed forms, variants, eigenbasis, errors."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from theory import renormalization as R
+from theory.nngp import nngp_diag, nngp_kernel
+
+
+def _data(seed=0, P=200, N0=50, P_test=100, noise=0.3):
+    """The notes' check setup (kernel_renormalization.md §4): Gaussian inputs, sign labels of a noisy teacher."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((P, N0))
+    y = np.sign(x[:, 0] + noise * rng.standard_normal(P))
+    x0 = rng.standard_normal((P_test, N0))
+    return x, y, x0, np.sign(x0[:, 0])
+
+
+def _kernels(x, y, x0, activation, depth, priors=1.0):
+    sw2 = 1.0 / np.broadcast_to(np.asarray(priors, float), (depth + 1,))
+    args = dict(activation=activation, depth=depth, weight_var=sw2)
+    return nngp_kernel(x, **args), nngp_kernel(x0, x, **args), nngp_diag(x0, **args)
+
+
+def _dense_action(K_R, y, T):
+    """yᵀA⁻¹y + log det A by a dense solve and slogdet (independent of the Cholesky/eigenbasis code)."""
+    A = K_R + T * jnp.eye(K_R.shape[0])
+    return y @ jnp.linalg.solve(A, y) + jnp.linalg.slogdet(A)[1]
+
+
+# ---------------------------------------------------------------------------------------------
+# Saddle point
+
+
+@pytest.mark.parametrize("depth,width", [(1, 100), (3, 50), (2, (40, 160))])
+def test_vanilla_is_stationary_point_of_the_dense_action(depth, width):
+    x, y, x0, y0 = _data()
+    T = 0.01
+    r = R.fc_theory(x, y, x0, y0, activation="erf", depth=depth, width=width, temperature=T)
+    K, _, _ = _kernels(x, y, x0, "erf", depth)
+    N = jnp.broadcast_to(jnp.asarray(width, float), (depth,))
+
+    def action(q):
+        return jnp.sum(N * (jnp.exp(q) - q)) + _dense_action(jnp.prod(jnp.exp(q)) * K, jnp.asarray(y), T)
+
+    grad = jax.grad(action)(jnp.log(r.order_params))
+    # ∂𝒮/∂log Q_l is a difference of terms of size N_l; the solve reaches ~1e-14 of that.
+    np.testing.assert_array_less(np.abs(grad) / N, 1e-9)
+    hess = jax.hessian(action)(jnp.log(r.order_params))
+    assert np.all(np.linalg.eigvalsh(hess) > 0), "the solution must be a minimum of the action"
+
+
+def test_nested_is_stationary_point_of_the_dense_action():
+    x, y, x0, y0 = _data()
+    T, depth, N = 0.01, 3, 50.0
+    r = R.fc_theory(x, y, x0, y0, activation="erf", depth=depth, width=N, temperature=T, variant="nested")
+
+    def action(q):
+        # the nested kernel rebuilt through nngp_kernel with per-layer variances Q_l/λ_l
+        K_R = nngp_kernel(x, activation="erf", depth=depth, weight_var=jnp.concatenate([jnp.ones(1), jnp.exp(q)]))
+        return jnp.sum(N * (jnp.exp(q) - q)) + _dense_action(K_R, jnp.asarray(y), T)
+
+    grad = jax.grad(action)(jnp.log(r.order_params))
+    np.testing.assert_array_less(np.abs(grad) / N, 1e-9)
+    assert np.all(np.linalg.eigvalsh(jax.hessian(action)(jnp.log(r.order_params))) > 0)
+
+
+@pytest.mark.parametrize("depth", [1, 2])
+def test_noncentral_relu_is_stationary_and_differs_from_central(depth):
+    x, y, x0, y0 = _data()
+    x = x + 0.5  # inputs with a mean make the ReLU mean activations matter more
+    x0 = x0 + 0.5
+    T, N = 0.01, 60.0
+    r = R.fc_theory(x, y, x0, y0, activation="relu", depth=depth, width=N, temperature=T, variant="noncentral")
+    Qbar, Q = r.order_params
+    K, _, _ = _kernels(x, y, x0, "relu", depth)
+    c_prev = nngp_diag(x, activation="relu", depth=depth - 1) if depth > 1 else jnp.sum(x * x, 1) / x.shape[1]
+    mu = jnp.sqrt(c_prev / (2 * jnp.pi))
+
+    def action(z):
+        qb, qq = z[:depth], z[depth:]
+        later = jnp.array([jnp.prod(qb[l + 1:]) for l in range(depth)])
+        m = jnp.sum((qb - 1 / (1 + qq)) * later)
+        K_R = jnp.prod(qb) * K - m * jnp.outer(mu, mu)
+        return N * jnp.sum(-qb * qq + jnp.log(1 + qq)) + _dense_action(K_R, jnp.asarray(y), T)
+
+    grad = jax.grad(action)(jnp.concatenate([Qbar, Q]))
+    np.testing.assert_array_less(np.abs(grad) / N, 1e-8)
+    central = R.fc_theory(x, y, x0, y0, activation="relu", depth=depth, width=N, temperature=T)
+    # with the mean term the relation Q = 1/Q̄ − 1 of the central theory no longer holds exactly
+    assert np.max(np.abs(Q - (1 / Qbar - 1))) > 1e-4
+    assert abs(float(r.test_loss - central.test_loss)) > 1e-6
+
+
+def test_noncentral_reduces_to_vanilla_for_odd_activation():
+    x, y, x0, y0 = _data()
+    kw = dict(activation="erf", depth=2, width=80, temperature=0.01)
+    nc = R.fc_theory(x, y, x0, y0, variant="noncentral", **kw)
+    van = R.fc_theory(x, y, x0, y0, **kw)
+    np.testing.assert_allclose(nc.order_params[0], van.order_params, rtol=1e-9)
+    np.testing.assert_allclose(nc.order_params[1], 1 / van.order_params - 1, rtol=1e-8)
+    np.testing.assert_allclose(nc.test_loss, van.test_loss, rtol=1e-9)
+
+
+def test_one_layer_two_variable_form():
+    x, y, x0, y0 = _data()
+    K, K0, k0 = _kernels(x, y, x0, "erf", 1)
+    sp = R.spectrum(K, jnp.asarray(y), K0, k0, jnp.asarray(y0))
+    Q, Qbar, ok = R.one_layer_order_params(sp, 100.0, 0.01)
+    assert bool(ok)
+    g = jax.grad(R.one_layer_action, argnums=(0, 1))(Q, Qbar, 100.0, 0.01, sp)
+    np.testing.assert_array_less(np.abs(np.array(g)) / 100.0, 1e-10)
+    r = R.fc_theory(x, y, x0, y0, activation="erf", depth=1, width=100, temperature=0.01)
+    np.testing.assert_allclose(Qbar, r.order_params[0], rtol=1e-12)
+
+
+# ---------------------------------------------------------------------------------------------
+# Limits and closed forms
+
+
+@pytest.mark.parametrize("depth,width", [(1, 100), (3, 50), (2, 400)])
+def test_zero_temperature_closed_form(depth, width):
+    x, y, x0, y0 = _data()
+    T = 1e-9
+    r = R.fc_theory(x, y, x0, y0, activation="erf", depth=depth, width=width, temperature=T)
+    K, _, _ = _kernels(x, y, x0, "erf", depth)
+    s = float(y @ np.linalg.solve(np.asarray(K), y))
+    P = len(y)
+    Q = float(R.zero_temperature_order_param(s / P, P / width, depth))
+    # the T → 0 formula drops O(T/k_min) corrections; K's smallest eigenvalue here is ~1e-2
+    np.testing.assert_allclose(r.order_params, Q, rtol=1e-6)
+    # and the closed form is the root of the polynomial Q^L (Q − 1 + α) − α s/P, found independently
+    alpha = P / width
+    coeffs = np.zeros(depth + 2)
+    coeffs[0], coeffs[1], coeffs[-1] = 1.0, alpha - 1.0, -alpha * s / P
+    real = [z.real for z in np.roots(coeffs) if abs(z.imag) < 1e-9 and z.real > max(0, 1 - alpha)]
+    np.testing.assert_allclose(Q, real, rtol=1e-10)
+
+
+def test_notes_reference_values():
+    """kernel_renormalization.md §4: erf, P = 200, N_0 = 50, T → 0: L = 1, N = 100 → 3.79470; L = 3, N = 50 → 1.97771
+    (its data recipe: rng(0) Gaussian inputs, sign of a noisy first coordinate)."""
+    x, y, x0, y0 = _data()
+    q1 = R.fc_theory(x, y, x0, y0, activation="erf", depth=1, width=100, temperature=1e-9).order_params
+    q3 = R.fc_theory(x, y, x0, y0, activation="erf", depth=3, width=50, temperature=1e-9).order_params
+    np.testing.assert_allclose(q1, 3.79470, atol=6e-6)
+    np.testing.assert_allclose(q3, 1.97771, atol=6e-6)
+
+
+@pytest.mark.parametrize("variant", ["vanilla", "nested"])
+def test_infinite_width_gives_gp(variant):
+    x, y, x0, y0 = _data(P=80)
+    for N in (1e4, 1e6):
+        r = R.fc_theory(x, y, x0, y0, activation="erf", depth=2, width=N, temperature=0.05, variant=variant)
+        # Q − 1 = −g/N with |g| <= P + yᵀA⁻¹y: the departure is O(1/N)
+        np.testing.assert_array_less(np.abs(r.order_params - 1), 10 * (80 + float(y @ y) / 0.05) / N)
+    np.testing.assert_allclose(r.mean, r.nngp.mean, rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(r.test_loss, r.nngp.test_loss, rtol=1e-3)
+
+
+@pytest.mark.parametrize("activation", ["relu", "linear"])
+def test_vanilla_equals_nested_for_homogeneous_activations(activation):
+    x, y, x0, y0 = _data()
+    kw = dict(activation=activation, depth=3, width=(60, 90, 120), temperature=0.02, priors=[1.0, 2.0, 0.5, 1.5])
+    van, nes = (R.fc_theory(x, y, x0, y0, variant=v, **kw) for v in ("vanilla", "nested"))
+    np.testing.assert_allclose(nes.order_params, van.order_params, rtol=1e-8)
+    np.testing.assert_allclose(nes.test_loss, van.test_loss, rtol=1e-8)
+    np.testing.assert_allclose(nes.var, van.var, rtol=1e-7, atol=1e-12)
+
+
+def test_vanilla_differs_from_nested_for_erf():
+    x, y, x0, y0 = _data()
+    kw = dict(activation="erf", depth=3, width=50, temperature=0.01)
+    van, nes = (R.fc_theory(x, y, x0, y0, variant=v, **kw) for v in ("vanilla", "nested"))
+    assert np.max(np.abs(nes.order_params - van.order_params)) > 1e-2
+    assert not np.allclose(nes.order_params, nes.order_params[0])  # nested Q_l depend on the layer
+
+
+def test_deep_linear_network_li_sompolinsky():
+    """Deep linear networks (Li & Sompolinsky 2021): at T → 0 the posterior mean is the GP's (independent of the
+    renormalization) and the variance is the GP's times Π u_l = Q^L, with Q^L (Q − 1 + α) = α s/P."""
+    x, y, x0, y0 = _data(P=40, N0=60)  # P < N_0 so the linear kernel has full rank
+    depth, N, T = 3, 20.0, 1e-10
+    r = R.fc_theory(x, y, x0, y0, activation="linear", depth=depth, width=N, temperature=T)
+    np.testing.assert_allclose(r.mean, r.nngp.mean, rtol=1e-6, atol=1e-8)
+    scale = float(np.prod(r.order_params))
+    np.testing.assert_allclose(r.var, scale * r.nngp.var, rtol=1e-5, atol=1e-12)
+    C = x @ x.T / x.shape[1]
+    s = float(y @ np.linalg.solve(C, y))
+    np.testing.assert_allclose(r.order_params, R.zero_temperature_order_param(s / 40, 40 / N, depth), rtol=1e-7)
+    assert r.order_params[0] > 1  # α = 2 > 1 with s/P > 1: the kernel is expanded
+
+
+# ---------------------------------------------------------------------------------------------
+# Eigenbasis
+
+
+def test_eigenbasis_equals_dense_prediction_and_grid_equals_pointwise():
+    x, y, x0, y0 = _data()
+    K, K0, k0 = _kernels(x, y, x0, "erf", 2)
+    sp = R.spectrum(K, jnp.asarray(y), K0, k0, jnp.asarray(y0))
+    for scale, T in [(0.3, 0.01), (2.5, 1e-4)]:
+        e = R.eigen_prediction(scale, T, sp)
+        d = R._dense_prediction(scale * K, scale * K0, scale * k0, jnp.asarray(y), jnp.asarray(y0), T)
+        np.testing.assert_allclose(e.mean, d.mean, rtol=1e-8, atol=1e-10)
+        np.testing.assert_allclose(e.var, d.var, rtol=1e-6, atol=1e-10)
+        np.testing.assert_allclose(e.test_loss, d.test_loss, rtol=1e-9)
+    widths, temps = [30.0, 100.0, 1000.0], [1e-3, 0.1]
+    grid = R.fc_theory_grid(x, y, x0, y0, activation="erf", depth=2, widths=widths, temperatures=temps)
+    assert bool(jnp.all(grid.converged))
+    for i, N in enumerate(widths):
+        for j, T in enumerate(temps):
+            r = R.fc_theory(x, y, x0, y0, activation="erf", depth=2, width=N, temperature=T)
+            np.testing.assert_allclose(grid.order_param[i, j], r.order_params[0], rtol=1e-10)
+            np.testing.assert_allclose(grid.test_loss[i, j], r.test_loss, rtol=1e-8)
+            np.testing.assert_allclose(grid.bias2[i, j], r.bias2, rtol=1e-8)
+
+
+def test_metastability_is_detected_on_a_two_scale_spectrum():
+    """Two groups of modes 5 decades apart, a weak target on the strong modes and a strong one on the weak modes,
+    narrow network (P/N ≈ 26): the action has two minima, one where the renormalized kernel resolves the weak
+    modes (c k_weak ≳ T) and one where it does not. Both are found and the lower is chosen. (Found by a random
+    search over two-group spectra; about 1 in 20 such spectra is bistable at small N.)"""
+    k = jnp.concatenate([jnp.ones(50), jnp.full(50, 1.83e-5)])
+    y2 = jnp.concatenate([jnp.full(50, 3.57e-4), jnp.full(50, 0.617)])
+    sp = R.Spectrum(k, y2, jnp.sqrt(y2), jnp.zeros((1, 100)), jnp.ones(1), jnp.zeros(1))
+    T, N = 8.53e-4, 3.80
+    sol = R.solve_vanilla(sp, jnp.array([N]), T)
+    assert bool(sol.converged)
+    assert int(sol.n_minima) == 2
+    finite = np.isfinite(np.asarray(sol.minima_actions))
+    minima = np.asarray(sol.minima)[finite]
+    assert abs(np.log(minima[0, 0] / minima[1, 0])) > 1.0  # two distinct states, not one root counted twice
+    for Q in minima:
+        q = jnp.log(jnp.asarray(Q))
+        grad = jax.grad(lambda q: R.vanilla_action(jnp.exp(q), jnp.array([N]), T, sp))(q)
+        np.testing.assert_array_less(np.abs(grad) / N, 1e-8)
+        assert float(jax.hessian(lambda q: R.vanilla_action(jnp.exp(q), jnp.array([N]), T, sp))(q)[0, 0]) > 0
+    assert float(sol.action) == float(np.min(np.asarray(sol.minima_actions)))
+
+
+# ---------------------------------------------------------------------------------------------
+# Errors
+
+
+@pytest.mark.parametrize(
+    "change,match",
+    [
+        (dict(width=0), "width"),
+        (dict(width=[10, 20]), "width"),
+        (dict(temperature=0.0), "temperature"),
+        (dict(temperature=-1.0), "temperature"),
+        (dict(priors=[1.0, 1.0]), "priors"),
+        (dict(priors=[1.0, -1.0, 1.0, 1.0]), "priors"),
+        (dict(variant="full"), "variant"),
+        (dict(depth=0), "depth"),
+    ],
+)
+def test_bad_input(change, match):
+    x, y, x0, y0 = _data(P=20, P_test=5)
+    kw = dict(activation="erf", depth=3, width=10, temperature=0.1, priors=1.0) | change
+    with pytest.raises(ValueError, match=match):
+        R.fc_theory(x, y, x0, y0, **kw)
+
+
+def test_bad_data():
+    x, y, x0, y0 = _data(P=20, P_test=5)
+    kw = dict(activation="erf", depth=1, width=10, temperature=0.1)
+    with pytest.raises(ValueError, match="P_test >= 1"):
+        R.fc_theory(x, y, x0[:0], y0[:0], **kw)
+    with pytest.raises(ValueError, match="one scalar target"):
+        R.fc_theory(x, y[:-1], x0, y0, **kw)
+    with pytest.raises(ValueError, match="same input dimension"):
+        R.fc_theory(x, y, x0[:, :3], y0, **kw)
+    with pytest.raises(ValueError, match="NaN"):
+        R.fc_theory(np.where(x > 2, np.nan, x), y, x0, y0, **kw)
+
+
+def test_non_convergence_raises_with_the_residual():
+    x, y, x0, y0 = _data(P=50)
+    with pytest.raises(R.ConvergenceError, match="residual"):
+        R.fc_theory(x, y, x0, y0, activation="erf", depth=2, width=20, temperature=0.01, variant="nested", max_iter=0)

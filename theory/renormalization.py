@@ -1,0 +1,593 @@
+"""Kernel renormalization of Bayesian deep networks in the proportional regime (equivalent Wishart ansatz).
+
+Sources: Pacelli et al., Nat. Mach. Intell. 2023 (deep MLPs, "vanilla"/"nested" kernels, non-central
+ansatz); Baglioni et al., PRL 2024 (one hidden layer, two-variable form); Baglioni et al., arXiv 2605.29684
+(2026) (deep, equivalent Wishart ansatz); Li & Sompolinsky, PRX 2021 (deep linear networks). Equations and
+conventions: `../shared/science/kernel_renormalization.md` §1–4 ("notes" below). CNNs: `theory.conv_renormalization`.
+
+Network: L hidden layers of widths N_1..N_L, inputs of dimension N_0, standard scaling, no biases, Gaussian
+prior W^l ~ N(0, 1/λ_l) (`priors` = [λ_0, …, λ_L], λ_L the readout), posterior at temperature T (likelihood
+exp(−Σ(y − f)²/2T)). The NNGP kernel K^(L) is `theory.nngp.nngp_kernel` with weight_var = 1/λ.
+
+Renormalized kernel and action (notes §4; we write 𝒮 for the whole exponent, Z ≈ ∫dQ exp(−𝒮/2)):
+
+    vanilla:  K_R = (Π_l Q_l) K^(L)
+    nested:   K_R = K^(L) with σ_wl² = Q_l/λ_l inside the recursion (l = 1..L)
+    𝒮(Q)     = Σ_l N_l (Q_l − log Q_l) + yᵀA⁻¹y + log det A,        A = K_R + T I
+
+(for equal widths 𝒮/N is the notes' S and the authors' `effectiveAction`). The order parameters are the
+minimiser of 𝒮 over Q > 0 (it exists: 𝒮 → ∞ at Q → 0 and Q → ∞). Vanilla stationarity, with
+g(c) = c ∂_c[yᵀA⁻¹y + log det A] = Tr(A⁻¹K_R) − yᵀA⁻¹K_R A⁻¹y at c = Π Q_l:
+
+    Q_l = 1 − g(c)/N_l                                                            (notes §4)
+
+so all stationary points lie on one curve and are the roots of the scalar function of u = log c
+
+    h(u) = u − Σ_l log(1 − g(eᵘ)/N_l)        (+∞ where some 1 − g/N_l ≤ 0),
+
+which runs from −∞ to +∞: a root always exists, and h < 0 → h > 0 crossings are the minima. In the
+eigenbasis of K^(L) = U diag(k) Uᵀ, ỹ = Uᵀy, g(c) = Σ_i r_i (1 − ỹ_i²/(c k_i + T)) with r_i = c k_i/(c k_i + T),
+so every (width, temperature) point costs O(P) after one eigendecomposition (`Spectrum`, `solve_vanilla`).
+
+Prediction at test points with the renormalized kernels (k_R, κ_R scaled the same way; notes §3):
+
+    mean = k_Rᵀ A⁻¹ y,   var = κ_R − k_Rᵀ A⁻¹ k_R,   ε_g = ⟨(y0 − mean)²⟩ + ⟨var⟩ = bias² + variance.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.scipy.linalg import cho_solve
+
+from theory import _solvers
+from theory.gp import gp_posterior, gp_test_loss
+from theory.nngp import covariance_chain, get_activation, mean_activation, nngp_diag, nngp_kernel
+
+__all__ = [
+    "Prediction",
+    "FCTheory",
+    "Spectrum",
+    "VanillaSolution",
+    "TheoryGrid",
+    "ConvergenceError",
+    "VARIANTS",
+    "fc_theory",
+    "fc_theory_grid",
+    "spectrum",
+    "solve_vanilla",
+    "vanilla_action",
+    "eigen_prediction",
+    "one_layer_action",
+    "one_layer_order_params",
+    "zero_temperature_order_param",
+]
+
+VARIANTS = ("vanilla", "nested", "noncentral")
+DEFAULT_TOL = 1e-10  # on the stationarity residual, relative to the widths (≈ relative accuracy of Q)
+_SCAN_HALF_WIDTH = 100.0  # c = Π Q_l is searched in [e^-100, e^100]
+_SCAN_POINTS = 401  # log-spacing 0.5: roots closer than that in log c would be merged
+_MAX_MINIMA = 4
+
+
+class ConvergenceError(RuntimeError):
+    """A saddle-point solver did not reach its tolerance; the message gives the residual."""
+
+
+class Prediction(NamedTuple):
+    """Posterior of the network output at the test points, and the predicted test loss ε_g."""
+
+    mean: jax.Array  # (Q,)
+    var: jax.Array  # (Q,)
+    test_loss: jax.Array  # ε_g = bias2 + variance
+    bias2: jax.Array  # ⟨(y0 − mean)²⟩
+    variance: jax.Array  # ⟨var⟩
+
+
+class FCTheory(NamedTuple):
+    """Renormalized-kernel prediction for a deep fully connected Bayesian network (`fc_theory`)."""
+
+    order_params: jax.Array  # (L,) Q_l; noncentral: (2, L), rows (Q̄_l, Q_l)
+    mean: jax.Array
+    var: jax.Array
+    test_loss: jax.Array
+    bias2: jax.Array
+    variance: jax.Array
+    action: jax.Array  # 𝒮 at the solution (module docstring); divide by N for the notes' S
+    residual: jax.Array  # max_l |∂𝒮/∂log Q_l| / N_l at the solution
+    other_minima: tuple  # order parameters of other local minima found (metastable states), if any
+    nngp: Prediction  # the infinite-width limit (Q = 1): plain NNGP GP regression
+
+
+# ---------------------------------------------------------------------------------------------
+# Input checks
+
+
+def _positive_scalar(value, name: str, hint: str) -> float:
+    arr = np.asarray(value, dtype=np.float64)
+    if arr.ndim != 0 or not np.isfinite(arr) or arr <= 0:
+        raise ValueError(f"{name} must be a finite scalar > 0 ({hint}); got {value!r}")
+    return float(arr)
+
+
+def _check_depth(depth) -> int:
+    if isinstance(depth, bool) or not isinstance(depth, int | np.integer) or depth < 1:
+        raise ValueError(f"depth (the number of hidden layers) must be an integer >= 1; got {depth!r}")
+    return int(depth)
+
+
+def _widths(width, depth: int) -> np.ndarray:
+    arr = np.asarray(width, dtype=np.float64)
+    if arr.ndim == 0:
+        arr = np.full(depth, float(arr))
+    if arr.shape != (depth,):
+        raise ValueError(f"width must be a scalar or one value per hidden layer (length {depth}); got {width!r}")
+    if not np.all(np.isfinite(arr)) or np.any(arr <= 0):
+        raise ValueError(f"width must be finite and > 0 (the number of units N_l); got {width!r}")
+    return arr
+
+
+def _priors(priors, depth: int) -> np.ndarray:
+    arr = np.asarray(priors, dtype=np.float64)
+    if arr.ndim == 0:
+        arr = np.full(depth + 1, float(arr))
+    if arr.shape != (depth + 1,):
+        raise ValueError(
+            f"priors must be a scalar or [λ_0, …, λ_L], one precision per weight layer (input layer first, readout "
+            f"last): length depth + 1 = {depth + 1}; got {priors!r}"
+        )
+    if not np.all(np.isfinite(arr)) or np.any(arr <= 0):
+        raise ValueError(f"priors are Gaussian precisions λ_l and must be finite and > 0; got {priors!r}")
+    return arr
+
+
+def _data(x_train, y_train, x_test, y_test):
+    x, x0 = np.asarray(x_train, np.float64), np.asarray(x_test, np.float64)
+    y, y0 = np.asarray(y_train, np.float64), np.asarray(y_test, np.float64)
+    if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
+        raise ValueError(f"x_train must be a (P, N_0) array with P, N_0 >= 1; got shape {x.shape}")
+    if x0.ndim != 2 or x0.shape[0] == 0:
+        raise ValueError(
+            f"x_test must be a (P_test, N_0) array with P_test >= 1 (the theory predicts on test points); "
+            f"got shape {x0.shape}"
+        )
+    if x0.shape[1] != x.shape[1]:
+        raise ValueError(f"x_train and x_test must have the same input dimension; got {x.shape} and {x0.shape}")
+    y = y.reshape(-1) if y.ndim == 2 and y.shape[1] == 1 else y
+    y0 = y0.reshape(-1) if y0.ndim == 2 and y0.shape[1] == 1 else y0
+    if y.shape != (x.shape[0],) or y0.shape != (x0.shape[0],):
+        raise ValueError(
+            f"y_train and y_test must hold one scalar target per point: shapes ({x.shape[0]},) and ({x0.shape[0]},); "
+            f"got {y.shape} and {y0.shape}"
+        )
+    for name, arr in (("x_train", x), ("y_train", y), ("x_test", x0), ("y_test", y0)):
+        if not np.all(np.isfinite(arr)):
+            raise ValueError(f"{name} contains NaN or infinite values")
+    return jnp.asarray(x), jnp.asarray(y), jnp.asarray(x0), jnp.asarray(y0)
+
+
+def _in_float64(fn):
+    """Theory runs in float64 whatever the global flag (kernel_renormalization.md: deep kernels and small T)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        if jax.config.read("jax_enable_x64"):
+            return fn(*args, **kwargs)
+        with jax.enable_x64(True):
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
+# ---------------------------------------------------------------------------------------------
+# Eigenbasis (vanilla) theory: O(P) per point
+
+
+class Spectrum(NamedTuple):
+    """One eigendecomposition K^(L) = U diag(k) Uᵀ and the projections every grid point needs."""
+
+    eigenvalues: jax.Array  # (P,) k_i >= 0 (rounding negatives clipped)
+    target_power: jax.Array  # (P,) ỹ_i² = (Uᵀy)_i²
+    y_tilde: jax.Array  # (P,) Uᵀy
+    test_projection: jax.Array  # (Q, P) K0 U, with K0 the test × train NNGP kernel
+    test_variance: jax.Array  # (Q,) κ0, the NNGP test variances
+    y_test: jax.Array  # (Q,)
+
+
+def spectrum(K_PxP, y_train, K_QxP, k_Q, y_test) -> Spectrum:
+    """Eigendecompose the train kernel once (notes §4, "cheap, exact evaluation on grids")."""
+    k, U_PxP = jnp.linalg.eigh(K_PxP)
+    y_tilde = U_PxP.T @ y_train
+    return Spectrum(jnp.maximum(k, 0.0), y_tilde**2, y_tilde, K_QxP @ U_PxP, k_Q, y_test)
+
+
+def _data_term(c, T, sp: Spectrum):
+    """yᵀA⁻¹y + log det A for A = cK + T I."""
+    a = c * sp.eigenvalues + T
+    return jnp.sum(sp.target_power / a + jnp.log(a))
+
+
+def _g(c, T, sp: Spectrum):
+    """g(c) = c ∂_c [yᵀA⁻¹y + log det A] = Tr(A⁻¹K_R) − yᵀA⁻¹K_R A⁻¹y, K_R = cK (notes §4)."""
+    a = c * sp.eigenvalues + T
+    r = c * sp.eigenvalues / a
+    return jnp.sum(r * (1.0 - sp.target_power / a))
+
+
+def vanilla_action(Q, widths, T, sp: Spectrum):
+    """𝒮(Q) = Σ_l N_l (Q_l − log Q_l) + yᵀA⁻¹y + log det A with A = (Π Q_l) K + T I (notes §4)."""
+    return jnp.sum(widths * (Q - jnp.log(Q))) + _data_term(jnp.prod(Q), T, sp)
+
+
+class VanillaSolution(NamedTuple):
+    order_params: jax.Array  # (L,) Q_l at the global minimum of 𝒮
+    scale: jax.Array  # c = Π Q_l, the factor multiplying K^(L)
+    action: jax.Array
+    residual: jax.Array  # max_l |Q_l − 1 + g(Π Q)/N_l| = max_l |∂𝒮/∂log Q_l| / N_l
+    n_minima: jax.Array  # local minima found along the stationary curve (> 1: metastability)
+    minima: jax.Array  # (_MAX_MINIMA, L) their order parameters, NaN-padded
+    minima_actions: jax.Array  # (_MAX_MINIMA,) their actions, +inf-padded
+    converged: jax.Array
+
+
+def solve_vanilla(sp: Spectrum, widths, T, *, tol: float = DEFAULT_TOL) -> VanillaSolution:
+    """Order parameters of the vanilla theory: global minimum of 𝒮, by a scan of h(log c) on a log grid
+    and bisection of every sign change (module docstring). Pure jnp: jit and vmap over widths and T.
+
+    The scan covers c ∈ [e⁻¹⁰⁰, e¹⁰⁰] at log-spacing 0.5 (O(400 P)), bisection adds 64 steps of O(P) per
+    root. `converged` is False, never NaN-silent, if no crossing is found or the residual exceeds tol.
+    """
+    widths = jnp.asarray(widths)
+    T = jnp.asarray(T, widths.dtype)
+
+    def order_params(u):
+        return 1.0 - _g(jnp.exp(u), T, sp) / widths
+
+    def h(u):
+        Q = order_params(u)
+        ok = jnp.all(Q > 0)
+        return jnp.where(ok, u - jnp.sum(jnp.log(jnp.where(ok, Q, 1.0))), jnp.inf)
+
+    u_grid = jnp.linspace(-_SCAN_HALF_WIDTH, _SCAN_HALF_WIDTH, _SCAN_POINTS, dtype=widths.dtype)
+    negative = jax.vmap(h)(u_grid) < 0
+    crossing = negative[:-1] & ~negative[1:]
+    (idx,) = jnp.nonzero(crossing, size=_MAX_MINIMA, fill_value=0)
+    valid = crossing[idx] & (jnp.arange(_MAX_MINIMA) < jnp.sum(crossing))
+    roots = jax.vmap(lambda a, b: _solvers.bisect(h, a, b))(u_grid[idx], u_grid[idx + 1])
+    Qs = jax.vmap(order_params)(roots)
+    Qs = jnp.where(valid[:, None] & jnp.all(Qs > 0, axis=1, keepdims=True), Qs, jnp.nan)
+    actions = jax.vmap(lambda Q: vanilla_action(Q, widths, T, sp))(jnp.where(jnp.isnan(Qs), 1.0, Qs))
+    actions = jnp.where(jnp.isnan(Qs[:, 0]), jnp.inf, actions)
+    best = jnp.argmin(actions)
+    Q = Qs[best]
+    residual = jnp.max(jnp.abs(Q - 1.0 + _g(jnp.prod(Q), T, sp) / widths))
+    n_minima = jnp.sum(jnp.isfinite(actions))
+    converged = (n_minima >= 1) & (residual <= tol)
+    return VanillaSolution(Q, jnp.prod(Q), actions[best], residual, n_minima, Qs, actions, converged)
+
+
+def eigen_prediction(scale, T, sp: Spectrum) -> Prediction:
+    """Posterior mean/variance and ε_g with K_R = scale · K, from the eigenbasis in O(QP) (notes §3–4)."""
+    a = scale * sp.eigenvalues + T
+    mean = sp.test_projection @ (scale * sp.y_tilde / a)
+    var = scale * sp.test_variance - scale**2 * (sp.test_projection**2) @ (1.0 / a)
+    var = jnp.maximum(var, 0.0)
+    bias2 = jnp.mean((sp.y_test - mean) ** 2)
+    variance = jnp.mean(var)
+    return Prediction(mean, var, bias2 + variance, bias2, variance)
+
+
+# ---------------------------------------------------------------------------------------------
+# One hidden layer: two-variable form (Baglioni et al. 2024)
+
+
+def one_layer_action(Q, Qbar, width, T, sp: Spectrum):
+    """𝒮(Q, Q̄) = N[−Q Q̄ + log(1 + Q)] + yᵀA⁻¹y + log det A, A = Q̄ K + T I (notes §4, "two variables";
+    Baglioni et al., PRL 2024). ∂𝒮/∂Q = 0 gives Q̄ = 1/(1 + Q); eliminating Q gives the vanilla action in Q̄
+    up to the constant N, so Q̄ is the L = 1 vanilla order parameter. NNGP limit: Q̄ = 1, Q = 0."""
+    return width * (-Q * Qbar + jnp.log1p(Q)) + _data_term(Qbar, T, sp)
+
+
+def one_layer_order_params(sp: Spectrum, width, T, *, tol: float = DEFAULT_TOL):
+    """(Q, Q̄) of the two-variable one-hidden-layer theory: Q̄ from `solve_vanilla`, Q = 1/Q̄ − 1."""
+    sol = solve_vanilla(sp, jnp.reshape(jnp.asarray(width, sp.eigenvalues.dtype), (1,)), T, tol=tol)
+    Qbar = sol.order_params[0]
+    return 1.0 / Qbar - 1.0, Qbar, sol.converged
+
+
+# ---------------------------------------------------------------------------------------------
+# T → 0 closed form (notes §4)
+
+
+def zero_temperature_order_param(s_over_P, alpha, depth: int):
+    """Q at T → 0, equal widths: Q^L (Q − 1 + α) = α s/P, α = P/N, s = yᵀK⁻¹y (notes §4).
+
+    From Q = 1 − g/N with g → P − s/Q^L as T → 0 (K of full rank). The left side increases from 0 to ∞
+    on Q > max(0, 1 − α), so the root is unique. L = 1: Q = [(1 − α) + √((1 − α)² + 4αs/P)]/2; L > 1: bisection
+    in log Q. Pure jnp (vmappable over s/P and α).
+    """
+    depth = _check_depth(depth)
+    s_over_P, alpha = jnp.asarray(s_over_P), jnp.asarray(alpha)
+    if depth == 1:
+        return 0.5 * ((1.0 - alpha) + jnp.sqrt((1.0 - alpha) ** 2 + 4.0 * alpha * s_over_P))
+    floor = jnp.maximum(1.0 - alpha, 0.0)
+
+    def h(log_excess):  # Q = floor + e^log_excess, monotone in log_excess
+        Q = floor + jnp.exp(log_excess)
+        return depth * jnp.log(Q) + jnp.log(Q - 1.0 + alpha) - jnp.log(alpha * s_over_P)
+
+    return floor + jnp.exp(_solvers.bisect(h, jnp.full_like(alpha, -200.0), jnp.full_like(alpha, 200.0), 128))
+
+
+# ---------------------------------------------------------------------------------------------
+# Dense actions (nested and non-central variants)
+
+
+def _cholesky_terms(K_R, y, T):
+    """yᵀA⁻¹y + log det A for A = K_R + T I, by Cholesky."""
+    L = jnp.linalg.cholesky(K_R + T * jnp.eye(K_R.shape[0], dtype=K_R.dtype))
+    alpha = cho_solve((L, True), y)
+    return jnp.dot(y, alpha) + 2.0 * jnp.sum(jnp.log(jnp.diagonal(L)))
+
+
+def _nested_kernel(Q, C, c_diag, act, sw2):
+    """K^(L) with σ_wl² = Q_l/λ_l inside the recursion (notes §4, "nested"; the authors' `FC_deep_nested`)."""
+    return covariance_chain(C, c_diag, c_diag, activation=act, layer_weight_var=Q * sw2[1:])
+
+
+def _noncentral_kernel(Qbar, Q, Theta, mu_outer, readout_var):
+    """K_R = (Π Q̄_l) Θ_L − m μ_L μ_Lᵀ/λ_L, m = Σ_l (Q̄_l − 1/(1 + Q_l)) Π_{r>l} Q̄_r (notes §4, non-central)."""
+    later = jnp.concatenate([jnp.cumprod(Qbar[::-1])[::-1][1:], jnp.ones((1,), Qbar.dtype)])
+    m = jnp.sum((Qbar - 1.0 / (1.0 + Q)) * later)
+    return jnp.prod(Qbar) * Theta - m * readout_var * mu_outer
+
+
+# ---------------------------------------------------------------------------------------------
+# Public entry point
+
+
+@_in_float64
+def fc_theory(
+    x_train,
+    y_train,
+    x_test,
+    y_test,
+    *,
+    activation: str | Callable,
+    depth: int,
+    width,
+    temperature: float,
+    priors=1.0,
+    variant: str = "vanilla",
+    quad_points: int | None = None,
+    tol: float = DEFAULT_TOL,
+    max_iter: int = 100,
+) -> FCTheory:
+    """Renormalized-kernel theory of a deep fully connected Bayesian network (module docstring).
+
+    Args:
+      x_train, y_train: (P, N_0) inputs and (P,) targets, exactly the data the network is trained on.
+      x_test, y_test: (P_test, N_0) and (P_test,), P_test >= 1.
+      activation: "erf", "relu", "linear", "gelu", "tanh", or a jnp callable (quadrature kernels).
+      depth: number of hidden layers L >= 1.
+      width: N, a scalar or one width per hidden layer [N_1, …, N_L].
+      temperature: T > 0 (the posterior's likelihood is exp(−Σ(y − f)²/2T)).
+      priors: [λ_0, …, λ_L] (Gaussian precisions of the weights, input layer first; weight_var = 1/λ), or a
+        scalar for all layers.
+      variant: "vanilla" (Q_l multiply K^(L); global minimum by scan + bisection, exact at any width),
+        "nested" (Q_l inside the recursion; Newton from Q = 1 and from the vanilla solution, the lowest
+        minimum kept), "noncentral" (ReLU-type φ with E[φ] ≠ 0: order parameters (Q̄_l, Q_l); Newton on the
+        saddle-point equations from the central solution). Vanilla = nested for ReLU and linear.
+      quad_points: force Gauss–Hermite kernels (see `theory.nngp.get_activation`).
+      tol: on max_l |∂𝒮/∂log Q_l|/N_l (the relative accuracy of the order parameters).
+      max_iter: Newton iterations (nested, noncentral).
+
+    Returns:
+      `FCTheory`, float64, with the NNGP (infinite-width) prediction in `.nngp`.
+
+    Raises:
+      ValueError: on bad input (shapes, width <= 0, temperature <= 0, wrong number of priors, no test points).
+      ConvergenceError: if the solver does not reach `tol` (the message gives the residual).
+    """
+    depth = _check_depth(depth)
+    if variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {VARIANTS}; got {variant!r}")
+    T = _positive_scalar(temperature, "temperature", "the posterior temperature T, i.e. the GP noise variance")
+    widths = jnp.asarray(_widths(width, depth))
+    sw2 = jnp.asarray(1.0 / _priors(priors, depth))
+    x, y, x0, y0 = _data(x_train, y_train, x_test, y_test)
+    act = get_activation(activation, quad_points)
+    kernel_args = dict(activation=activation, depth=depth, weight_var=sw2, quad_points=quad_points)
+
+    K = nngp_kernel(x, **kernel_args)
+    K0 = nngp_kernel(x0, x, **kernel_args)
+    k0 = nngp_diag(x0, **kernel_args)
+    nngp = _dense_prediction(K, K0, k0, y, y0, T)
+
+    sp = spectrum(K, y, K0, k0, y0)
+    van = solve_vanilla(sp, widths, T, tol=tol)
+    if not bool(van.converged):
+        raise ConvergenceError(
+            f"vanilla saddle point not found: {int(van.n_minima)} minima on the scanned range c ∈ [e^-100, e^100], "
+            f"residual {float(van.residual):.3g} > tol {tol:g} (widths {np.asarray(widths).tolist()}, T = {T:g})"
+        )
+    if variant == "vanilla":
+        Q, action, residual = van.order_params, van.action, van.residual
+        others = _other_minima(van)
+        pred = _dense_prediction(van.scale * K, van.scale * K0, van.scale * k0, y, y0, T)
+        return FCTheory(Q, *pred, action, residual, others, nngp)
+
+    C = nngp_kernel(x, activation="linear", depth=0, weight_var=sw2[0])
+    c_diag = nngp_diag(x, activation="linear", depth=0, weight_var=sw2[0])
+    if variant == "nested":
+        return _fc_nested(C, c_diag, x, x0, y, y0, act, sw2, widths, T, van, nngp, tol, max_iter)
+    return _fc_noncentral(C, c_diag, x, x0, y, y0, act, activation, quad_points, sw2, widths, T, van, nngp, tol,
+                          max_iter)
+
+
+def _dense_prediction(K_R, K0_R, k0_R, y, y0, T) -> Prediction:
+    post = gp_posterior(K_R, K0_R, k0_R, y, noise=T)
+    loss = gp_test_loss(post, y0)
+    return Prediction(post.mean, post.var, *loss)
+
+
+def _other_minima(van: VanillaSolution) -> tuple:
+    order = np.argsort(np.asarray(van.minima_actions))
+    return tuple(
+        jnp.asarray(van.minima[i])
+        for i in order[1:]
+        if np.isfinite(van.minima_actions[i]) and not np.allclose(van.minima[i], van.order_params, rtol=1e-6)
+    )
+
+
+def _fc_nested(C, c_diag, x, x0, y, y0, act, sw2, widths, T, van, nngp, tol, max_iter) -> FCTheory:
+    def action(q):
+        Q = jnp.exp(q)
+        K_R = _nested_kernel(Q, C, c_diag, act, sw2)[0]
+        return jnp.sum(widths * (Q - q)) + _cholesky_terms(K_R, y, T)
+
+    # Two starts, run one after the other: under vmap a finished start would keep paying for the other's line search.
+    solve = jax.jit(lambda q0: _solvers.newton_minimize(action, q0, scale=widths, tol=tol, max_iter=max_iter))
+    sols = jax.tree.map(lambda *a: jnp.stack(a), *[solve(q0) for q0 in (jnp.zeros_like(widths),
+                                                                         jnp.log(van.order_params))])
+    ok = np.asarray(sols.converged)
+    if not ok.any():
+        raise ConvergenceError(
+            f"nested saddle point not found after {max_iter} Newton steps from Q = 1 and from the vanilla solution: "
+            f"residuals {np.asarray(sols.residual).tolist()} > tol {tol:g}"
+        )
+    values = np.where(ok, np.asarray(sols.value), np.inf)
+    best = int(np.argmin(values))
+    Q = jnp.exp(sols.x[best])
+    others = tuple(
+        jnp.exp(sols.x[i]) for i in range(len(values))
+        if ok[i] and not np.allclose(np.exp(np.asarray(sols.x[i])), np.asarray(Q), rtol=1e-6)
+    )
+    pred = _nested_prediction(Q, x, x0, y, y0, act, sw2, T)
+    return FCTheory(Q, *pred, sols.value[best], sols.residual[best], others, nngp)
+
+
+def _nested_prediction(Q, x, x0, y, y0, act, sw2, T) -> Prediction:
+    lin = dict(activation="linear", depth=0, weight_var=sw2[0])
+    c_train, c_test = nngp_diag(x, **lin), nngp_diag(x0, **lin)
+    sw2_layers = Q * sw2[1:]
+    K_R, _, _ = covariance_chain(nngp_kernel(x, **lin), c_train, c_train, activation=act, layer_weight_var=sw2_layers)
+    K0_R, k0_R, _ = covariance_chain(nngp_kernel(x0, x, **lin), c_test, c_train, activation=act,
+                                     layer_weight_var=sw2_layers)
+    return _dense_prediction(K_R, K0_R, k0_R, y, y0, T)
+
+
+def _fc_noncentral(C, c_diag, x, x0, y, y0, act, activation, quad_points, sw2, widths, T, van, nngp, tol,
+                   max_iter) -> FCTheory:
+    depth = widths.shape[0]
+    Theta, q_last, _ = covariance_chain(C, c_diag, c_diag, activation=act, layer_weight_var=sw2[1:])
+    # μ_L: mean activation of the last hidden layer, from the pre-activation variances of layer L (= K^(L-1)(x, x)).
+    _, q_prev, _ = covariance_chain(C, c_diag, c_diag, activation=act, layer_weight_var=sw2[1:depth])
+    mu = mean_activation(activation, q_prev, quad_points)
+    mu_outer = jnp.outer(mu, mu)
+    readout_var = sw2[-1]
+
+    def action(Qbar, Q):
+        K_R = _noncentral_kernel(Qbar, Q, Theta, mu_outer, readout_var)
+        return jnp.sum(widths * (-Qbar * Q + jnp.log1p(Q))) + _cholesky_terms(K_R, y, T)
+
+    # z = (log Q̄_l, log(1 + Q_l)); a saddle (𝒮 is linear in Q̄ at fixed Q), so solve ∇𝒮 = 0 by Newton.
+    gradient = jax.grad(lambda z: action(jnp.exp(z[:depth]), jnp.expm1(z[depth:])))
+
+    Qbar0 = van.order_params
+    z0 = jnp.concatenate([jnp.log(Qbar0), -jnp.log(Qbar0)])  # Q = 1/Q̄ − 1: log(1 + Q) = −log Q̄
+    sol = jax.jit(lambda z: _solvers.newton_root(gradient, z, scale=jnp.concatenate([widths, widths]), tol=tol,
+                                                 max_iter=max_iter))(z0)
+    if not bool(sol.converged):
+        raise ConvergenceError(
+            f"non-central saddle point not found after {int(sol.iterations)} Newton steps from the central solution: "
+            f"residual {float(sol.residual):.3g} > tol {tol:g}"
+        )
+    Qbar, Q = jnp.exp(sol.x[:depth]), jnp.expm1(sol.x[depth:])
+    pred = _noncentral_prediction(Qbar, Q, x, x0, y, y0, act, activation, quad_points, sw2, T)
+    return FCTheory(jnp.stack([Qbar, Q]), *pred, action(Qbar, Q), sol.residual, (), nngp)
+
+
+def _noncentral_prediction(Qbar, Q, x, x0, y, y0, act, activation, quad_points, sw2, T) -> Prediction:
+    depth = Qbar.shape[0]
+    xx = jnp.concatenate([x, x0])
+    lin = dict(activation="linear", depth=0, weight_var=sw2[0])
+    C, c = nngp_kernel(xx, **lin), nngp_diag(xx, **lin)
+    Theta, _, _ = covariance_chain(C, c, c, activation=act, layer_weight_var=sw2[1:])
+    _, q_prev, _ = covariance_chain(C, c, c, activation=act, layer_weight_var=sw2[1:depth])
+    mu = mean_activation(activation, q_prev, quad_points)
+    K_all = _noncentral_kernel(Qbar, Q, Theta, jnp.outer(mu, mu), sw2[-1])
+    P = x.shape[0]
+    return _dense_prediction(K_all[:P, :P], K_all[P:, :P], jnp.diagonal(K_all)[P:], y, y0, T)
+
+
+# ---------------------------------------------------------------------------------------------
+# Grids from one eigendecomposition
+
+
+class TheoryGrid(NamedTuple):
+    """Vanilla theory on a (width, temperature) grid; every array has shape (len(widths), len(temperatures))."""
+
+    widths: jax.Array
+    temperatures: jax.Array
+    order_param: jax.Array  # Q (equal widths: Q_l = Q for all l)
+    test_loss: jax.Array
+    bias2: jax.Array
+    variance: jax.Array
+    n_minima: jax.Array
+    converged: jax.Array
+
+
+@functools.partial(jax.jit, static_argnames=("depth", "tol"))
+def _grid(sp: Spectrum, widths, temperatures, depth: int, tol: float):
+    def point(N, T):
+        sol = solve_vanilla(sp, jnp.full((depth,), N), T, tol=tol)
+        pred = eigen_prediction(sol.scale, T, sp)
+        return sol.order_params[0], pred.test_loss, pred.bias2, pred.variance, sol.n_minima, sol.converged
+
+    return jax.vmap(lambda N: jax.vmap(lambda T: point(N, T))(temperatures))(widths)
+
+
+@_in_float64
+def fc_theory_grid(
+    x_train,
+    y_train,
+    x_test,
+    y_test,
+    *,
+    activation: str | Callable,
+    depth: int,
+    widths: Sequence[float],
+    temperatures: Sequence[float],
+    priors=1.0,
+    quad_points: int | None = None,
+    tol: float = DEFAULT_TOL,
+) -> TheoryGrid:
+    """Vanilla theory (equal widths) on a whole (width, temperature) grid from one eigendecomposition of K^(L):
+    O(P³) once, then O(P · 400 + P · P_test) per point, vmapped (notes §4, "cheap, exact evaluation on grids").
+
+    Points that did not converge are flagged in `.converged` (not raised: one bad corner should not lose the
+    grid); their values are NaN.
+    """
+    depth = _check_depth(depth)
+    Ns = np.asarray(widths, np.float64).reshape(-1)
+    Ts = np.asarray(temperatures, np.float64).reshape(-1)
+    if Ns.size == 0 or not np.all(np.isfinite(Ns)) or np.any(Ns <= 0):
+        raise ValueError(f"widths must be a non-empty list of finite values > 0; got {widths!r}")
+    if Ts.size == 0 or not np.all(np.isfinite(Ts)) or np.any(Ts <= 0):
+        raise ValueError(f"temperatures must be a non-empty list of finite values > 0; got {temperatures!r}")
+    sw2 = jnp.asarray(1.0 / _priors(priors, depth))
+    x, y, x0, y0 = _data(x_train, y_train, x_test, y_test)
+    kernel_args = dict(activation=activation, depth=depth, weight_var=sw2, quad_points=quad_points)
+    sp = spectrum(nngp_kernel(x, **kernel_args), y, nngp_kernel(x0, x, **kernel_args), nngp_diag(x0, **kernel_args), y0)
+    Q, loss, bias2, variance, n_minima, converged = _grid(sp, jnp.asarray(Ns), jnp.asarray(Ts), depth, float(tol))
+    bad = ~converged
+    nan = functools.partial(jnp.where, bad, jnp.nan)
+    return TheoryGrid(jnp.asarray(Ns), jnp.asarray(Ts), nan(Q), nan(loss), nan(bias2), nan(variance), n_minima,
+                      converged)
+
