@@ -15,6 +15,11 @@ import jax.numpy as jnp
 from jax import lax
 
 
+# Armijo tests accept changes of f below this fraction of |f|: near the solution the decrease predicted from a
+# gradient of relative size 1e-10 is ~1e-20 |f|, far below float64 rounding, and must not trigger backtracking.
+_ROUNDING = 1e-13
+
+
 class Solution(NamedTuple):
     x: jax.Array  # the solution (in the solver's coordinates)
     value: jax.Array  # the objective there (minimisation) or the merit ½|F|² (root finding)
@@ -60,7 +65,7 @@ def newton_minimize(f: Callable, x0, *, scale, tol: float, max_iter: int = 100) 
 
         def cond(state):
             t, fx_new, k = state
-            return (~(fx_new <= fx + 1e-4 * t * slope)) & (k < 60)
+            return (~(fx_new <= fx + 1e-4 * t * slope + _ROUNDING * jnp.abs(fx))) & (k < 60)
 
         def body(state):
             t, _, k = state
@@ -127,3 +132,48 @@ def newton_root(F: Callable, x0, *, scale, tol: float, max_iter: int = 100) -> S
     x, Fx, k, _ = lax.while_loop(cond, body, (x0, F0, 0, False))
     r = jnp.max(jnp.abs(Fx / scale))
     return Solution(x, merit(Fx), r, k, r <= tol)
+
+
+def bfgs_minimize(value_and_grad: Callable, x0, *, residual: Callable, tol: float, max_iter: int = 500) -> Solution:
+    """Minimise f by BFGS (Nocedal & Wright 2006, Alg. 6.1) with Armijo backtracking; f may be +inf outside
+    its domain (a backtracking step then simply halves). `residual(x, g)` is the convergence measure.
+
+    The inverse-Hessian estimate starts as the identity scaled by yᵀs/yᵀy after the first step (ibid., eq. 6.20);
+    an update is skipped when the curvature yᵀs is not positive.
+    """
+    n = x0.shape[0]
+
+    def body(state):
+        x, f, g, H, k = state
+        d = -H @ g
+        slope = jnp.dot(g, d)
+        d, slope = jnp.where(slope < 0, d, -g), jnp.where(slope < 0, slope, -jnp.dot(g, g))
+
+        def ls_cond(ls):
+            t, f_new, j = ls
+            return ~(f_new <= f + 1e-4 * t * slope + _ROUNDING * jnp.abs(f)) & (j < 60)
+
+        def ls_body(ls):
+            t, _, j = ls
+            return 0.5 * t, value_and_grad(x + 0.5 * t * d)[0], j + 1
+
+        t, _, _ = lax.while_loop(ls_cond, ls_body, (jnp.ones_like(f), value_and_grad(x + d)[0], 0))
+        s = t * d
+        x_new = x + s
+        f_new, g_new = value_and_grad(x_new)
+        yv = g_new - g
+        ys = jnp.dot(yv, s)
+        H = jnp.where(k == 0, H * jnp.where(ys > 0, ys / jnp.dot(yv, yv), 1.0), H)
+        rho = 1.0 / jnp.where(ys > 0, ys, 1.0)
+        V = jnp.eye(n, dtype=x.dtype) - rho * jnp.outer(s, yv)
+        H = jnp.where(ys > 0, V @ H @ V.T + rho * jnp.outer(s, s), H)
+        return x_new, f_new, g_new, H, k + 1
+
+    def cond(state):
+        x, f, g, H, k = state
+        return (residual(x, g) > tol) & (k < max_iter) & jnp.isfinite(f)
+
+    f0, g0 = value_and_grad(x0)
+    x, f, g, _, k = lax.while_loop(cond, body, (x0, f0, g0, jnp.eye(n, dtype=x0.dtype), 0))
+    r = residual(x, g)
+    return Solution(x, f, r, k, r <= tol)
