@@ -98,8 +98,8 @@ def test_solution_is_stationary_and_renormalizes_the_informative_patch(patches, 
     for _ in range(3):  # directional derivatives along random symmetric directions
         D = rng.standard_normal(Q.shape)
         D = jnp.asarray(D + D.T)
-        slope = jax.jvp(lambda t: CR.conv_action(Q + t * D, K, jnp.asarray(y), T, channels, 1.0, depth), (0.0,),
-                        (1.0,))[1]
+        slope = jax.jvp(lambda t, D=D: CR.conv_action(Q + t * D, K, jnp.asarray(y), T, channels, 1.0, depth),
+                        (0.0,), (1.0,))[1]
         assert abs(float(slope)) / channels < 1e-7 * float(jnp.abs(D).max()) * 10
     # the label is a function of patch 0: that patch's kernel is the one amplified
     assert int(np.argmax(np.diag(r.order_params))) == 0

@@ -14,7 +14,6 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-
 # Armijo tests accept changes of f below this fraction of |f|: near the solution the decrease predicted from a
 # gradient of relative size 1e-10 is ~1e-20 |f|, far below float64 rounding, and must not trigger backtracking.
 _ROUNDING = 1e-13

@@ -31,6 +31,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+
 from theory import _solvers
 from theory.nngp import conv_patch_kernels
 from theory.renormalization import (
