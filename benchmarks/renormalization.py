@@ -65,25 +65,25 @@ def main(argv=None):
     rng = np.random.default_rng(0)
     x, x0 = rng.standard_normal((args.p, args.d)), rng.standard_normal((args.p_test, args.d))
     y, y0 = np.sign(x[:, 0]), np.sign(x0[:, 0])
+    data = (x, y, x0, y0)
     widths = np.geomspace(args.p / 8, args.p * 8, args.grid)
     temps = np.geomspace(1e-4, 1.0, args.grid)
     dev = jax.devices()[0]
     print(f"device: {dev.device_kind} ({jax.default_backend()}); P = {args.p}, P_test = {args.p_test}, "
           f"d = {args.d}, erf, float64; grid {args.grid} × {args.grid}")
     for depth in [int(v) for v in args.depths.split(",")]:
-        data = (x, y, x0, y0)
         kw = dict(activation="erf", depth=depth)
         for variant in ("vanilla", "nested"):
-            t, r = _time(lambda variant=variant: R.fc_theory(*data, **kw, width=args.p, temperature=0.01,
+            t, r = _time(lambda variant=variant, kw=kw: R.fc_theory(*data, **kw, width=args.p, temperature=0.01,
                                                             variant=variant), 1)
             print(f"L = {depth} one solve + prediction ({variant:7s}, kernels included): {t:8.3f} s   "
                   f"Q = {np.round(np.asarray(r.order_params), 5).tolist()}   ε_g = {float(r.test_loss):.5f}")
-        t_grid, grid = _time(lambda: R.fc_theory_grid(*data, **kw, widths=widths, temperatures=temps), args.repeats)
+        t_grid, grid = _time(lambda kw=kw: R.fc_theory_grid(*data, **kw, widths=widths, temperatures=temps), args.repeats)
         n_points = args.grid**2
         args_k = dict(activation="erf", depth=depth)
         K = nngp_kernel(jnp.asarray(x), **args_k)
         K0, k0 = nngp_kernel(jnp.asarray(x0), jnp.asarray(x), **args_k), nngp_diag(jnp.asarray(x0), **args_k)
-        t_kernel, _ = _time(lambda: nngp_kernel(jnp.asarray(x), **args_k), 1)
+        t_kernel, _ = _time(lambda args_k=args_k: nngp_kernel(jnp.asarray(x), **args_k), 1)
         picks = rng.choice(n_points, size=args.dense_points, replace=False)
         times, worst = [], 0.0
         for flat in picks:
