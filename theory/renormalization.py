@@ -468,28 +468,33 @@ def _fc_nested(C, c_diag, x, x0, y, y0, act, sw2, widths, T, van, nngp, tol, max
         jnp.exp(sols.x[i]) for i in range(len(values))
         if ok[i] and not np.allclose(np.exp(np.asarray(sols.x[i])), np.asarray(Q), rtol=1e-6)
     )
-    pred = _nested_prediction(Q, x, x0, y, y0, act, sw2, T)
+    pred = _nested_prediction(Q, C, c_diag, x, x0, y, y0, act, sw2, T)
     return FCTheory(Q, *pred, sols.value[best], sols.residual[best], others, nngp)
 
 
-def _nested_prediction(Q, x, x0, y, y0, act, sw2, T) -> Prediction:
+def _nested_prediction(Q, C, c_train, x, x0, y, y0, act, sw2, T) -> Prediction:
     lin = dict(activation="linear", depth=0, weight_var=sw2[0])
-    c_train, c_test = nngp_diag(x, **lin), nngp_diag(x0, **lin)
+    c_test = nngp_diag(x0, **lin)
     sw2_layers = Q * sw2[1:]
-    K_R, _, _ = covariance_chain(nngp_kernel(x, **lin), c_train, c_train, activation=act, layer_weight_var=sw2_layers)
+    K_R = _nested_kernel(Q, C, c_train, act, sw2)[0]
     K0_R, k0_R, _ = covariance_chain(nngp_kernel(x0, x, **lin), c_test, c_train, activation=act,
                                      layer_weight_var=sw2_layers)
     return _dense_prediction(K_R, K0_R, k0_R, y, y0, T)
 
 
+def _noncentral_inputs(C, c_diag, act, activation, quad_points, sw2):
+    """Θ_L = K^(L) and μ_L μ_Lᵀ, with μ_L the mean activation of the last hidden layer, from its pre-activation
+    variances K^(L-1)(x, x); the chain runs once, layers 1..L-1 then layer L."""
+    K_prev, q_prev, _ = covariance_chain(C, c_diag, c_diag, activation=act, layer_weight_var=sw2[1:-1])
+    Theta, _, _ = covariance_chain(K_prev, q_prev, q_prev, activation=act, layer_weight_var=sw2[-1:])
+    mu = mean_activation(activation, q_prev, quad_points)
+    return Theta, jnp.outer(mu, mu)
+
+
 def _fc_noncentral(C, c_diag, x, x0, y, y0, act, activation, quad_points, sw2, widths, T, van, nngp, tol,
                    max_iter) -> FCTheory:
     depth = widths.shape[0]
-    Theta, q_last, _ = covariance_chain(C, c_diag, c_diag, activation=act, layer_weight_var=sw2[1:])
-    # μ_L: mean activation of the last hidden layer, from the pre-activation variances of layer L (= K^(L-1)(x, x)).
-    _, q_prev, _ = covariance_chain(C, c_diag, c_diag, activation=act, layer_weight_var=sw2[1:depth])
-    mu = mean_activation(activation, q_prev, quad_points)
-    mu_outer = jnp.outer(mu, mu)
+    Theta, mu_outer = _noncentral_inputs(C, c_diag, act, activation, quad_points, sw2)
     readout_var = sw2[-1]
 
     def action(Qbar, Q):
@@ -514,14 +519,10 @@ def _fc_noncentral(C, c_diag, x, x0, y, y0, act, activation, quad_points, sw2, w
 
 
 def _noncentral_prediction(Qbar, Q, x, x0, y, y0, act, activation, quad_points, sw2, T) -> Prediction:
-    depth = Qbar.shape[0]
     xx = jnp.concatenate([x, x0])
     lin = dict(activation="linear", depth=0, weight_var=sw2[0])
-    C, c = nngp_kernel(xx, **lin), nngp_diag(xx, **lin)
-    Theta, _, _ = covariance_chain(C, c, c, activation=act, layer_weight_var=sw2[1:])
-    _, q_prev, _ = covariance_chain(C, c, c, activation=act, layer_weight_var=sw2[1:depth])
-    mu = mean_activation(activation, q_prev, quad_points)
-    K_all = _noncentral_kernel(Qbar, Q, Theta, jnp.outer(mu, mu), sw2[-1])
+    Theta, mu_outer = _noncentral_inputs(nngp_kernel(xx, **lin), nngp_diag(xx, **lin), act, activation, quad_points, sw2)
+    K_all = _noncentral_kernel(Qbar, Q, Theta, mu_outer, sw2[-1])
     P = x.shape[0]
     return _dense_prediction(K_all[:P, :P], K_all[P:, :P], jnp.diagonal(K_all)[P:], y, y0, T)
 
