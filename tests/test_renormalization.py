@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from theory import renormalization as R
+from theory.gp import gp_posterior
 from theory.nngp import nngp_diag, nngp_kernel
 
 
@@ -282,3 +283,20 @@ def test_non_convergence_raises_with_the_residual():
     x, y, x0, y0 = _data(P=50)
     with pytest.raises(R.ConvergenceError, match="residual"):
         R.fc_theory(x, y, x0, y0, activation="erf", depth=2, width=20, temperature=0.01, variant="nested", max_iter=0)
+
+
+@pytest.mark.parametrize(("activation", "variant", "depth"),
+                         [("erf", "vanilla", 2), ("erf", "nested", 2), ("relu", "noncentral", 2), ("relu", "nested", 1)])
+def test_renormalized_kernel_reproduces_the_theory_prediction(activation, variant, depth):
+    """GP regression with `renormalized_kernel` on [train; test] is the predictor `fc_theory` returns."""
+    x, y, x0, y0 = _data(P=80, N0=20, P_test=30)
+    priors = [1.0, 1.3, 0.8][: depth + 1]
+    th = R.fc_theory(x, y, x0, y0, activation=activation, depth=depth, width=60, temperature=0.05, priors=priors,
+                     variant=variant)
+    K_all = R.renormalized_kernel(np.concatenate([x, x0]), activation=activation, depth=depth,
+                                  order_params=th.order_params, priors=priors, variant=variant)
+    post = gp_posterior(K_all[:80, :80], K_all[80:, :80], jnp.diagonal(K_all)[80:], jnp.asarray(y), noise=0.05)
+    np.testing.assert_allclose(post.mean, th.mean, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(post.var, th.var, rtol=1e-8, atol=1e-10)
+    with pytest.raises(ValueError, match="order parameters have shape"):
+        R.renormalized_kernel(x, activation=activation, depth=depth, order_params=np.ones(depth + 1), variant=variant)

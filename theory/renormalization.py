@@ -59,6 +59,7 @@ __all__ = [
     "VARIANTS",
     "fc_theory",
     "fc_theory_grid",
+    "renormalized_kernel",
     "spectrum",
     "solve_vanilla",
     "vanilla_action",
@@ -525,6 +526,37 @@ def _noncentral_prediction(Qbar, Q, x, x0, y, y0, act, activation, quad_points, 
     K_all = _noncentral_kernel(Qbar, Q, Theta, mu_outer, sw2[-1])
     P = x.shape[0]
     return _dense_prediction(K_all[:P, :P], K_all[P:, :P], jnp.diagonal(K_all)[P:], y, y0, T)
+
+
+@_in_float64
+def renormalized_kernel(x, *, activation: str | Callable, depth: int, order_params, priors=1.0,
+                        variant: str = "vanilla", quad_points: int | None = None):
+    """K_R on the points x (P×P), from the order parameters of `fc_theory` (its `.order_params`).
+
+    vanilla: (Π_l Q_l) K^(L); nested: K^(L) with σ_wl² = Q_l/λ_l (l = 1..L) inside the recursion; noncentral:
+    (Π Q̄_l) Θ_L − m μ_L μ_Lᵀ/λ_L (module docstring). This is the kernel the theory says the readout sees: for
+    one hidden layer, Q = λ_1 |v|²/N_1 is the posterior readout norm and K_R = Q K^(1) the covariance of f
+    given it (`train.bayes_networks` compares both with sampled networks).
+    """
+    depth = _check_depth(depth)
+    if variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {VARIANTS}; got {variant!r}")
+    sw2 = jnp.asarray(1.0 / _priors(priors, depth))
+    x = jnp.asarray(x, jnp.float64)
+    Q = jnp.asarray(order_params, jnp.float64)
+    expected = (2, depth) if variant == "noncentral" else (depth,)
+    if Q.shape != expected:
+        raise ValueError(f"{variant} order parameters have shape {expected} for depth {depth}; got {Q.shape}")
+    act = get_activation(activation, quad_points)
+    if variant == "vanilla":
+        return jnp.prod(Q) * nngp_kernel(x, activation=activation, depth=depth, weight_var=sw2,
+                                         quad_points=quad_points)
+    C = nngp_kernel(x, activation="linear", depth=0, weight_var=sw2[0])
+    c_diag = nngp_diag(x, activation="linear", depth=0, weight_var=sw2[0])
+    if variant == "nested":
+        return _nested_kernel(Q, C, c_diag, act, sw2)[0]
+    Theta, mu_outer = _noncentral_inputs(C, c_diag, act, activation, quad_points, sw2)
+    return _noncentral_kernel(Q[0], Q[1], Theta, mu_outer, sw2[-1])
 
 
 # ---------------------------------------------------------------------------------------------
