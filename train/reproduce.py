@@ -23,6 +23,7 @@ from train.results import environment
 # name → module; each module has NAME, Config, PRESETS, run (see train/cli.py).
 EXPERIMENTS = {
     "nngp_convergence": "train.nngp_convergence",
+    "bayes_networks": "train.bayes_networks",
 }
 
 
