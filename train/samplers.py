@@ -52,7 +52,8 @@ def tree_normal(key: jax.Array, tree: PyTree) -> PyTree:
     """Independent standard normals shaped (and typed) like every leaf of `tree`."""
     leaves, treedef = jax.tree.flatten(tree)
     keys = jax.random.split(key, len(leaves))
-    return treedef.unflatten([jax.random.normal(k, jnp.shape(x), jnp.result_type(x)) for k, x in zip(keys, leaves, strict=True)])
+    noise = [jax.random.normal(k, jnp.shape(x), jnp.result_type(x)) for k, x in zip(keys, leaves, strict=True)]
+    return treedef.unflatten(noise)
 
 
 def _axpy(a, x, y):
