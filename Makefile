@@ -30,6 +30,8 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.nngp
+	$(PY) -m benchmarks.renormalization
+	$(PY) -m benchmarks.langevin
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
