@@ -90,3 +90,18 @@ def test_more_points_than_the_data_holds_is_a_clear_error(fashion_dir, tmp_path)
     config = dataclasses.replace(bayes_networks.Config(), **{**TINY, "n_train": 10**6})
     with pytest.raises(cli.ConfigError, match="lower n_train"):
         cli.execute("bayes_networks", config, bayes_networks.run, tmp_path / "run")
+
+
+def test_readout_norm_is_measured_on_the_readout_at_depth_ten():
+    """Flax orders parameters as strings (W10 before W2): the readout is picked by name, not position."""
+    import jax
+    import jax.numpy as jnp
+
+    config = dataclasses.replace(bayes_networks.Config(), **TINY)
+    model = bayes_networks._model(config, "erf", 10, 8)
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(5, 49)), jnp.float32)
+    params = model.init(jax.random.key(0), x)
+    trace, _, pooled = bayes_networks._measure_fn(config, model, x, x, jnp.zeros(5, jnp.float32), 10, 8)(params)
+    v = params["params"]["W10"]
+    assert v.shape == (8, 1)
+    np.testing.assert_allclose(trace["readout_q"], jnp.sum(v**2) / 8, rtol=1e-6)

@@ -199,21 +199,22 @@ def _theory(config: Config, task, activation, depth, width, T):
     return th, th.nngp, readout, K_R, K
 
 
-def _measure_fn(config, model, x_tr, x_te, y_te, width):
+def _measure_fn(config, model, x_tr, x_te, y_te, depth, width):
     readout_var = 1 / config.prior
+    readout = f"W{depth}"  # parameters W0..WL, input first (flax orders them as strings: W10 before W2)
 
     def measure(params):
         f_te = model.apply(params, x_te)[:, 0]
         _, phi = model.apply(params, x_tr, return_features=True)
-        v = jax.tree.leaves(params)[-1]  # the readout's standard-normal weights (last parameter)
+        v = params["params"][readout]  # the readout's standard-normal weights
         if config.architecture == "cnn":
             q = v @ v.T / width  # (n, n) overlap of the readout weights across positions
             trace = {"test_loss": jnp.mean((f_te - y_te) ** 2), "readout_q": jnp.trace(q) / q.shape[0]}
-            return trace, {"f": f_te, "f2": f_te**2}, {"Q": q}
+            return trace, {"f": f_te}, {"Q": q}
         q = jnp.sum(v**2) / width  # λ_L |v_eff|² / N_L
         K_hat = readout_var * phi @ phi.T / width
         trace = {"test_loss": jnp.mean((f_te - y_te) ** 2), "readout_q": q}
-        return trace, {"f": f_te, "f2": f_te**2}, {"qK": q * K_hat, "K": K_hat}
+        return trace, {"f": f_te}, {"qK": q * K_hat}
 
     return measure
 
@@ -236,7 +237,7 @@ def _run_unit(config: Config, task, unit: int, activation: str, depth: int, widt
     kwargs = {"friction": config.friction} if config.sampler == "baoab" else {}
     label = f"{activation} L={depth} N={width} T={T:g}"
     result = run_chains(sampler(log_p, h, **kwargs), positions, seed=config.seed * 1_000_003 + unit, n_steps=n_steps,
-                        every=every, burn_in=burn, measure=_measure_fn(config, model, x_tr, x_te, y_te, width),
+                        every=every, burn_in=burn, measure=_measure_fn(config, model, x_tr, x_te, y_te, depth, width),
                         checkpoint_dir=out_dir / "checkpoints" / f"unit_{unit:03d}",
                         checkpoint_every=config.checkpoint_every, description=label)
     return result, dict(step=h, top_curvature=lam, every=every, burn_in=burn, n_steps=n_steps)
