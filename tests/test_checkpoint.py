@@ -42,3 +42,10 @@ def test_resume_is_bitwise_identical(tmp_path):
 def test_bad_interval(tmp_path):
     with pytest.raises(ValueError, match="every"):
         Checkpointer(tmp_path, every=0)
+
+
+def test_a_checkpoint_of_another_structure_is_a_clear_error(tmp_path):
+    with Checkpointer(tmp_path / "ck") as ckpt:
+        ckpt.save(1, {"a": np.zeros(3), "b": np.ones(2)}, force=True)
+    with Checkpointer(tmp_path / "ck") as ckpt, pytest.raises(ValueError, match="delete that folder"):
+        ckpt.restore({"a": np.zeros(3)})

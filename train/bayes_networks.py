@@ -304,6 +304,13 @@ def run(config: Config, out_dir: Path) -> cli.Outcome:
     return _report(config, task, rows, kernels, out_dir)
 
 
+def _log_ticks(ax, values) -> None:
+    """Major ticks at the measured values only (log axes otherwise print overlapping minor labels)."""
+    ticks = sorted(set(values))
+    ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+    ax.minorticks_off()
+
+
 def _report(config, task, rows, kernels, out_dir):
     figs = []
     groups = sorted({(r["activation"], r["temperature"]) for r in rows})
@@ -319,6 +326,7 @@ def _report(config, task, rows, kernels, out_dir):
             ax.plot(N, [r["theory"] for r in sel], "-", color=bar[0].get_color(), label="theory")
             ax.plot(N, [r["NNGP"] for r in sel], ":", color=bar[0].get_color(), label="NNGP")
         ax.set(xscale="log", xlabel="width N", ylabel="test loss ε_g", title=f"{act}, T = {T:g}, P = {config.n_train}")
+        _log_ticks(ax, config.widths)
         ax.legend(fontsize=7)
     figs.append(plots.save(fig, out_dir / "test_loss_vs_width.png"))
 
@@ -332,17 +340,20 @@ def _report(config, task, rows, kernels, out_dir):
     ax.axhspan(-3, 3, color="0.9", zorder=0, label="±3 %")
     ax.axhline(0, color="k", lw=0.8)
     ax.set(xscale="log", xlabel="α = P/N", ylabel="theory / experiment − 1 (%)", title="renormalized theory vs sampling")
+    _log_ticks(ax, [r["alpha"] for r in rows])
     ax.legend(fontsize=7)
     figs.append(plots.save(fig, out_dir / "relative_error_vs_alpha.png"))
 
     fig, axes = plots.figure(2)
     for depth in config.depths:
         sel = [r for r in rows if r["depth"] == depth]
-        axes[0].errorbar([r["alpha"] for r in sel], [r["readout_q"]["experiment"] for r in sel],
-                         yerr=[r["readout_q"]["error"] for r in sel], fmt="o", ms=4, label=f"L = {depth}: sampled")
-        axes[0].plot([r["alpha"] for r in sel], [r["readout_q"]["theory"] for r in sel], "x", ms=7, label="theory")
+        bar = axes[0].errorbar([r["alpha"] for r in sel], [r["readout_q"]["experiment"] for r in sel],
+                               yerr=[r["readout_q"]["error"] for r in sel], fmt="o", ms=4, label=f"L = {depth}: sampled")
+        axes[0].plot([r["alpha"] for r in sel], [r["readout_q"]["theory"] for r in sel], "x", ms=8,
+                     color=bar[0].get_color(), label=f"L = {depth}: theory")
     axes[0].axhline(1, color="k", lw=0.8, ls=":")
     axes[0].set(xscale="log", xlabel="α = P/N", ylabel="readout order parameter Q_L", title="⟨λ_L|v|²/N_L⟩ vs Q_L")
+    _log_ticks(axes[0], [r["alpha"] for r in rows])
     axes[0].legend(fontsize=7)
     if kernels:
         key = max(kernels, key=lambda k: (k[0] == config.activations[0], -k[2], k[1]))  # smallest width, deepest

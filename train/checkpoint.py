@@ -46,7 +46,14 @@ class Checkpointer:
         if step is None:
             return 0, initial_state
         template = jax.tree.map(ocp.utils.to_shape_dtype_struct, initial_state)
-        restored = self._manager.restore(step, args=ocp.args.StandardRestore(template))
+        try:
+            restored = self._manager.restore(step, args=ocp.args.StandardRestore(template))
+        except ValueError as e:  # orbax reports a tree mismatch as a long diff
+            raise ValueError(
+                f"the checkpoint in {self.directory} (step {step}) does not match the state this run needs — it "
+                "was probably written by another version of the code; delete that folder (or choose another "
+                f"--out) to start over. orbax said: {str(e).splitlines()[0]}"
+            ) from None
         as_numpy = jax.tree.map(lambda leaf: isinstance(leaf, np.ndarray), initial_state)
         restored = jax.tree.map(lambda r, np_leaf: np.asarray(r) if np_leaf else r, restored, as_numpy)
         return step, restored
