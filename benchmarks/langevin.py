@@ -15,31 +15,21 @@ with respect to the inputs).
 from __future__ import annotations
 
 import argparse
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from benchmarks.timing import median_time
 from models.mlp import MLP
 from models.posterior import log_posterior
 from train.samplers import baoab
 
 
-def _median_time(fn, repeats: int) -> float:
-    jax.block_until_ready(fn())
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn())
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
-
-
 def matmul_flops(size: int = 4096, repeats: int = 3) -> float:
     a = jax.random.normal(jax.random.key(0), (size, size), jnp.float32)
     mm = jax.jit(lambda a: a @ a)
-    return 2 * size**3 / _median_time(lambda: mm(a), repeats)
+    return 2 * size**3 / median_time(lambda: mm(a), repeats)
 
 
 def main(argv=None):
@@ -76,9 +66,9 @@ def main(argv=None):
             return jax.vmap(lambda k, st: sampler.step(jax.random.fold_in(k, t), st)[0])(keys, s), None
         return jax.lax.scan(body, states, jnp.arange(args.block))[0]
 
-    t_loop = _median_time(loop, args.repeats)
-    t_vmap = _median_time(lambda: vmapped(keys, states)[0], args.repeats)
-    t_scan = _median_time(lambda: scanned(states, keys), args.repeats) / args.block
+    t_loop = median_time(loop, args.repeats)
+    t_vmap = median_time(lambda: vmapped(keys, states)[0], args.repeats)
+    t_scan = median_time(lambda: scanned(states, keys), args.repeats) / args.block
     widths = [d] + [N] * L
     forward = 2 * P * (sum(a * b for a, b in zip(widths[:-1], widths[1:], strict=True)) + N)
     backward = 2 * P * (d * N + 2 * sum(N * N for _ in range(L - 1)) + 2 * N)

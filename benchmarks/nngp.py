@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import argparse
 import resource
-import time
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
+from benchmarks.timing import median_time
 from theory.nngp import get_activation, nngp_kernel
 
 
@@ -31,16 +30,6 @@ def baseline_kernel(x, *, activation: str, depth: int, weight_var: float = 1.0, 
         q = jnp.diagonal(K)
         K = weight_var * pair(q[:, None], K, q[None, :]) + bias_var
     return K
-
-
-def _time(fn, repeats: int) -> float:
-    jax.block_until_ready(fn())  # compile and warm up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn())
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
 
 
 def main(argv=None):
@@ -62,20 +51,20 @@ def main(argv=None):
     print(f"device: {jax.device_count()} × {dev.device_kind} ({jax.default_backend()}); "
           f"P = {args.p}, d = {args.d}, depth = {args.depth}, {args.dtype}")
     gram = jax.jit(lambda x: x @ x.T)
-    t_gram = _time(lambda: gram(x), args.repeats)
+    t_gram = median_time(lambda: gram(x), args.repeats)
     print(f"input Gram x xᵀ alone (floor): {t_gram * 1e3:9.1f} ms")
     blocks = [int(b) for b in args.block_sizes.split(",") if b] or [None]
     for activation in args.activations.split(","):
         kw = dict(activation=activation, depth=args.depth, weight_var=2.0 if activation == "relu" else 1.0)
         results = {}
         for block in blocks:
-            results[block] = _time(lambda block=block, kw=kw: nngp_kernel(x, block_size=block, **kw), args.repeats)
+            results[block] = median_time(lambda block=block, kw=kw: nngp_kernel(x, block_size=block, **kw), args.repeats)
             label = f"ours (block {block or 'default'})"
             print(f"{activation:5s} {label:26s}: {results[block] * 1e3:9.1f} ms")
         best = min(results.values())
         if not args.no_baseline:
             base = jax.jit(lambda x, kw=kw: baseline_kernel(x, **kw))
-            t_base = _time(lambda base=base: base(x), args.repeats)
+            t_base = median_time(lambda base=base: base(x), args.repeats)
             K_base = base(x)
             diff = float(jnp.max(jnp.abs(nngp_kernel(x, **kw) - K_base)) / jnp.max(jnp.abs(K_base)))
             print(f"{activation:5s} {'baseline (full recursion)':26s}: {t_base * 1e3:9.1f} ms   "

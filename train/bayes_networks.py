@@ -75,11 +75,7 @@ class Config:
 
     def validate(self):
         req = cli.require
-        req(self.dataset in ("auto", "fashion-mnist", "mnist1d"),
-            f"dataset must be auto, fashion-mnist or mnist1d; got {self.dataset!r}")
-        req(len(self.classes) == 2 and self.classes[0] != self.classes[1],
-            f"classes must be two different labels; got {self.classes}")
-        req(self.n_train >= 2 and self.n_test >= 1, f"need n_train >= 2 and n_test >= 1; got {self.n_train}, {self.n_test}")
+        cli.require_binary_task(self)
         req(self.image_side >= 1 and 28 % self.image_side == 0,
             f"image_side must divide 28 (Fashion-MNIST is downsampled by an integer factor); got {self.image_side}")
         req(self.architecture in ("mlp", "cnn"), f"architecture must be mlp or cnn; got {self.architecture!r}")

@@ -54,6 +54,16 @@ def require(condition: bool, message: str) -> None:
         raise ConfigError(message)
 
 
+def require_binary_task(config) -> None:
+    """The data fields every binary-task experiment shares: dataset, classes, n_train, n_test."""
+    require(config.dataset in ("auto", "fashion-mnist", "mnist1d"),
+            f"dataset must be auto, fashion-mnist or mnist1d; got {config.dataset!r}")
+    require(len(config.classes) == 2 and config.classes[0] != config.classes[1],
+            f"classes must be two different labels; got {config.classes}")
+    require(config.n_train >= 2 and config.n_test >= 1,
+            f"need n_train >= 2 and n_test >= 1; got {config.n_train}, {config.n_test}")
+
+
 def _field_types(config_cls) -> dict:
     return typing.get_type_hints(config_cls)
 

@@ -51,11 +51,7 @@ class Config:
 
     def validate(self):
         req = cli.require
-        req(self.dataset in ("auto", "fashion-mnist", "mnist1d"),
-            f"dataset must be auto, fashion-mnist or mnist1d; got {self.dataset!r}")
-        req(len(self.classes) == 2 and self.classes[0] != self.classes[1],
-            f"classes must be two different labels; got {self.classes}")
-        req(self.n_train >= 2 and self.n_test >= 1, f"need n_train >= 2 and n_test >= 1; got {self.n_train}, {self.n_test}")
+        cli.require_binary_task(self)
         req(self.input_dim >= 0, f"input_dim must be >= 0 (0 keeps all features); got {self.input_dim}")
         req(len(self.activations) > 0 and all(a in ACTIVATIONS for a in self.activations),
             f"activations must be among {', '.join(ACTIVATIONS)}; got {self.activations}")
