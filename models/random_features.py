@@ -68,19 +68,16 @@ class RandomFeatures(nn.Module):
     n_max: int | None = None
     dtype: jnp.dtype = jnp.float32
 
-    def setup(self):
+    @nn.compact
+    def __call__(self, x_BxD, return_features: bool = False):
+        """f (B,); with return_features also z = φ(Fx) (B, N)."""
         if self.features not in FEATURE_MAPS:
             raise ValueError(f"features must be one of {sorted(FEATURE_MAPS)}; got {self.features!r}")
-
-    def features_of(self, x_BxD):
         F = self.variable("projection", "F", lambda: random_projection(
             self.make_rng("params"), self.n_features, x_BxD.shape[-1], n_max=self.n_max, dtype=self.dtype))
-        return FEATURE_MAPS[self.features](x_BxD.astype(self.dtype) @ F.value.T)
-
-    def __call__(self, x_BxD):
-        z_BxN = self.features_of(x_BxD)
+        z_BxN = FEATURE_MAPS[self.features](x_BxD.astype(self.dtype) @ F.value.T)
         a = self.param("readout", nn.initializers.zeros_init(), (self.n_features,), self.dtype)
-        return z_BxN @ a
+        return (z_BxN @ a, z_BxN) if return_features else z_BxN @ a
 
 
 def population_moments(projection_NxD, eigenvalues, teacher):

@@ -24,6 +24,7 @@ from train.results import environment
 EXPERIMENTS = {
     "nngp_convergence": "train.nngp_convergence",
     "bayes_networks": "train.bayes_networks",
+    "rf_scaling": "train.rf_scaling",
 }
 
 

@@ -1,0 +1,144 @@
+"""models.random_features, train.optimizers and the scaling experiment train.rf_scaling (tiny sizes)."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from models.random_features import (
+    RandomFeatures,
+    population_loss,
+    population_moments,
+    power_law_inputs,
+    random_projection,
+)
+from theory.random_features import power_law_spectrum, power_law_target
+from train import cli, rf_scaling
+from train.optimizers import OPTIMIZERS, make_optimizer, natural_gradient
+
+TINY = dict(s_values=(1.0, 2.0), dim=96, widths=(4, 8, 16), steps=40, seeds=3, lr_multipliers=(0.5, 1.0))
+
+
+def test_model_features_projection_and_population_loss():
+    lam = power_law_spectrum(64, 1.2)
+    teacher = jnp.sqrt(power_law_target(64, 2.0) / lam)
+    model = RandomFeatures(n_features=8, n_max=32)
+    x = power_law_inputs(jax.random.key(1), 200_000, lam)
+    variables = model.init(jax.random.key(0), x[:2])
+    assert set(variables) == {"params", "projection"} and variables["params"]["readout"].shape == (8,)
+    F = variables["projection"]["F"]
+    # nested widths: the first rows of one (n_max, D) draw, scaled by 1/√N
+    F16 = RandomFeatures(n_features=16, n_max=32).init(jax.random.key(0), x[:2])["projection"]["F"]
+    np.testing.assert_allclose(np.asarray(F) * np.sqrt(8), np.asarray(F16[:8]) * np.sqrt(16), rtol=1e-6)
+    F_big = random_projection(jax.random.key(9), 4000, 64, dtype=jnp.float64)
+    assert float(jnp.var(F_big)) * 4000 == pytest.approx(1.0, abs=4 * np.sqrt(2 / F_big.size))
+    a = jax.random.normal(jax.random.key(2), (8,), jnp.float32) * 0.3
+    variables = {"params": {"readout": a}, "projection": variables["projection"]}
+    y = x @ teacher.astype(jnp.float32)
+    sq = np.asarray((y - model.apply(variables, x)) ** 2, np.float64)
+    exact = float(population_loss(a, F, lam.astype(jnp.float32), teacher.astype(jnp.float32)))
+    assert abs(sq.mean() - exact) < 4 * sq.std() / np.sqrt(sq.size)
+    Sigma, b, c = population_moments(F.astype(jnp.float64), lam, teacher)
+    a64 = a.astype(jnp.float64)
+    assert float(a64 @ Sigma @ a64 - 2 * a64 @ b + c) == pytest.approx(exact, rel=1e-5)
+    with pytest.raises(ValueError, match="features must be one of"):
+        RandomFeatures(n_features=4, features="swish").init(jax.random.key(0), x[:2])
+
+
+def _problem(N=12, D=80, seed=0):
+    rng = np.random.default_rng(seed)
+    lam = np.asarray(power_law_spectrum(D, 1.5))
+    F = rng.standard_normal((N, D)) / np.sqrt(N)
+    w = np.sqrt(np.asarray(power_law_target(D, 2.5)) / lam)
+    return jnp.asarray(F @ (lam[:, None] * F.T)), jnp.asarray(F @ (lam * w))
+
+
+def _trajectory(opt, Sigma, b, steps=25):
+    a = jnp.zeros(b.shape[0])
+    state, path = opt.init(a), []
+    for _ in range(steps):
+        updates, state = opt.update(Sigma @ a - b, state, a)
+        a = optax.apply_updates(a, updates)
+        path.append(a)
+    return jnp.stack(path)
+
+
+def test_natural_gradient_is_reparametrisation_invariant():
+    """Features z' = A z (A invertible): Σ' = AΣAᵀ, b' = Ab, and a·z = a'·z' ⇔ a = Aᵀa'. Undamped natural
+    gradient gives the same function at every step; gradient descent does not (the check can fail)."""
+    Sigma, b = _problem()
+    A = jnp.asarray(np.random.default_rng(3).standard_normal((12, 12)) + 3 * np.eye(12))
+    S2, b2 = A @ Sigma @ A.T, A @ b
+    path = _trajectory(natural_gradient(0.5, Sigma, 0.0), Sigma, b)
+    path2 = _trajectory(natural_gradient(0.5, S2, 0.0), S2, b2)
+    np.testing.assert_allclose(np.asarray(path2 @ A), np.asarray(path), rtol=1e-7, atol=1e-9)
+    eta = 0.5 / float(jnp.linalg.eigvalsh(S2)[-1])
+    gd, gd2 = _trajectory(optax.sgd(eta), Sigma, b), _trajectory(optax.sgd(eta), S2, b2)
+    assert float(jnp.max(jnp.abs(gd2 @ A - gd))) > 1e-3
+
+
+def test_optimizers_by_name_and_errors():
+    Sigma, b = _problem()
+    for name in OPTIMIZERS:
+        with jax.numpy_dtype_promotion("standard"):  # optax.adam raises a float to an int32 power (bias correction)
+            path = _trajectory(make_optimizer(name, 0.05, fisher=Sigma, damping=1e-3), Sigma, b, steps=5)
+        assert path.shape == (5, 12) and bool(jnp.all(jnp.isfinite(path)))
+    # diagonal preconditioning with a constant diagonal is gradient descent with a rescaled step
+    const = jnp.full(12, 4.0)
+    np.testing.assert_allclose(np.asarray(_trajectory(make_optimizer("diagonal", 0.2, fisher=const), Sigma, b)),
+                               np.asarray(_trajectory(optax.sgd(0.05), Sigma, b)), rtol=1e-12)
+    with pytest.raises(ValueError, match="optimizer must be one of"):
+        make_optimizer("lbfgs", 0.1)
+    with pytest.raises(ValueError, match="needs the Fisher"):
+        make_optimizer("natural", 0.1)
+    with pytest.raises(ValueError, match="parameters have 3"):
+        natural_gradient(0.1, Sigma).init(jnp.zeros(3))
+
+
+def test_experiment_matches_eigenbasis_theory_and_resumes(tmp_path):
+    config = dataclasses.replace(rf_scaling.Config(), **TINY)
+    record = cli.execute("rf_scaling", config, rf_scaling.run, tmp_path / "run")
+    rows = {(r["optimizer"], r["s"]): r for r in record["metrics"]["rows"]}
+    assert set(rows) == {(o, s) for o in OPTIMIZERS for s in TINY["s_values"]}
+    for (name, _), row in rows.items():
+        assert row["window"] == [4.0, 16.0] and row["ci"][0] <= row["alpha"] <= row["ci"][1]
+        if name in ("gd", "momentum", "natural"):
+            # trained in float32 with optax vs the float64 eigenbasis recurrence on the same spectra: equal up to
+            # float32 rounding accumulated over T steps (relative 1e-7 × T × condition ≲ 1e-3)
+            np.testing.assert_allclose(row["loss_mean"], row["theory_loss"], rtol=2e-3)
+    assert record["plots"] == ["loss_vs_n.png", "alpha_vs_s.png", "diagnostic.png"]
+    again = cli.execute("rf_scaling", config, rf_scaling.run, tmp_path / "run")
+    assert again["metrics"] == record["metrics"]
+    # interrupted after the first optimizer, then resumed: identical results
+    calls = {"n": 0}
+    original = rf_scaling.sweep
+
+    def failing(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    rf_scaling.sweep = failing
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            cli.execute("rf_scaling", config, rf_scaling.run, tmp_path / "cut")
+    finally:
+        rf_scaling.sweep = original
+    assert cli.execute("rf_scaling", config, rf_scaling.run, tmp_path / "cut")["metrics"] == record["metrics"]
+
+
+@pytest.mark.parametrize("override,message", [
+    (dict(s_values=(0.0, 1.0)), "s_values must be > 0"),
+    (dict(widths=(0, 4, 8)), "widths must be"),
+    (dict(widths=(8, 4, 16)), "widths must be"),
+    (dict(dim=20), "dim must exceed"),
+    (dict(optimizers=("gd", "sgd")), "optimizers must be among"),
+    (dict(damping=-1.0), "damping > 0"),
+])
+def test_bad_config_is_one_clear_error(override, message):
+    with pytest.raises(cli.ConfigError, match=message):
+        dataclasses.replace(rf_scaling.Config(), **override).validate()

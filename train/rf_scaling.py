@@ -1,0 +1,396 @@
+"""Does the scaling exponent α of L(N) ∝ N^-α depend on the optimizer? Five optimizers × six spectra, with theory.
+
+Setup (every part a config field; notes `../shared/science/random_features.md`):
+- inputs x ~ N(0, Λ) in dimension D, λ_k = k^-s; teacher y = w̄·x + ε with task power v_k² = k^-a, a = s + shift
+  (w̄_k² = k^-shift: `target_shift`), label noise σ²;
+- N linear random features z = Fx (`models.random_features`, F_ik ~ N(0, 1/N), nested over N: the first N rows
+  of one draw per seed), readout a trained from 0 for T steps on ½·(population MSE) — full-batch gradients of
+  the exact population loss aᵀΣ_N a − 2aᵀb + c, so the only randomness is the features (the infinite-data regime);
+- five optimizers (`train.optimizers`): GD, heavy-ball momentum, Adam, diagonal Fisher, damped natural gradient
+  (Cholesky of Σ_N + εI), each at its tuned learning rate: a grid of multipliers of a per-optimizer base
+  (GD: 0.95/μ_max(Σ_N), momentum: 0.95(1+β)/μ_max, diagonal: 0.95/μ_max(D⁻¹Σ_N), natural: 0.95, Adam: `adam_lr`),
+  the multiplier chosen per (optimizer, s, N) by the seed-mean final loss;
+- α: log-log slope of the seed-mean loss over the N grid, bootstrap-over-seeds CI (`train.exponents`).
+
+Theory, side by side (`theory.random_features`):
+- eigenbasis α: the exact eigenbasis dynamics (GD, heavy ball, natural gradient) on each seed's N-feature spectrum
+  (float64), tuned over the same grid. Diagonal: the prediction "acts as GD with the rescaled step
+  η/(mean diag Σ_N + ε)" (rotation-invariant features: diag Σ_N ≈ tr Σ_N/N). Adam: no eigenbasis theory.
+- closed-form α: no sampling at all — T steps at effective rate η_eff act as the ridge z = 1/(η_eff T), so
+  L(N, T) ≈ rf_risk(N, P = ∞, ridge z) (the deterministic equivalent).
+- converged α: the infinite-budget exponent, from the deterministic equivalent of the population readout
+  (rf_risk, P = ∞, ridge 0) over the same window.
+- the diagnostic: N*(T) = #{k: T η λ_k f(λ_k) ≥ 1} (η λ₁ = 1) for GD and natural gradient against the window.
+
+    python -m train.rf_scaling --preset quick --out runs/rf_scaling
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from models.random_features import population_loss, random_projection
+from theory.random_features import (
+    learning_curve,
+    loglog_slope,
+    power_law_spectrum,
+    power_law_target,
+    preconditioner,
+    rf_risk,
+    time_bottleneck,
+)
+from train import cli, plots
+from train.checkpoint import Checkpointer
+from train.exponents import fit_exponent
+from train.optimizers import OPTIMIZERS, make_optimizer
+from train.progress import progress
+from train.sweep import sweep
+
+NAME = "rf_scaling"
+LABELS = {"gd": "GD", "momentum": "momentum", "adam": "Adam", "diagonal": "diagonal Fisher", "natural": "natural gradient"}
+
+
+@dataclass(frozen=True)
+class Config:
+    s_values: tuple[float, ...] = (0.75, 1.0, 1.25, 1.5, 1.75, 2.0)  # λ_k = k^-s
+    target_shift: float = 1.0  # a = s + shift (v_k² = k^-a); shift 0 is an isotropic teacher
+    dim: int = 2048  # D ≫ max N
+    widths: tuple[int, ...] = (8, 16, 32, 64, 128)  # the N grid (geometric); the fit window
+    steps: int = 200  # T, the step budget
+    seeds: int = 5
+    optimizers: tuple[str, ...] = OPTIMIZERS
+    lr_multipliers: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0)
+    momentum: float = 0.9  # β of heavy ball
+    damping: float = 1e-3  # ε of natural gradient and of the diagonal preconditioner (λ₁ = 1)
+    adam_lr: float = 0.01  # Adam's base learning rate (multiplied by lr_multipliers)
+    noise: float = 0.0  # label noise σ² (a floor under L; 0 keeps the fits clean)
+    confidence: float = 0.95
+    chunk: int = 0  # configurations trained at once (0: all; set on a GPU to bound memory)
+    seed: int = 0
+
+    def validate(self):
+        req = cli.require
+        req(len(self.s_values) >= 1 and all(s > 0 for s in self.s_values),
+            f"s_values must be > 0 (λ_k = k^-s decays); got {self.s_values}")
+        req(self.target_shift >= 0, f"target_shift must be >= 0 (a = s + shift); got {self.target_shift}")
+        req(len(self.widths) >= 3 and all(w >= 1 for w in self.widths) and list(self.widths) == sorted(set(self.widths)),
+            f"widths must be >= 3 increasing positive integers; got {self.widths}")
+        req(self.dim > 2 * max(self.widths), f"dim must exceed 2 × max(widths) (D ≫ N); got {self.dim}")
+        req(self.steps >= 1 and self.seeds >= 2, f"need steps >= 1 and seeds >= 2; got {self.steps}, {self.seeds}")
+        req(len(self.optimizers) >= 1 and all(o in OPTIMIZERS for o in self.optimizers),
+            f"optimizers must be among {', '.join(OPTIMIZERS)}; got {self.optimizers}")
+        req(len(self.lr_multipliers) >= 1 and all(m > 0 for m in self.lr_multipliers),
+            f"lr_multipliers must be > 0; got {self.lr_multipliers}")
+        req(0 <= self.momentum < 1, f"momentum must be in [0, 1); got {self.momentum}")
+        req(self.damping > 0 and self.adam_lr > 0 and self.noise >= 0,
+            f"need damping > 0, adam_lr > 0, noise >= 0; got {self.damping}, {self.adam_lr}, {self.noise}")
+        req(0 < self.confidence < 1 and self.chunk >= 0,
+            f"need 0 < confidence < 1 and chunk >= 0; got {self.confidence}, {self.chunk}")
+
+
+PRESETS = {
+    "quick": Config(),
+    "paper": Config(dim=16384, widths=(16, 32, 64, 128, 256, 512, 1024, 2048), steps=2000, seeds=8,
+                    lr_multipliers=(0.125, 0.25, 0.5, 1.0, 1.5, 2.0), chunk=96),
+}
+
+
+class _Problem:
+    """Per (s, seed): the nested features' population moments in float64 and their eigenbasis at every N."""
+
+    def __init__(self, config: Config, s_index: int, seed: int):
+        s = config.s_values[s_index]
+        W = self.widths = config.widths
+        self.lam = np.asarray(power_law_spectrum(config.dim, s))
+        self.v2 = np.asarray(power_law_target(config.dim, s + config.target_shift))
+        self.teacher = np.sqrt(self.v2 / self.lam)
+        key = jax.random.fold_in(jax.random.fold_in(jax.random.key(config.seed), s_index), seed)
+        self.G = np.asarray(random_projection(key, W[-1], config.dim, dtype=jnp.float64)) * np.sqrt(W[-1])
+        GL = self.G * self.lam[None, :]
+        self.Sigma_full, self.b_full = GL @ self.G.T, GL @ self.teacher
+        self.c = float(np.sum(self.v2))
+        self.eig = []
+        for N in W:
+            Sigma, b = self.Sigma_full[:N, :N] / N, self.b_full[:N] / np.sqrt(N)
+            mu, U = np.linalg.eigh(Sigma)
+            c2 = (U.T @ b) ** 2 / mu
+            diag = np.diag(Sigma) + config.damping
+            Dm = Sigma / np.sqrt(diag[:, None] * diag[None, :])
+            self.eig.append({"mu": mu, "c2": c2, "floor": self.c - float(np.sum(c2)) + config.noise,
+                             "mean_diag": float(np.mean(np.diag(Sigma))), "mu_max_diag": float(np.linalg.eigvalsh(Dm)[-1])})
+
+    def moments(self, i: int, n_max: int):
+        """(Σ_N, b, mask) of width index i, zero-padded to n_max."""
+        N = self.widths[i]
+        Sigma = np.zeros((n_max, n_max))
+        Sigma[:N, :N] = self.Sigma_full[:N, :N] / N
+        b = np.zeros(n_max)
+        b[:N] = self.b_full[:N] / np.sqrt(N)
+        return Sigma, b, (np.arange(n_max) < N).astype(np.float64)
+
+
+def _base_lr(name: str, config: Config, eig: dict) -> float:
+    if name == "gd":
+        return 0.95 / eig["mu"][-1]
+    if name == "momentum":
+        return 0.95 * (1 + config.momentum) / eig["mu"][-1]
+    if name == "diagonal":
+        return 0.95 / eig["mu_max_diag"]
+    if name == "natural":
+        return 0.95
+    return config.adam_lr
+
+
+def _train_fn(name: str, config: Config):
+    """(key, params) → final readout: T steps of `name` on ½·(aᵀΣa − 2aᵀb), float32, padded coordinates frozen
+    (their gradient is 0, and their Fisher entries are 1 so that the preconditioners stay finite)."""
+
+    def train(_, p):
+        Sigma, b, mask = p["Sigma"], p["b"], p["mask"]
+        fisher = Sigma + jnp.diag(1.0 - mask)
+        opt = make_optimizer(name, p["lr"], fisher=fisher, damping=config.damping, beta=config.momentum)
+        a = jnp.zeros_like(b)
+
+        def step(carry, _):
+            a, state = carry
+            updates, state = opt.update(Sigma @ a - b, state, a)
+            return (optax.apply_updates(a, updates) * mask, state), None
+
+        # optax.adam raises a float to its int32 step count (bias correction), which strict promotion refuses
+        with jax.numpy_dtype_promotion("standard"):
+            (a, _), _ = jax.lax.scan(step, (a, opt.init(a)), None, length=config.steps)
+        return a
+
+    return train
+
+
+def _final_losses(config: Config, mu, c2, floor, lr, f, beta):
+    """L(T) of the eigenbasis dynamics for a batch of (spectrum, excess power, floor, η, f, β), float64, one jit."""
+    curve = lambda *args: learning_curve(args[0], args[1], config.steps, learning_rate=args[3],  # noqa: E731
+                                         preconditioner_values=args[4], momentum=args[5], floor=args[2])[-1]
+    return np.asarray(jax.jit(jax.vmap(curve))(*(jnp.asarray(x, jnp.float64) for x in (mu, c2, floor, lr, f, beta))))
+
+
+def _preconditioner_values(name: str, config: Config, mu, mean_diag: float):
+    if name == "natural":
+        return np.asarray(preconditioner(mu, "natural", damping=config.damping))
+    if name == "diagonal":  # the prediction: diag Σ_N ≈ its mean (rotation-invariant features)
+        return np.full_like(mu, 1.0 / (mean_diag + config.damping))
+    return np.ones_like(mu)
+
+
+def _theory_losses(name: str, config: Config, problems) -> np.ndarray:
+    """(S, R, W, M) final losses of the eigenbasis dynamics on each seed's N-feature spectrum (NaN for Adam).
+    Spectra are padded to max N with modes of zero excess power."""
+    S, R, W, M = len(config.s_values), config.seeds, config.widths, config.lr_multipliers
+    if name == "adam":
+        return np.full((S, R, len(W), len(M)), np.nan)
+    n_max, rows = W[-1], []
+    for si in range(S):
+        for r in range(R):
+            for wi, N in enumerate(W):
+                eig = problems[si, r].eig[wi]
+                mu = np.ones(n_max)
+                mu[:N] = eig["mu"]
+                c2 = np.zeros(n_max)
+                c2[:N] = eig["c2"]
+                f = _preconditioner_values(name, config, mu, eig["mean_diag"])
+                rows += [(mu, c2, eig["floor"], _base_lr(name, config, eig) * m, f) for m in M]
+    mu, c2, floor, lr, f = (np.stack([row[i] for row in rows]) for i in range(5))
+    beta = np.full(len(rows), config.momentum if name == "momentum" else 0.0)
+    return _final_losses(config, mu, c2, floor, lr, f, beta).reshape(S, R, len(W), len(M))
+
+
+def _closed_form_losses(name: str, config: Config, problems) -> np.ndarray:
+    """(S, W, M) losses predicted with no sampling: training for T steps at effective rate η_eff ≈ the population
+    ridge z = 1/(η_eff T) (early stopping ↔ ridge: Ali, Kolter & Tibshirani 2019; Bordelon et al. 2024), so
+    L(N, T) ≈ rf_risk(N features, P = ∞, ridge z). η_eff in units of λ₁ = 1: GD and diagonal 0.95 m, heavy ball
+    0.95 m (1+β)/(1−β), natural gradient 0.95 m/ε (its slow modes, λ ≪ ε, relax at η/ε). NaN for Adam."""
+    S, W, M = len(config.s_values), config.widths, config.lr_multipliers
+    if name == "adam":
+        return np.full((S, len(W), len(M)), np.nan)
+    beta = config.momentum
+    rate = {"gd": 0.95, "diagonal": 0.95, "momentum": 0.95 * (1 + beta) / (1 - beta), "natural": 0.95 / config.damping}
+    ridge = np.asarray([1.0 / (rate[name] * m * config.steps) for m in M])
+    out = np.empty((S, len(W), len(M)))
+    for si in range(S):
+        lam, v2 = jnp.asarray(problems[si, 0].lam), jnp.asarray(problems[si, 0].v2)
+        risk = jax.vmap(jax.vmap(lambda n, z, lam=lam, v2=v2: rf_risk(lam, v2, n_features=n, n_samples=jnp.inf, ridge=z,
+                                                                      noise=config.noise), (None, 0)), (0, None))
+        out[si] = np.asarray(risk(jnp.asarray(W, jnp.float64), jnp.asarray(ridge)))
+    return out
+
+
+@jax.jit
+def _population_losses(readouts_CxN, G_NxD, scale_C, lam, teacher, noise):
+    """Test loss of C readouts of one (s, seed): features F = G[:N]/√N, zero-padded readouts."""
+    return jax.vmap(lambda a, c: population_loss(a, G_NxD * c, lam, teacher, noise))(readouts_CxN, scale_C)
+
+
+def run(config: Config, out_dir: Path) -> cli.Outcome:
+    S, R, W, M, O = config.s_values, config.seeds, config.widths, config.lr_multipliers, config.optimizers
+    n_max = W[-1]
+    problems = {}
+    for si in progress(range(len(S)), desc=f"{NAME}: features"):
+        for r in range(R):
+            problems[si, r] = _Problem(config, si, r)
+    grid = [(si, r, wi, mi) for si in range(len(S)) for r in range(R) for wi in range(len(W)) for mi in range(len(M))]
+    moments = {(si, r, wi): problems[si, r].moments(wi, n_max) for si, r, wi, _ in grid}
+    initial = {"losses": np.full((len(O), len(S), R, len(W), len(M)), np.nan)}
+    with Checkpointer(out_dir / "checkpoints", every=1) as ckpt:
+        start, state = ckpt.restore(initial)
+        for oi in progress(range(start, len(O)), desc=NAME, total=len(O), initial=start):
+            name = O[oi]
+            params = {
+                "Sigma": np.stack([moments[g[:3]][0] for g in grid]).astype(np.float32),
+                "b": np.stack([moments[g[:3]][1] for g in grid]).astype(np.float32),
+                "mask": np.stack([moments[g[:3]][2] for g in grid]).astype(np.float32),
+                "lr": np.asarray([_base_lr(name, config, problems[g[0], g[1]].eig[g[2]]) * M[g[3]] for g in grid],
+                                 np.float32),
+            }
+            readouts = sweep(_train_fn(name, config), params, seed=config.seed, chunk_size=config.chunk or None)
+            losses = state["losses"].copy()
+            readouts = readouts.reshape(len(S), R, len(W) * len(M), n_max)
+            scale = np.repeat(1.0 / np.sqrt(np.asarray(W, np.float32)), len(M)).astype(np.float32)
+            for si in range(len(S)):
+                for r in range(R):
+                    pr = problems[si, r]
+                    f32 = [jnp.asarray(x, jnp.float32) for x in (pr.G, pr.lam, pr.teacher)]
+                    values = _population_losses(jnp.asarray(readouts[si, r]), f32[0], jnp.asarray(scale), f32[1],
+                                                f32[2], np.float32(config.noise))
+                    losses[oi, si, r] = np.asarray(values).reshape(len(W), len(M))
+            state = {"losses": losses}
+            ckpt.save(oi + 1, state)
+    return _report(config, problems, state["losses"], out_dir)
+
+
+def _tuned(losses_RxWxM):
+    """Per N the multiplier with the least seed-mean final loss (diverged runs count as +inf)."""
+    mean = np.where(np.isfinite(losses_RxWxM), losses_RxWxM, np.inf).mean(axis=0)  # (W, M)
+    best = np.argmin(mean, axis=1)
+    return best, losses_RxWxM[:, np.arange(len(best)), best]
+
+
+def _analyse(config: Config, problems, losses):
+    S, W, O = config.s_values, config.widths, config.optimizers
+    n = np.asarray(W, np.float64)
+    theory_all = {name: _theory_losses(name, config, problems) for name in O}
+    closed_all = {name: _closed_form_losses(name, config, problems) for name in O}
+    rows = []
+    for oi, name in enumerate(O):
+        for si, s in enumerate(S):
+            best, tuned = _tuned(losses[oi, si])
+            fit = fit_exponent(n, tuned, confidence=config.confidence, seed=config.seed + 17 * oi + si)
+            theory = theory_all[name][si]  # (R, W, M)
+            theory_curve = None if name == "adam" else np.min(theory.mean(axis=0), axis=1)
+            closed = None if name == "adam" else np.min(closed_all[name][si], axis=1)
+            rows.append({
+                "optimizer": name, "s": s, "a": s + config.target_shift, **fit.as_dict(),
+                "loss_mean": tuned.mean(axis=0).tolist(), "loss_per_seed": tuned.tolist(),
+                "lr_multiplier": [config.lr_multipliers[b] for b in best],
+                "theory_loss": None if theory_curve is None else theory_curve.tolist(),
+                "theory_alpha": None if theory_curve is None else float(loglog_slope(n, theory_curve)),
+                "closed_form_loss": None if closed is None else closed.tolist(),
+                "closed_form_alpha": None if closed is None else float(loglog_slope(n, closed)),
+            })
+    diagnostics = []
+    for si, s in enumerate(S):
+        lam, v2 = problems[si, 0].lam, problems[si, 0].v2
+        converged = [float(rf_risk(lam, v2, n_features=N, n_samples=jnp.inf, ridge=0.0, noise=config.noise)) for N in W]
+        n_star = {name: int(time_bottleneck(lam, config.steps, learning_rate=1.0,
+                                            preconditioner_values=preconditioner(lam, kind, damping=config.damping)))
+                  for name, kind in (("gd", "gd"), ("natural", "natural"))}
+        diagnostics.append({"s": s, "converged_alpha": float(loglog_slope(n, jnp.asarray(converged))),
+                            "converged_loss": converged, "n_star_gd": n_star["gd"], "n_star_natural": n_star["natural"],
+                            "window": [W[0], W[-1]]})
+    return rows, diagnostics
+
+
+def _report(config: Config, problems, losses, out_dir: Path) -> cli.Outcome:
+    rows, diagnostics = _analyse(config, problems, losses)
+    S, W, O = config.s_values, config.widths, config.optimizers
+    row = {(r["optimizer"], r["s"]): r for r in rows}
+    figs = []
+    colors = plots.plt.cm.viridis(np.linspace(0, 0.9, len(S)))
+
+    fig, axes = plots.figure(len(O), width=3.4)
+    for ax, name in zip(axes, O, strict=True):
+        for s, color in zip(S, colors, strict=True):
+            r = row[name, s]
+            per_seed = np.asarray(r["loss_per_seed"])
+            ax.loglog(W, r["loss_mean"], "o", color=color, ms=4, label=f"s = {s}: α = {r['alpha']:.2f}")
+            ax.fill_between(W, per_seed.min(0), per_seed.max(0), color=color, alpha=0.2, lw=0)
+            if r["theory_loss"] is not None:
+                ax.loglog(W, r["theory_loss"], "-", color=color, lw=1)
+            if r["closed_form_loss"] is not None:
+                ax.loglog(W, r["closed_form_loss"], ":", color=color, lw=1)
+        ax.set(title=f"{LABELS[name]}, T = {config.steps}", xlabel="features N", ylabel="test loss")
+        ax.set_xticks(W, [str(w) for w in W])
+        ax.legend(fontsize=6, title="dots: trained; line: eigenbasis; dotted: ridge equivalent", title_fontsize=6)
+    figs.append(plots.save(fig, out_dir / "loss_vs_n.png"))
+
+    fig, axes = plots.figure(2)
+    for name in O:
+        alphas = [row[name, s]["alpha"] for s in S]
+        err = np.abs(np.array([row[name, s]["ci"] for s in S]).T - np.asarray(alphas)[None, :])
+        line = axes[0].errorbar(S, alphas, yerr=err, fmt="o", capsize=3, ms=4, label=LABELS[name])
+        th = [row[name, s]["theory_alpha"] for s in S]
+        if th[0] is not None:
+            axes[0].plot(S, th, "-", color=line[0].get_color(), lw=1)
+        if name != "gd":
+            shift = np.asarray(alphas) - np.asarray([row["gd", s]["alpha"] for s in S]) if "gd" in O else None
+            if shift is not None:
+                axes[1].plot(S, shift, "o", color=line[0].get_color(), label=LABELS[name])
+                if th[0] is not None:
+                    axes[1].plot(S, np.asarray(th) - np.asarray([row["gd", s]["theory_alpha"] for s in S]), "-",
+                                 color=line[0].get_color(), lw=1)
+    axes[0].plot(S, [d["converged_alpha"] for d in diagnostics], "k--", lw=1, label="infinite budget")
+    axes[0].set(title=f"α over N ∈ [{W[0]}, {W[-1]}] ({config.confidence:.0%} CI); lines: theory",
+                xlabel="spectral exponent s", ylabel="fitted α")
+    axes[1].axhline(0, color="k", lw=0.5)
+    axes[1].set(title="α shift over GD (dots: trained; lines: theory)", xlabel="spectral exponent s",
+                ylabel="α − α_GD")
+    for ax in axes:
+        ax.set_xticks(S)
+        ax.legend(fontsize=7)
+    figs.append(plots.save(fig, out_dir / "alpha_vs_s.png"))
+
+    fig, axes = plots.figure(1, width=5.0)
+    ax = axes[0]
+    ax.semilogy(S, [d["n_star_gd"] for d in diagnostics], "o-", label="N*(T), GD")
+    ax.semilogy(S, [d["n_star_natural"] for d in diagnostics], "s-", label=f"N*(T), natural gradient (ε = {config.damping})")
+    ax.axhspan(W[0], W[-1], color="0.85", label="fit window")
+    ax.set(title=f"time bottleneck at T = {config.steps} (η λ₁ = 1)", xlabel="spectral exponent s",
+           ylabel="modes learned within T steps")
+    ax.set_xticks(S)
+    ax.legend(fontsize=7)
+    figs.append(plots.save(fig, out_dir / "diagnostic.png"))
+
+    def inside(r, key):
+        return r[key] is not None and r["ci"][0] <= r[key] <= r["ci"][1]
+
+    with_theory = [r for r in rows if r["theory_alpha"] is not None]
+    headline_s = min(S, key=lambda s: abs(s - 1.0))
+    summary = {
+        "setup": f"a = s + {config.target_shift}, D = {config.dim}, N ∈ [{W[0]}, {W[-1]}], T = {config.steps}, "
+                 f"{config.seeds} seeds",
+        "alpha": {f"{r['optimizer']} s={r['s']}": [round(r["alpha"], 3), [round(c, 3) for c in r["ci"]]] for r in rows},
+        "theory_alpha_inside_ci": f"{sum(inside(r, 'theory_alpha') for r in with_theory)}/{len(with_theory)}",
+        "max_abs_theory_minus_measured": round(max(abs(r["theory_alpha"] - r["alpha"]) for r in with_theory), 4)
+        if with_theory else None,
+    }
+    if "gd" in O and "natural" in O:
+        gd, ng = row["gd", headline_s], row["natural", headline_s]
+        summary[f"s={headline_s}: natural vs gd"] = [round(ng["alpha"], 3), round(gd["alpha"], 3)]
+    metrics = {"rows": rows, "diagnostics": diagnostics}
+    return cli.Outcome(metrics, figs, summary)
+
+
+if __name__ == "__main__":
+    cli.main(NAME, Config, PRESETS, run, description=__doc__)
