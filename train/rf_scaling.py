@@ -148,26 +148,44 @@ def _base_lr(name: str, config: Config, eig: dict) -> float:
 
 
 def _train_fn(name: str, config: Config):
-    """(key, params) → final readout: T steps of `name` on ½·(aᵀΣa − 2aᵀb), float32, padded coordinates frozen
-    (their gradient is 0, and their Fisher entries are 1 so that the preconditioners stay finite)."""
+    """(key, params) → final readouts (M, max N): T steps of `name` on ½·(aᵀΣa − 2aᵀb) at each of the M learning
+    rates, float32. The learning rates share Σ (an inner vmap, so the step is one (M, N) × (N, N) matmul instead
+    of M matrix-vector products); padded coordinates stay 0 (their gradient is 0 and their Fisher entries are 1
+    so that the preconditioners stay finite)."""
 
     def train(_, p):
         Sigma, b, mask = p["Sigma"], p["b"], p["mask"]
         fisher = Sigma + jnp.diag(1.0 - mask)
-        opt = make_optimizer(name, p["lr"], fisher=fisher, damping=config.damping, beta=config.momentum)
-        a = jnp.zeros_like(b)
 
-        def step(carry, _):
-            a, state = carry
-            updates, state = opt.update(Sigma @ a - b, state, a)
-            return (optax.apply_updates(a, updates) * mask, state), None
+        def one_rate(lr):
+            opt = make_optimizer(name, lr, fisher=fisher, damping=config.damping, beta=config.momentum)
+            a = jnp.zeros_like(b)
+
+            def step(carry, _):
+                a, state = carry
+                updates, state = opt.update(Sigma @ a - b, state, a)
+                return (optax.apply_updates(a, updates) * mask, state), None
+
+            return jax.lax.scan(step, (a, opt.init(a)), None, length=config.steps)[0][0]
 
         # optax.adam raises a float to its int32 step count (bias correction), which strict promotion refuses
         with jax.numpy_dtype_promotion("standard"):
-            (a, _), _ = jax.lax.scan(step, (a, opt.init(a)), None, length=config.steps)
-        return a
+            return jax.vmap(one_rate)(p["lr"])
 
     return train
+
+
+def _sweep_params(name: str, config: Config, problems) -> dict:
+    """The sweep axis: every (s, seed, N), zero-padded to max N, with its M learning rates."""
+    n_max, items = config.widths[-1], []
+    for si in range(len(config.s_values)):
+        for r in range(config.seeds):
+            for wi in range(len(config.widths)):
+                Sigma, b, mask = problems[si, r].moments(wi, n_max)
+                base = _base_lr(name, config, problems[si, r].eig[wi])
+                items.append((Sigma, b, mask, base * np.asarray(config.lr_multipliers)))
+    return {key: np.stack([item[i] for item in items]).astype(np.float32)
+            for i, key in enumerate(("Sigma", "b", "mask", "lr"))}
 
 
 def _final_losses(config: Config, mu, c2, floor, lr, f, beta):
@@ -240,21 +258,13 @@ def run(config: Config, out_dir: Path) -> cli.Outcome:
     for si in progress(range(len(S)), desc=f"{NAME}: features"):
         for r in range(R):
             problems[si, r] = _Problem(config, si, r)
-    grid = [(si, r, wi, mi) for si in range(len(S)) for r in range(R) for wi in range(len(W)) for mi in range(len(M))]
-    moments = {(si, r, wi): problems[si, r].moments(wi, n_max) for si, r, wi, _ in grid}
     initial = {"losses": np.full((len(O), len(S), R, len(W), len(M)), np.nan)}
     with Checkpointer(out_dir / "checkpoints", every=1) as ckpt:
         start, state = ckpt.restore(initial)
         for oi in progress(range(start, len(O)), desc=NAME, total=len(O), initial=start):
             name = O[oi]
-            params = {
-                "Sigma": np.stack([moments[g[:3]][0] for g in grid]).astype(np.float32),
-                "b": np.stack([moments[g[:3]][1] for g in grid]).astype(np.float32),
-                "mask": np.stack([moments[g[:3]][2] for g in grid]).astype(np.float32),
-                "lr": np.asarray([_base_lr(name, config, problems[g[0], g[1]].eig[g[2]]) * M[g[3]] for g in grid],
-                                 np.float32),
-            }
-            readouts = sweep(_train_fn(name, config), params, seed=config.seed, chunk_size=config.chunk or None)
+            readouts = sweep(_train_fn(name, config), _sweep_params(name, config, problems), seed=config.seed,
+                             chunk_size=config.chunk or None)
             losses = state["losses"].copy()
             readouts = readouts.reshape(len(S), R, len(W) * len(M), n_max)
             scale = np.repeat(1.0 / np.sqrt(np.asarray(W, np.float32)), len(M)).astype(np.float32)

@@ -13,6 +13,7 @@ every process.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import jax
@@ -36,6 +37,12 @@ def sweep_keys(seed: int, indices) -> jax.Array:
     """fold_in(PRNGKey(seed), i) for each index: the key of sweep point i."""
     base = jax.random.key(seed)
     return jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.asarray(indices, jnp.uint32))
+
+
+@functools.lru_cache(maxsize=32)
+def _compiled(fn: Callable, sharding: NamedSharding):
+    """jit(vmap(fn)) once per (function, sharding): a second sweep of the same function reuses the compilation."""
+    return jax.jit(jax.vmap(fn), out_shardings=sharding)
 
 
 def _place(x: np.ndarray, sharding: NamedSharding) -> jax.Array:
@@ -89,7 +96,7 @@ def sweep(
     chunk = S if chunk_size is None else max(1, min(chunk_size, S))
     chunk = -(-chunk // n_dev) * n_dev
     sharding = NamedSharding(mesh, P("sweep"))
-    compiled = jax.jit(jax.vmap(fn), out_shardings=sharding)
+    compiled = _compiled(fn, sharding)
     host_params = jax.tree.map(np.asarray, params)
     outputs = []
     for start in progress(range(0, S, chunk), desc=description, disable=not show_progress):
