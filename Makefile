@@ -32,6 +32,7 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.nngp
 	$(PY) -m benchmarks.renormalization
 	$(PY) -m benchmarks.langevin
+	$(PY) -m benchmarks.rf_sweep
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

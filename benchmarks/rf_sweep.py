@@ -55,10 +55,11 @@ def main(argv=None):
     C = len(singles)
     device = jax.devices()[0]
     print(f"device: {device.platform} {device.device_kind} × {jax.device_count()}, jax {jax.__version__}")
-    print(f"{C} {args.optimizer} runs (2 s × {config.seeds} seeds × {len(W)} N ≤ {n_max} × {len(M)} lr), T = {config.steps}, "
-          f"float32; results equal: {same}")
+    print(f"{C} {args.optimizer} runs (2 s × {config.seeds} seeds × {len(W)} N ≤ {n_max} × {len(M)} lr), "
+          f"T = {config.steps}, float32; results equal: {same}")
     print(f"  loop of jitted single runs   {t_loop * 1e3:9.1f} ms  {C / t_loop:9.1f} runs/s")
-    print(f"  vmapped + sharded sweep      {t_sweep * 1e3:9.1f} ms  {C / t_sweep:9.1f} runs/s  ×{t_loop / t_sweep:.1f} vs loop")
+    print(f"  vmapped + sharded sweep      {t_sweep * 1e3:9.1f} ms  {C / t_sweep:9.1f} runs/s  "
+          f"×{t_loop / t_sweep:.1f} vs loop")
 
     lam, v2 = power_law_spectrum(config.dim, 1.0), power_law_target(config.dim, 2.0)
     n_grid, ridge_grid = np.meshgrid(np.geomspace(8, 2048, 100), np.geomspace(1e-8, 1e-1, 100))
