@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import betainc, ndtr
@@ -56,13 +57,6 @@ def _expanded_level(confidence: float, n: int) -> float:
     tail = 0.5 * (1.0 - confidence)
     z = np.sqrt(n / (n - 1.0)) * student_t_quantile(1.0 - tail, n - 1)
     return float(2.0 * (1.0 - ndtr(z)))
-
-
-def _slopes(n, mean_losses_BxN):
-    x = np.log(np.asarray(n, np.float64))
-    y = np.log(mean_losses_BxN)
-    xc = x - x.mean()
-    return -(y - y.mean(axis=-1, keepdims=True)) @ xc / np.sum(xc * xc)
 
 
 def offset_power_fit(n, loss, alphas=None):
@@ -111,7 +105,7 @@ def fit_exponent(n, losses_SxN, *, confidence: float = 0.95, n_boot: int = 2000,
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, S, size=(n_boot, S))
     boot_means = L[idx].mean(axis=1)  # (n_boot, N)
-    boot = _slopes(n, boot_means)
+    boot = np.asarray(jax.vmap(loglog_slope, (None, 0))(jnp.asarray(n), jnp.asarray(boot_means)))
     level = _expanded_level(confidence, S)
     ci = (float(np.quantile(boot, level / 2)), float(np.quantile(boot, 1 - level / 2)))
     local = [float(s) for s in -np.diff(np.log(mean)) / np.diff(np.log(n))]

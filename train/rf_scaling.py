@@ -259,6 +259,8 @@ def run(config: Config, out_dir: Path) -> cli.Outcome:
     for si in progress(range(len(S)), desc=f"{NAME}: features"):
         for r in range(R):
             problems[si, r] = _Problem(config, si, r)
+    # what the test loss of every trained readout needs, converted once (not once per optimizer)
+    float32 = {k: tuple(jnp.asarray(x, jnp.float32) for x in (p.G, p.lam, p.teacher)) for k, p in problems.items()}
     initial = {"losses": np.full((len(O), len(S), R, len(W), len(M)), np.nan)}
     with Checkpointer(out_dir / "checkpoints", every=1) as ckpt:
         start, state = ckpt.restore(initial)
@@ -271,10 +273,9 @@ def run(config: Config, out_dir: Path) -> cli.Outcome:
             scale = np.repeat(1.0 / np.sqrt(np.asarray(W, np.float32)), len(M)).astype(np.float32)
             for si in range(len(S)):
                 for r in range(R):
-                    pr = problems[si, r]
-                    f32 = [jnp.asarray(x, jnp.float32) for x in (pr.G, pr.lam, pr.teacher)]
-                    values = _population_losses(jnp.asarray(readouts[si, r]), f32[0], jnp.asarray(scale), f32[1],
-                                                f32[2], np.float32(config.noise))
+                    G, lam, teacher = float32[si, r]
+                    values = _population_losses(jnp.asarray(readouts[si, r]), G, jnp.asarray(scale), lam, teacher,
+                                                np.float32(config.noise))
                     losses[oi, si, r] = np.asarray(values).reshape(len(W), len(M))
             state = {"losses": losses}
             ckpt.save(oi + 1, state)
