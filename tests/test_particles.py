@@ -175,8 +175,8 @@ def test_find_t_star_gaussian_near_closed_form():
 def test_parabola_vertex_recovers_a_quadratic_minimum():
     t = jnp.asarray([0.0, 0.1, 0.25, 0.45, 0.6])
     f = (t - 0.3) ** 2 + 1.0
-    np.testing.assert_allclose(tp._parabola_vertex(t, f, jnp.argmin(f)), 0.3, rtol=1e-12)
-    assert float(tp._parabola_vertex(t, -f, jnp.argmin(-f))) == 0.0  # minimum at the edge: the grid point
+    np.testing.assert_allclose(tp.parabolic_minimum(t, f), 0.3, rtol=1e-12)
+    assert float(tp.parabolic_minimum(t, -f)) == 0.0  # minimum at the edge: the grid point
 
 
 # ---------------------------------------------------------------------------------------------------- priors

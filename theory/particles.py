@@ -91,6 +91,7 @@ __all__ = [
     "gaussian_flow_variance",
     "TStar",
     "find_t_star",
+    "parabolic_minimum",
 ]
 
 
@@ -734,13 +735,14 @@ def find_t_star(key, prior: Prior, *, sigma2, eps, step, max_depth: int, num_par
     mse = lax.map(lambda p: jnp.mean((stage2_readout(y, p, sigma2=sigma2, chunk_size=chunk_size) - x) ** 2), path)
     times = jnp.concatenate([jnp.zeros((1,), x.dtype), jnp.cumsum(jnp.broadcast_to(
         jnp.asarray(step, x.dtype) * jnp.asarray(eps, x.dtype), (L,)))])
-    best = jnp.argmin(mse)
-    return TStar(_parabola_vertex(times, mse, best), best, times, mse)
+    return TStar(parabolic_minimum(times, mse), jnp.argmin(mse), times, mse)
 
 
-def _parabola_vertex(t, f, i):
-    """Vertex of the parabola through (t, f) at i − 1, i, i + 1 (non-uniform spacing), clipped to that interval;
+def parabolic_minimum(t, f) -> jax.Array:
+    """The minimiser of f sampled at increasing t, refined by the vertex of the parabola through the grid
+    minimum i and its neighbours (non-uniform spacing; Numerical Recipes §10.3), clipped to [t_{i−1}, t_{i+1}];
     t[i] itself at the ends of the grid or where the three points are not convex."""
+    i = jnp.argmin(f)
     n = t.shape[0]
     j = jnp.clip(i, 1, max(n - 2, 1))
     t0, t1, t2 = t[j - 1], t[j], t[jnp.minimum(j + 1, n - 1)]

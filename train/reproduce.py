@@ -25,6 +25,7 @@ EXPERIMENTS = {
     "nngp_convergence": "train.nngp_convergence",
     "bayes_networks": "train.bayes_networks",
     "rf_scaling": "train.rf_scaling",
+    "denoise": "train.denoise",
 }
 
 

@@ -1,0 +1,62 @@
+"""train.denoise at tiny sizes: results, the Bayes references, the fixed readout, resume, config errors."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from train import cli, denoise
+
+TINY = dict(priors=("gaussian", "two_mode"), dims=(1,), sigma2s=(0.5, 1.0), step=0.25, context=96, prompts=2,
+            context_sizes=(16, 64), convergence_tokens=128, train_priors=("gaussian",), depth_trained=2,
+            train_context=16, train_batch=2, train_steps=12, bayes_samples=4096, directions=4, ode_steps=8)
+
+
+def test_experiment_results_and_resume(tmp_path):
+    config = dataclasses.replace(denoise.Config(), **TINY)
+    record = cli.execute("denoise", config, denoise.run, tmp_path / "run")
+    m = record["metrics"]
+    rows = {(r["prior"], r["sigma2"]): r for r in m["depth_curves"]}
+    assert set(rows) == {(p, s) for p in TINY["priors"] for s in TINY["sigma2s"]}
+    times = np.asarray(m["times"])
+    np.testing.assert_allclose(np.diff(times), TINY["step"] * config.eps)  # T = depth · α ε
+    for (prior, s2), r in rows.items():
+        assert len(r["mse_curve"]) == len(times) and times[0] <= r["t_best"] <= times[-1]
+        assert r["mse_best"] == pytest.approx(min(r["mse_curve"])) and r["half_sigma2"] == s2 / 2
+        if prior == "gaussian":  # closed form, per coordinate: s₀σ²/(s₀ + σ²) with s₀ = 1
+            assert r["bayes_mse"] == pytest.approx(s2 / (1 + s2), rel=1e-12)
+            assert r["t_star_theory"] == pytest.approx(s2 / 2 + config.eps / 2 * np.log1p(s2), rel=1e-12)
+    assert [c["context_sizes"] for c in m["convergence"]] == [list(TINY["context_sizes"])] * 2
+    fixed = [t for t in m["trained"] if t["readout"] == "fixed"]
+    assert len(fixed) == 2 and len(m["trained"]) == 4
+    for t in fixed:  # τ is pinned at σ² (its gradient is zeroed), Stage 1 alone is trained
+        assert t["learned_readout_bandwidth"] == pytest.approx(t["sigma2"], rel=1e-6)
+    assert record["plots"] == ["mse_vs_depth.png", "t_star_vs_sigma2.png", "mse_vs_n.png", "particles.png",
+                               "trained.png"]
+    # interrupted in training (after the per-case checkpoints), then resumed: identical results
+    original = denoise._train
+
+    def failing(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    denoise._train = failing
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            cli.execute("denoise", config, denoise.run, tmp_path / "cut")
+    finally:
+        denoise._train = original
+    assert cli.execute("denoise", config, denoise.run, tmp_path / "cut")["metrics"] == m
+
+
+@pytest.mark.parametrize("override,message", [
+    (dict(priors=("laplace",)), "priors must be among"),
+    (dict(sigma2s=(0.5,)), "sigma2s must be"),
+    (dict(sigma2s=(1.0, 0.5)), "sigma2s must be"),
+    (dict(eps=0.0), "eps > 0"),
+    (dict(horizon=1.0), "horizon must be > 1"),
+    (dict(context_sizes=(64, 32)), "context_sizes must be"),
+    (dict(convergence_tokens=10), "convergence_tokens"),
+])
+def test_bad_config_is_one_clear_error(override, message):
+    with pytest.raises(cli.ConfigError, match=message):
+        dataclasses.replace(denoise.Config(), **override).validate()

@@ -1,0 +1,608 @@
+"""Attention as in-context empirical Bayes: the two-stage particle denoiser and trained attention-only transformers.
+
+Setup (every part a config field; notes `../shared/science/attention_particles.md`; theory `theory.particles`):
+- a prompt is N tokens y_i = x_i + σ z_i with x_i ~ ρ₀ i.i.d.; the estimator sees only the prompt;
+- priors (per-coordinate scale ~1): "gaussian" N(0, I_d); "two_mode" ½N(±2e₁, s₀I); "gmm" K equal-weight
+  components N(μ_k, s₀I), μ_k ~ N(0, 4I_d) drawn once from the seed; s₀ = `mode_variance`; each in every d of
+  `dims`;
+- the analytic estimator: Stage 1 (`particle_flow`, bandwidth ε, step α, so T = l α ε after l layers) then
+  Stage 2 (`stage2_readout`, the noisy tokens as queries, bandwidth σ²) at every depth: MSE(T), its minimiser
+  T_best (parabolic refinement), against σ²/2 and the Gaussian mean-field T*(ε) = σ²/2 + (ε/2) ln(1 + σ²/s₀);
+- comparators on the same tokens: depth 0 (= Tweedie on the KDE with h² = σ²), the Stage-1 particles
+  themselves, blurring mean shift (α = 1), Tweedie–KDE at Silverman's h² and at the best h² of a grid, the
+  oracle-score probability-flow ODE followed by Stage 2, and the Bayes posterior mean (realised on these
+  tokens, and the Bayes MSE by closed form or Monte Carlo);
+- MSE vs N: best-over-depth MSE at σ² = `convergence_sigma2` for N in `context_sizes` (prompts × N fixed);
+- the particles against ρ₀ along depth: sliced Wasserstein-1 distance and per-coordinate variance;
+- trained transformers (`models.attention`, `depth_trained` layers, per-layer ε_l, α_l, readout τ, Adam on
+  fresh prompts every step): learned Σ α_l ε_l against σ²/2, τ against σ², ε_l's spread; MSE learned vs
+  analytic (at the same N) vs Bayes.
+
+Per-coordinate MSE throughout: |x̂ − x|²/d averaged over tokens and prompts.
+
+    python -m train.denoise --preset quick --out runs/denoise
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from models.attention import AttentionDenoiser
+from theory.particles import (
+    bayes_mmse,
+    bayes_posterior_mean,
+    blurring_mean_shift,
+    gaussian_t_star,
+    kde_bandwidth,
+    make_prior,
+    parabolic_minimum,
+    particle_flow,
+    probability_flow,
+    sample_prior,
+    stage2_readout,
+    tweedie_kde,
+)
+from train import cli, plots
+from train.checkpoint import Checkpointer
+from train.progress import progress
+from train.sweep import sweep
+
+NAME = "denoise"
+PRIORS = ("gaussian", "two_mode", "gmm")
+KDE_GRID = (0.05, 0.1, 0.2, 0.4, 0.8)  # h²/σ² for the tuned Tweedie–KDE
+
+
+@dataclass(frozen=True)
+class Config:
+    priors: tuple[str, ...] = ("gaussian", "two_mode", "gmm")
+    dims: tuple[int, ...] = (1,)
+    mode_variance: float = 0.25  # s₀ of the mixture components
+    components: int = 4  # K of "gmm"
+    sigma2s: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)  # noise variances σ²
+    eps: float = 0.2  # Stage-1 bandwidth ε
+    step: float = 0.1  # residual step α (time per layer αε)
+    horizon: float = 1.6  # integrate to horizon × max_σ² T*(ε) (past the minimum: the U-shape)
+    context: int = 512  # tokens per prompt for the depth curves
+    prompts: int = 4  # prompts per (prior, d, σ²)
+    context_sizes: tuple[int, ...] = (32, 128, 512, 2048)  # the MSE-vs-N grid (paper: to 16384)
+    convergence_sigma2: float = 1.0
+    convergence_tokens: int = 8192  # prompts × N at every N (at least 2 prompts)
+    ode_steps: int = 32  # RK4 steps of the oracle probability-flow ODE
+    directions: int = 16  # random directions of the sliced Wasserstein distance
+    train_priors: tuple[str, ...] = ("gaussian", "two_mode")  # trained transformers (d = min(dims))
+    train_readout: tuple[str, ...] = ("fixed", "learned")  # τ fixed at σ² (Stage 1 learned) and/or learned too
+    depth_trained: int = 8
+    train_context: int = 64
+    train_batch: int = 8
+    train_steps: int = 300
+    learning_rate: float = 0.03
+    init_bandwidth: float = 0.1  # initial ε_l, α_l, τ: T₀ = L·0.25·0.1 = 0.2 and τ₀ = 1 whatever σ²
+    init_step: float = 0.25
+    init_readout_bandwidth: float = 1.0
+    bayes_samples: int = 65536  # Monte Carlo draws of the Bayes MSE where it is not closed
+    chunk_size: int = 0  # online-softmax chunk (0: dense attention)
+    seed: int = 0
+
+    def validate(self):
+        req = cli.require
+        req(len(self.priors) >= 1 and all(p in PRIORS for p in self.priors),
+            f"priors must be among {', '.join(PRIORS)}; got {self.priors}")
+        req(all(p in PRIORS for p in self.train_priors), f"train_priors must be among {', '.join(PRIORS)}")
+        req(len(self.dims) >= 1 and all(d >= 1 for d in self.dims), f"dims must be >= 1; got {self.dims}")
+        req(len(self.sigma2s) >= 2 and all(s > 0 for s in self.sigma2s) and list(self.sigma2s) == sorted(set(self.sigma2s)),
+            f"sigma2s must be >= 2 increasing positive noise variances; got {self.sigma2s}")
+        req(self.eps > 0 and self.step > 0 and self.mode_variance > 0,
+            f"need eps > 0, step > 0, mode_variance > 0; got {self.eps}, {self.step}, {self.mode_variance}")
+        req(self.horizon > 1, f"horizon must be > 1 (the curve must pass the minimum); got {self.horizon}")
+        req(self.context >= 2 and self.prompts >= 2,
+            f"need context >= 2 and prompts >= 2; got {self.context}, {self.prompts}")
+        req(len(self.context_sizes) >= 2 and all(n >= 2 for n in self.context_sizes)
+            and list(self.context_sizes) == sorted(set(self.context_sizes)),
+            f"context_sizes must be >= 2 increasing sizes >= 2; got {self.context_sizes}")
+        req(self.convergence_sigma2 > 0 and self.convergence_tokens >= 2 * self.context_sizes[-1],
+            "need convergence_sigma2 > 0 and convergence_tokens >= 2 × max(context_sizes)")
+        req(self.components >= 2 and self.ode_steps >= 1 and self.directions >= 1 and self.bayes_samples >= 1024,
+            "need components >= 2, ode_steps >= 1, directions >= 1, bayes_samples >= 1024")
+        req(self.depth_trained >= 1 and self.train_context >= 2 and self.train_batch >= 1 and self.train_steps >= 1,
+            "need depth_trained, train_context >= 2, train_batch and train_steps >= 1")
+        req(self.learning_rate > 0 and min(self.init_bandwidth, self.init_step, self.init_readout_bandwidth) > 0,
+            "learning_rate and the initial bandwidth/step/readout bandwidth must be > 0")
+        req(self.chunk_size >= 0, f"chunk_size must be >= 0 (0: dense); got {self.chunk_size}")
+
+
+PRESETS = {
+    "quick": Config(),
+    "paper": Config(dims=(1, 2, 8, 16), sigma2s=(0.1, 0.25, 0.5, 1.0, 1.5, 2.0), step=0.05, context=4096, prompts=8,
+                    context_sizes=(32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384),
+                    convergence_tokens=65536, train_context=256, train_batch=32, train_steps=3000,
+                    depth_trained=16, train_priors=("gaussian", "two_mode", "gmm"), chunk_size=4096),
+}
+
+
+# ---------------------------------------------------------------------------------------------------- setup
+
+
+def _prior(config: Config, name: str, dim: int, dtype):
+    if name == "gaussian":
+        return make_prior("gaussian", dim=dim, variance=1.0, dtype=dtype)
+    if name == "two_mode":
+        mu = np.zeros(dim)
+        mu[0] = 2.0
+        return make_prior("mixture", means=np.stack([mu, -mu]), variance=config.mode_variance, dtype=dtype)
+    key = jax.random.fold_in(jax.random.key(config.seed + 7919), dim)
+    means = 2.0 * np.asarray(jax.random.normal(key, (config.components, dim), jnp.float64))
+    return make_prior("mixture", means=means, variance=config.mode_variance, dtype=dtype)
+
+
+def _cases(config: Config):
+    return [(p, d) for p in config.priors for d in config.dims]
+
+
+def _t_star_gaussian(sigma2, eps, prior_variance=1.0):
+    return float(gaussian_t_star(sigma2, eps, prior_variance))
+
+
+def _local_variance(config: Config, name: str) -> float:
+    """s₀ of the Gaussian T*(ε) law: the prior variance, or a mixture's component variance (well-separated
+    modes each contract like a Gaussian of variance s₀ — the ε-correction (ε/2) ln(1 + σ²/s₀) is local)."""
+    return 1.0 if name == "gaussian" else config.mode_variance
+
+
+def _depth(config: Config, sigma2: float | None = None) -> int:
+    """Layers to reach horizon × the largest T*(ε) among the priors (at the largest σ² unless given)."""
+    s0 = min(1.0, config.mode_variance)
+    t_max = config.horizon * _t_star_gaussian(max(config.sigma2s) if sigma2 is None else sigma2, config.eps, s0)
+    return int(math.ceil(t_max / (config.step * config.eps)))
+
+
+def _chunk(config: Config):
+    return config.chunk_size or None
+
+
+def _sliced_w1(a_NxD, b_NxD, directions_KxD):
+    """Sliced Wasserstein-1: mean over unit directions of the 1-D W1 between the projected samples (equal N)."""
+    pa, pb = a_NxD @ directions_KxD.T, b_NxD @ directions_KxD.T
+    return jnp.mean(jnp.abs(jnp.sort(pa, axis=0) - jnp.sort(pb, axis=0)))
+
+
+# ------------------------------------------------------------------------------------------ per-prompt work
+
+
+def _prompt_fn(config: Config, prior, n: int, depth: int, full: bool):
+    """(key, {"sigma2"}) → per-depth Stage-2 MSE (and, when `full`, every comparator) on one fresh prompt."""
+    chunk, eps, step = _chunk(config), config.eps, config.step
+    dim = prior.dim
+    bms_depth = int(math.ceil(depth * step))  # blurring mean shift advances T by ε per layer
+
+    def fn(key, p):
+        sigma2 = p["sigma2"]
+        k_x, k_z, k_ref, k_dir = jax.random.split(key, 4)
+        x = sample_prior(k_x, prior, n)
+        y = x + jnp.sqrt(sigma2) * jax.random.normal(k_z, x.shape, x.dtype)
+        path = particle_flow(y, eps=eps, step=step, depth=depth, return_trajectory=True, chunk_size=chunk)
+        mse = lambda est: jnp.mean((est - x) ** 2)  # noqa: E731
+        out = {"two_stage": jax.lax.map(lambda q: mse(stage2_readout(y, q, sigma2=sigma2, chunk_size=chunk)), path),
+               "bayes_realised": mse(bayes_posterior_mean(y, prior, sigma2))}
+        if not full:
+            return out
+        reference = sample_prior(k_ref, prior, n)
+        dirs = jax.random.normal(k_dir, (config.directions, dim), x.dtype)
+        dirs = dirs / jnp.linalg.norm(dirs, axis=1, keepdims=True)
+        bms = blurring_mean_shift(y, eps=eps, depth=bms_depth, return_trajectory=True, chunk_size=chunk)
+        transported = probability_flow(y, prior, sigma2=sigma2, steps=config.ode_steps)
+        out.update({
+            "particles_only": jnp.mean((path - x[None]) ** 2, axis=(1, 2)),
+            "blurring": jnp.mean((bms - x[None]) ** 2, axis=(1, 2)),
+            "distance": jax.lax.map(lambda q: _sliced_w1(q, reference, dirs), path),
+            "distance_floor": _sliced_w1(sample_prior(jax.random.fold_in(k_ref, 1), prior, n), reference, dirs),
+            "variance": jnp.mean(jnp.var(path, axis=1), axis=1),
+            "kde_silverman": mse(tweedie_kde(y, sigma2=sigma2, chunk_size=chunk)),
+            "kde_grid": jnp.stack([mse(tweedie_kde(y, sigma2=sigma2, bandwidth=r * sigma2, chunk_size=chunk))
+                                   for r in KDE_GRID]),
+            "kde_h2": kde_bandwidth(y),
+            "oracle_flow": mse(stage2_readout(y, transported, sigma2=sigma2, chunk_size=chunk)),
+        })
+        return out
+
+    return fn
+
+
+def _bayes_mse(config: Config, name: str, dim: int, sigma2: float) -> float:
+    prior = _prior(config, name, dim, jnp.float64)
+    key = jax.random.fold_in(jax.random.key(config.seed + 31), int(1e6 * sigma2))
+    return float(bayes_mmse(prior, sigma2, key=key, num_samples=config.bayes_samples)) / dim
+
+
+# ---------------------------------------------------------------------------------------------- experiment
+
+
+def _depth_curves(config: Config, case_index: int, name: str, dim: int) -> dict:
+    prior = _prior(config, name, dim, jnp.float32)
+    S, R = config.sigma2s, config.prompts
+    params = {"sigma2": np.repeat(np.asarray(S, np.float32), R)}
+    out = sweep(_prompt_fn(config, prior, config.context, _depth(config), True), params,
+                seed=config.seed + 1000 * case_index)
+    return {k: np.asarray(v, np.float64).reshape(len(S), R, *np.shape(v)[1:]) for k, v in out.items()}
+
+
+def _convergence(config: Config, case_index: int, name: str, dim: int) -> dict:
+    prior = _prior(config, name, dim, jnp.float32)
+    s2 = config.convergence_sigma2
+    depth = _depth(config, s2)
+    curves = {}
+    for ni, n in enumerate(config.context_sizes):
+        prompts = max(2, config.convergence_tokens // n)
+        out = sweep(_prompt_fn(config, prior, n, depth, False), {"sigma2": np.full(prompts, s2, np.float32)},
+                    seed=config.seed + 1000 * case_index + 100 + ni)
+        curves[f"n{n}"] = np.asarray(out["two_stage"], np.float64)
+    return curves
+
+
+def _train(config: Config, case_index: int, name: str, out_dir: Path) -> dict:
+    """Adam on the MSE of fresh prompts, one model per (readout variant, σ²) (vmapped), randomness
+    fold_in(seed, step). Variant "fixed": τ starts at σ² and its gradient is zeroed (Stage 1 alone is learned);
+    "learned": τ starts at init_readout_bandwidth and is trained with the rest."""
+    dim = min(config.dims)
+    prior = _prior(config, name, dim, jnp.float32)
+    model = AttentionDenoiser(depth=config.depth_trained, init_bandwidth=config.init_bandwidth,
+                              init_step=config.init_step, chunk_size=_chunk(config))
+    V, S = config.train_readout, config.sigma2s
+    sigma2 = jnp.asarray(np.tile(S, len(V)), jnp.float32)  # (V·S,)
+    learn_tau = jnp.asarray(np.repeat([v == "learned" for v in V], len(S)), jnp.float32)
+    tau0 = np.where(np.asarray(learn_tau) > 0, config.init_readout_bandwidth, np.asarray(sigma2))
+    B, N, L = config.train_batch, config.train_context, config.depth_trained
+    opt = optax.adam(config.learning_rate)
+
+    def batch(key, s2, prompts):
+        k_x, k_z = jax.random.split(key)
+        x = sample_prior(k_x, prior, prompts * N).reshape(prompts, N, dim)
+        return x, x + jnp.sqrt(s2) * jax.random.normal(k_z, x.shape, x.dtype)
+
+    def loss(params, key, s2):
+        x, y = batch(key, s2, B)
+        return jnp.mean((model.apply(params, y) - x) ** 2)
+
+    def one_step(params, opt_state, key, s2, learn):
+        value, grads = jax.value_and_grad(loss)(params, key, s2)
+        grads["params"]["log_readout_bandwidth"] = learn * grads["params"]["log_readout_bandwidth"]
+        # optax.adam's bias correction raises a float to its int32 step count, which strict promotion refuses
+        with jax.numpy_dtype_promotion("standard"):
+            updates, opt_state = opt.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, value
+
+    base = jax.random.key(config.seed + 555 + case_index)
+    items = sigma2.shape[0]
+
+    @jax.jit
+    def train_step(state, step):
+        keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.fold_in(base, step), i))(jnp.arange(items))
+        params, opt_state, value = jax.vmap(one_step)(state["params"], state["opt_state"], keys, sigma2, learn_tau)
+        return {"params": params, "opt_state": opt_state}, value
+
+    params0 = model.init(jax.random.key(0), jnp.zeros((1, N, dim), jnp.float32))
+    params = jax.tree.map(lambda p: jnp.broadcast_to(p, (items, *p.shape)), params0)
+    params["params"]["log_readout_bandwidth"] = jnp.log(jnp.asarray(tau0, jnp.float32))
+    with jax.numpy_dtype_promotion("standard"):
+        opt_state = jax.vmap(opt.init)(params)
+    state = {"params": params, "opt_state": opt_state, "losses": np.zeros((config.train_steps, items), np.float32)}
+    every = max(1, config.train_steps // 4)
+    with Checkpointer(out_dir / "checkpoints" / f"train_{name}", every=every) as ckpt:
+        start, state = ckpt.restore(state)
+        losses = np.asarray(state["losses"]).copy()
+        core = {"params": state["params"], "opt_state": state["opt_state"]}
+        for t in progress(range(start, config.train_steps), desc=f"{NAME}: train {name}",
+                          total=config.train_steps, initial=start):
+            core, value = train_step(core, t)
+            losses[t] = np.asarray(value)
+            if (t + 1) % every == 0 or t + 1 == config.train_steps:
+                ckpt.save(t + 1, {**core, "losses": losses}, force=t + 1 == config.train_steps)
+
+    @jax.jit
+    def evaluate(params, key, s2):
+        """MSE of the model and of Bayes on fresh prompts, and the variance its Stage 1 removes: the flow-time
+        equivalent T_eff = (Var y − Var x^L)/2 per coordinate, which the ε → 0 flow makes σ²/2 at T* (Σ α_l ε_l
+        overstates time when ε_l is not small: a layer contracts by α ε/(v + ε), not α ε/v)."""
+        x, y = batch(key, s2, 4 * B)
+        p = params["params"]
+        flow = jax.vmap(lambda y_NxD: particle_flow(y_NxD, eps=jnp.broadcast_to(jnp.exp(p["log_bandwidth"]), (L,)),
+                                                    step=jnp.broadcast_to(jnp.exp(p["log_step"]), (L,)), depth=L))
+        removed = jnp.mean(jnp.var(y, axis=1) - jnp.var(flow(y), axis=1)) / 2
+        return (jnp.mean((model.apply(params, y) - x) ** 2), jnp.mean((bayes_posterior_mean(y, prior, s2) - x) ** 2),
+                removed)
+
+    eval_keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.key(config.seed + 999), i))(jnp.arange(items) % len(S))
+    learned_mse, bayes_realised, removed = jax.vmap(evaluate)(core["params"], eval_keys, sigma2)
+    p = core["params"]["params"]
+    shape = (len(V), len(S))
+    return {"bandwidth": np.exp(np.asarray(p["log_bandwidth"], np.float64)).reshape(*shape, -1),
+            "step": np.exp(np.asarray(p["log_step"], np.float64)).reshape(*shape, -1),
+            "readout": np.exp(np.asarray(p["log_readout_bandwidth"], np.float64)).reshape(shape),
+            "learned_mse": np.asarray(learned_mse, np.float64).reshape(shape),
+            "bayes_realised": np.asarray(bayes_realised, np.float64).reshape(shape),
+            "effective_time": np.asarray(removed, np.float64).reshape(shape),
+            "losses": losses.reshape(-1, *shape)}
+
+
+def _case_template(config: Config) -> dict:
+    """Zeros shaped like one case's results: the checkpoint template (orbax restores into it)."""
+    S, R, L = len(config.sigma2s), config.prompts, _depth(config) + 1
+    per_depth = ("two_stage", "particles_only", "distance", "variance")
+    scalars = ("distance_floor", "kde_silverman", "kde_h2", "oracle_flow", "bayes_realised")
+    curves = {**{k: np.zeros((S, R, L)) for k in per_depth}, **{k: np.zeros((S, R)) for k in scalars},
+              "blurring": np.zeros((S, R, int(math.ceil((L - 1) * config.step)) + 1)),
+              "kde_grid": np.zeros((S, R, len(KDE_GRID)))}
+    depth = _depth(config, config.convergence_sigma2)
+    convergence = {f"n{n}": np.zeros((max(2, config.convergence_tokens // n), depth + 1)) for n in config.context_sizes}
+    return {"curves": curves, "convergence": convergence, "bayes": np.zeros(S), "bayes_convergence": np.zeros(())}
+
+
+def run(config: Config, out_dir: Path) -> cli.Outcome:
+    cases = _cases(config)
+    results = {}
+    for ci, (name, dim) in enumerate(progress(cases, desc=f"{NAME}: depth curves")):
+        with Checkpointer(out_dir / "checkpoints" / f"case_{name}_{dim}") as ckpt:  # resume: finished cases load
+            done, state = ckpt.restore(_case_template(config))
+            if not done:
+                state = {"curves": _depth_curves(config, ci, name, dim),
+                         "convergence": _convergence(config, ci, name, dim),
+                         "bayes": np.asarray([_bayes_mse(config, name, dim, s2) for s2 in config.sigma2s]),
+                         "bayes_convergence": np.asarray(_bayes_mse(config, name, dim, config.convergence_sigma2))}
+                ckpt.save(1, state, force=True)
+        results[name, dim] = state
+    trained = {}
+    for ti, name in enumerate(config.train_priors):
+        trained[name] = _train(config, ti, name, out_dir)
+        prior = _prior(config, name, min(config.dims), jnp.float32)  # the analytic estimator at the training N
+        out = sweep(_prompt_fn(config, prior, config.train_context, _depth(config), False),
+                    {"sigma2": np.repeat(np.asarray(config.sigma2s, np.float32), 4 * config.train_batch)},
+                    seed=config.seed + 4242 + ti)
+        S = len(config.sigma2s)
+        trained[name]["analytic_curve"] = np.asarray(out["two_stage"], np.float64).reshape(S, -1, out["two_stage"].shape[-1])
+        trained[name]["analytic_bayes"] = np.asarray(out["bayes_realised"], np.float64).reshape(S, -1).mean(1)
+    return _report(config, results, trained, out_dir)
+
+
+# -------------------------------------------------------------------------------------------------- analysis
+
+
+def _t_best(times, curves_RxL):
+    """T minimising the prompt-mean curve, and the SE of that minimiser from a bootstrap over prompts."""
+    best = float(parabolic_minimum(jnp.asarray(times), jnp.asarray(curves_RxL.mean(0))))
+    rng = np.random.default_rng(0)
+    R = curves_RxL.shape[0]
+    boot = [float(parabolic_minimum(jnp.asarray(times), jnp.asarray(curves_RxL[rng.integers(0, R, R)].mean(0))))
+            for _ in range(64)]
+    return best, float(np.std(boot, ddof=1))
+
+
+def _ols_slope(x, y):
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    A = np.stack([x, np.ones_like(x)], axis=1)
+    (slope, intercept), *_ = np.linalg.lstsq(A, y, rcond=None)
+    return float(slope), float(intercept)
+
+
+def _analyse(config: Config, results: dict, trained: dict):
+    dt = config.step * config.eps
+    times = dt * np.arange(_depth(config) + 1)
+    rows, slopes, convergence, trained_rows = [], [], [], []
+    for (name, dim), res in results.items():
+        c = res["curves"]
+        s0 = _local_variance(config, name)
+        t_bests, corrected = [], []
+        for si, s2 in enumerate(config.sigma2s):
+            curve = c["two_stage"][si]
+            t_best, t_se = _t_best(times, curve)
+            t_bests.append(t_best)
+            t_star_theory = _t_star_gaussian(s2, config.eps, s0)
+            corrected.append(t_best - (t_star_theory - s2 / 2))
+            mean = curve.mean(0)
+            i = int(np.argmin(mean))
+            bayes = float(res["bayes"][si])
+            kde = c["kde_grid"][si].mean(0)
+            rows.append({
+                "prior": name, "dim": dim, "sigma2": s2, "half_sigma2": s2 / 2,
+                "t_best": t_best, "t_best_se": t_se, "t_best_over_half_sigma2": t_best / (s2 / 2),
+                "t_star_theory": _t_star_gaussian(s2, config.eps, s0),
+                "t_star_theory_kind": "Gaussian T*(ε)" if name == "gaussian" else "T*(ε) with the component variance s₀",
+                "t_best_eps_corrected": t_best - (t_star_theory - s2 / 2),
+                "best_depth": i, "mse_best": float(mean[i]), "mse_depth0": float(mean[0]),
+                "mse_at_half_sigma2": float(np.interp(s2 / 2, times, mean)),
+                "bayes_mse": bayes, "bayes_realised": float(c["bayes_realised"][si].mean()),
+                "excess_over_bayes": float(mean[i] / bayes - 1),
+                "excess_over_bayes_realised": float(mean[i] / c["bayes_realised"][si].mean() - 1),
+                "mse_particles_only_best": float(c["particles_only"][si].mean(0).min()),
+                "mse_blurring_best": float(c["blurring"][si].mean(0).min()),
+                "mse_kde_silverman": float(c["kde_silverman"][si].mean()),
+                "mse_kde_best": float(kde.min()), "kde_best_h2_over_sigma2": KDE_GRID[int(np.argmin(kde))],
+                "mse_oracle_flow": float(c["oracle_flow"][si].mean()),
+                "distance_best_time": float(times[int(np.argmin(c["distance"][si].mean(0)))]),
+                "distance_min": float(c["distance"][si].mean(0).min()),
+                "distance_floor": float(c["distance_floor"][si].mean()),
+                "mse_curve": mean.tolist(), "distance_curve": c["distance"][si].mean(0).tolist(),
+                "variance_curve": c["variance"][si].mean(0).tolist(),
+            })
+        slope, intercept = _ols_slope(config.sigma2s, t_bests)
+        theory = _ols_slope(config.sigma2s, [_t_star_gaussian(s, config.eps, s0) for s in config.sigma2s])[0]
+        slopes.append({"prior": name, "dim": dim, "slope": slope, "intercept": intercept, "theory_slope": theory,
+                       "slope_eps_corrected": _ols_slope(config.sigma2s, corrected)[0], "t_best": t_bests,
+                       "t_best_eps_corrected": corrected})
+        conv = res["convergence"]
+        best = np.asarray([conv[f"n{n}"].mean(0).min() for n in config.context_sizes])
+        excess = best / float(res["bayes_convergence"]) - 1
+        positive = excess > 0
+        rate = _ols_slope(np.log(np.asarray(config.context_sizes)[positive]), np.log(excess[positive]))[0] \
+            if positive.sum() >= 2 else None
+        convergence.append({"prior": name, "dim": dim, "sigma2": config.convergence_sigma2,
+                            "context_sizes": list(config.context_sizes), "mse_best": best.tolist(),
+                            "bayes_mse": float(res["bayes_convergence"]), "excess_over_bayes": excess.tolist(),
+                            "excess_decay_exponent": rate,
+                            "prompts": [len(conv[f"n{n}"]) for n in config.context_sizes]})
+    for name, tr in trained.items():
+        analytic = tr["analytic_curve"]  # (S, prompts, L + 1)
+        for vi, variant in enumerate(config.train_readout):
+            for si, s2 in enumerate(config.sigma2s):
+                bw, steps = tr["bandwidth"][vi, si], tr["step"][vi, si]
+                total_time = float(np.sum(bw * steps))
+                tau = float(tr["readout"][vi, si])
+                trained_rows.append({
+                    "prior": name, "dim": min(config.dims), "readout": variant, "sigma2": s2,
+                    "context": config.train_context, "learned_total_time": total_time, "half_sigma2": s2 / 2,
+                    "time_over_half_sigma2": total_time / (s2 / 2), "learned_readout_bandwidth": tau,
+                    "effective_time": float(tr["effective_time"][vi, si]),
+                    "effective_time_over_half_sigma2": float(tr["effective_time"][vi, si] / (s2 / 2)),
+                    "readout_over_sigma2": tau / s2, "bandwidths": bw.tolist(), "steps": steps.tolist(),
+                    "bandwidth_cv": float(np.std(bw) / np.mean(bw)),
+                    "mse_learned": float(tr["learned_mse"][vi, si]), "mse_analytic_best": float(analytic[si].mean(0).min()),
+                    "analytic_best_time": float(times[int(np.argmin(analytic[si].mean(0)))]),
+                    "mse_bayes_realised": float(tr["bayes_realised"][vi, si]),
+                    "analytic_bayes_realised": float(tr["analytic_bayes"][si]),
+                    "final_loss": float(tr["losses"][-max(1, config.train_steps // 10):, vi, si].mean()),
+                })
+    return rows, slopes, convergence, trained_rows
+
+
+def _report(config: Config, results: dict, trained: dict, out_dir: Path) -> cli.Outcome:
+    rows, slopes, convergence, trained_rows = _analyse(config, results, trained)
+    dt = config.step * config.eps
+    times = dt * np.arange(_depth(config) + 1)
+    cases = _cases(config)
+    S = config.sigma2s
+    colors = plots.plt.cm.viridis(np.linspace(0, 0.85, len(S)))
+    by = {(r["prior"], r["dim"], r["sigma2"]): r for r in rows}
+    figs = []
+
+    fig, axes = plots.figure(len(cases), width=3.6, height=3.4)
+    for ax, (name, dim) in zip(axes, cases, strict=True):
+        for s2, color in zip(S, colors, strict=True):
+            r = by[name, dim, s2]
+            ax.plot(times, r["mse_curve"], color=color, lw=1.2, label=f"σ² = {s2}")
+            ax.axhline(r["bayes_mse"], color=color, ls=":", lw=0.8)
+            ax.axvline(s2 / 2, color=color, ls="--", lw=0.6)
+            ax.plot([r["t_best"]], [r["mse_best"]], "o", color=color, ms=4)
+        ax.set(title=f"{name}, d = {dim}", xlabel="T = depth · α ε", ylabel="per-coordinate MSE", yscale="log")
+        ax.legend(fontsize=6, title="dots: best T; dashed: σ²/2; dotted: Bayes", title_fontsize=6)
+    figs.append(plots.save(fig, out_dir / "mse_vs_depth.png"))
+
+    fig, axes = plots.figure(1, width=4.6)
+    grid = np.linspace(0, max(S), 50)
+    axes[0].plot(grid, grid / 2, "k--", lw=1, label="σ²/2")
+    axes[0].plot(grid[1:], [_t_star_gaussian(s, config.eps) for s in grid[1:]], "k:", lw=1,
+                 label=f"Gaussian T*(ε = {config.eps})")
+    if any(name != "gaussian" for name, _ in cases):
+        axes[0].plot(grid[1:], [_t_star_gaussian(s, config.eps, config.mode_variance) for s in grid[1:]], "k-.", lw=1,
+                     label=f"T*(ε) with s₀ = {config.mode_variance}")
+    for sl in slopes:
+        se = [by[sl["prior"], sl["dim"], s]["t_best_se"] for s in S]
+        axes[0].errorbar(S, sl["t_best"], yerr=se, fmt="o-", ms=3, lw=1, capsize=2,
+                         label=f"{sl['prior']} d={sl['dim']}: slope {sl['slope']:.2f}")
+    axes[0].set(title=f"MSE-minimising T vs noise (N = {config.context})", xlabel="σ²", ylabel="T_best")
+    axes[0].legend(fontsize=6)
+    figs.append(plots.save(fig, out_dir / "t_star_vs_sigma2.png"))
+
+    fig, axes = plots.figure(1, width=4.6)
+    for cv in convergence:
+        axes[0].loglog(cv["context_sizes"], np.maximum(cv["excess_over_bayes"], 1e-4), "o-", ms=3,
+                       label=f"{cv['prior']} d={cv['dim']}" + (f": N^{cv['excess_decay_exponent']:.2f}"
+                                                               if cv["excess_decay_exponent"] is not None else ""))
+    axes[0].set(title=f"best-depth MSE / Bayes − 1 (σ² = {config.convergence_sigma2})", xlabel="context N",
+                ylabel="excess over Bayes")
+    axes[0].legend(fontsize=6)
+    figs.append(plots.save(fig, out_dir / "mse_vs_n.png"))
+
+    fig, axes = plots.figure(2, width=4.4)
+    s_mid = min(S, key=lambda s: abs(s - config.convergence_sigma2))
+    for name, dim in cases:
+        r = by[name, dim, s_mid]
+        line = axes[0].plot(times, r["distance_curve"], lw=1.2, label=f"{name} d={dim}")
+        axes[0].axhline(r["distance_floor"], color=line[0].get_color(), ls=":", lw=0.8)
+    axes[0].axvline(s_mid / 2, color="k", ls="--", lw=0.8)
+    axes[0].set(title=f"particles vs prior, σ² = {s_mid} (dotted: two prior samples)", xlabel="T",
+                ylabel="sliced W1 distance")
+    axes[0].legend(fontsize=6)
+    one_d = [c for c in cases if c[1] == 1]
+    if one_d:
+        name, dim = one_d[-1]
+        prior = _prior(config, name, 1, jnp.float32)
+        key = jax.random.key(config.seed + 77)
+        x = sample_prior(key, prior, 4 * config.context)
+        y = x + np.float32(np.sqrt(s_mid)) * jax.random.normal(jax.random.fold_in(key, 1), x.shape, x.dtype)
+        path = np.asarray(particle_flow(y, eps=config.eps, step=config.step, depth=len(times) - 1,
+                                        return_trajectory=True, chunk_size=_chunk(config)))[..., 0]
+        t_best = by[name, dim, s_mid]["t_best"]
+        bins = np.linspace(np.min(path[0]), np.max(path[0]), 60)
+        axes[1].hist(np.asarray(x)[:, 0], bins=bins, density=True, color="0.8", label="prior sample")
+        for t, style in ((0.0, "-"), (t_best, "-"), (2 * t_best, "--")):
+            i = min(int(round(t / dt)), len(times) - 1)
+            axes[1].hist(path[i], bins=bins, density=True, histtype="step", ls=style, lw=1.2, label=f"T = {times[i]:.2f}")
+        axes[1].set(title=f"{name}, d = 1, σ² = {s_mid}: particles along depth", xlabel="x", ylabel="density")
+        axes[1].legend(fontsize=6)
+    figs.append(plots.save(fig, out_dir / "particles.png"))
+
+    if trained_rows:
+        fig, axes = plots.figure(3, width=3.8)
+        for name in config.train_priors:
+            for variant, marker in zip(config.train_readout, "os", strict=False):
+                tr = [t for t in trained_rows if t["prior"] == name and t["readout"] == variant]
+                line = axes[0].plot(S, [t["effective_time"] for t in tr], marker + "-", ms=3,
+                                    label=f"{name}, τ {variant}: T_eff")
+                color = line[0].get_color()
+                axes[0].plot(S, [t["learned_total_time"] for t in tr], marker, ms=3, mfc="none", color=color)
+                axes[1].plot(S, [t["mse_learned"] / t["mse_bayes_realised"] - 1 for t in tr], marker + "-", ms=3,
+                             color=color, label=f"{name}, τ {variant}")
+                mid = tr[len(tr) // 2]
+                axes[2].plot(np.arange(1, config.depth_trained + 1), mid["bandwidths"], marker + "-", ms=3, color=color,
+                             label=f"{name}, τ {variant}, σ² = {mid['sigma2']}")
+            tr = [t for t in trained_rows if t["prior"] == name and t["readout"] == config.train_readout[0]]
+            axes[0].plot(S, [t["analytic_best_time"] for t in tr], "k:", marker="x", ms=4, lw=0.8)
+            axes[1].plot(S, [t["mse_analytic_best"] / t["analytic_bayes_realised"] - 1 for t in tr], "x:", ms=4, lw=0.8,
+                         label=f"{name}: analytic, best T")
+        axes[0].plot(S, np.asarray(S) / 2, "k--", lw=1, label="σ²/2")
+        axes[0].set(title="T_eff = removed var./2 (open: Σαε; x: analytic best T)", xlabel="σ²", ylabel="T",
+                    ylim=(0, 1.5 * max(S)))
+        axes[1].set(title="MSE / realised Bayes MSE − 1", xlabel="σ²")
+        axes[2].set(title="learned ε_l by layer", xlabel="layer", ylabel="ε_l", yscale="log")
+        for ax in axes:
+            ax.legend(fontsize=5)
+        figs.append(plots.save(fig, out_dir / "trained.png"))
+
+    summary = {
+        "setup": f"ε = {config.eps}, α = {config.step}, N = {config.context}, {config.prompts} prompts, "
+                 f"σ² ∈ {list(S)}",
+        "t_best / (σ²/2)": {f"{r['prior']} d={r['dim']} σ²={r['sigma2']}": round(r["t_best_over_half_sigma2"], 3)
+                            for r in rows},
+        "slope of T_best vs σ² [T*(ε) law; ε-corrected]": {
+            f"{s['prior']} d={s['dim']}": [round(s["slope"], 3), round(s["theory_slope"], 3),
+                                           round(s["slope_eps_corrected"], 3)] for s in slopes},
+        "t_best / T*(ε)": {f"{r['prior']} d={r['dim']} σ²={r['sigma2']}": round(r["t_best"] / r["t_star_theory"], 3)
+                           for r in rows},
+        "best MSE / Bayes − 1": {f"{r['prior']} d={r['dim']} σ²={r['sigma2']}": round(r["excess_over_bayes"], 4)
+                                 for r in rows},
+        "excess decay exponent in N": {f"{c['prior']} d={c['dim']}": None if c["excess_decay_exponent"] is None
+                                       else round(c["excess_decay_exponent"], 2) for c in convergence},
+        "trained [Σαε, T_eff] / (σ²/2)": {
+            f"{t['prior']} τ {t['readout']} σ²={t['sigma2']}": [round(t["time_over_half_sigma2"], 2),
+                                                             round(t["effective_time_over_half_sigma2"], 2)]
+            for t in trained_rows},
+        "trained τ / σ²": {f"{t['prior']} σ²={t['sigma2']}": round(t["readout_over_sigma2"], 2) for t in trained_rows
+                           if t["readout"] == "learned"},
+        "trained MSE / Bayes − 1 [learned, analytic]": {
+            f"{t['prior']} τ {t['readout']} σ²={t['sigma2']}": [
+                round(t["mse_learned"] / t["mse_bayes_realised"] - 1, 3),
+                round(t["mse_analytic_best"] / t["analytic_bayes_realised"] - 1, 3)]
+            for t in trained_rows},
+    }
+    metrics = {"depth_curves": rows, "t_star_slopes": slopes, "convergence": convergence, "trained": trained_rows,
+               "times": times.tolist()}
+    return cli.Outcome(metrics, figs, summary)
+
+
+if __name__ == "__main__":
+    cli.main(NAME, Config, PRESETS, run, description=__doc__)
