@@ -33,6 +33,7 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.renormalization
 	$(PY) -m benchmarks.langevin
 	$(PY) -m benchmarks.rf_sweep
+	$(PY) -m benchmarks.particles
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
