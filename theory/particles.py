@@ -286,10 +286,9 @@ def two_stage_denoise(y, *, sigma2, eps, step, depth, return_trajectory: bool = 
     y_arr, vector = _as_tokens(y)
     _check_tokens("y", y_arr)
     _check_positive("sigma2", sigma2, "the noise variance σ² of y = x + σ z")
-    path = particle_flow(y_arr, eps=eps, step=step, depth=depth, return_trajectory=True, chunk_size=chunk_size) \
-        if return_trajectory else None
-    final = path[-1] if return_trajectory else particle_flow(y_arr, eps=eps, step=step, depth=depth,
-                                                              chunk_size=chunk_size)
+    flow = particle_flow(y_arr, eps=eps, step=step, depth=depth, return_trajectory=return_trajectory,
+                         chunk_size=chunk_size)
+    path, final = (flow, flow[-1]) if return_trajectory else (None, flow)
     estimate = stage2_readout(y_arr, final, sigma2=sigma2, chunk_size=chunk_size)
     if vector:
         estimate, path = estimate[:, 0], (None if path is None else path[..., 0])
