@@ -14,10 +14,10 @@ $(STAMP): pyproject.toml constraints.txt
 	@touch $(STAMP)
 
 demo: $(STAMP)
-	JAX_PLATFORMS=cpu $(PY) -m train.reproduce --preset quick --out $(OUT)
+	JAX_PLATFORMS=cpu $(PY) -m deeptheory.train.reproduce --preset quick --out $(OUT)
 
 paper: $(STAMP)
-	$(PY) -m train.reproduce --preset paper --out runs/paper
+	$(PY) -m deeptheory.train.reproduce --preset paper --out runs/paper
 
 test: $(STAMP)
 	$(PY) -m pytest -n 2 --dist loadfile -q
@@ -29,11 +29,11 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
 bench: $(STAMP)
-	$(PY) -m benchmarks.nngp
-	$(PY) -m benchmarks.renormalization
-	$(PY) -m benchmarks.langevin
-	$(PY) -m benchmarks.rf_sweep
-	$(PY) -m benchmarks.particles
+	$(PY) -m deeptheory.benchmarks.nngp
+	$(PY) -m deeptheory.benchmarks.renormalization
+	$(PY) -m deeptheory.benchmarks.langevin
+	$(PY) -m deeptheory.benchmarks.rf_sweep
+	$(PY) -m deeptheory.benchmarks.particles
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -1,7 +1,7 @@
 """Posterior sampling throughput: C chains of a Bayesian MLP stepped together (vmap) against one at a time.
 
-    python -m benchmarks.langevin                        # 16 chains, P = 1024, d = 784, N = 512, L = 2 (the issue's size)
-    python -m benchmarks.langevin --p 256 --n 128        # quick
+    python -m deeptheory.benchmarks.langevin                        # 16 chains, P = 1024, d = 784, N = 512, L = 2 (the issue's size)
+    python -m deeptheory.benchmarks.langevin --p 256 --n 128        # quick
 
 Both sides run the same BAOAB step (`train.samplers.baoab`, one gradient per step) on the same posterior
 (`models.posterior`, float32). Baseline: a Python loop over the chains, each advanced by a jitted single-chain
@@ -20,10 +20,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks.timing import median_time
-from models.mlp import MLP
-from models.posterior import log_posterior
-from train.samplers import baoab
+from deeptheory.benchmarks.timing import median_time
+from deeptheory.models.mlp import MLP
+from deeptheory.models.posterior import log_posterior
+from deeptheory.train.samplers import baoab
 
 
 def matmul_flops(size: int = 4096, repeats: int = 3) -> float:

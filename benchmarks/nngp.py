@@ -1,7 +1,7 @@
 """NNGP kernel speed: `theory.nngp.nngp_kernel` against a straightforward jitted recursion, same run.
 
-    python -m benchmarks.nngp                       # P = 4096, d = 784, depth 10, ReLU and erf, float32
-    python -m benchmarks.nngp --p 50000 --d 64 --depth 3 --activations relu --no-baseline   # large P
+    python -m deeptheory.benchmarks.nngp                       # P = 4096, d = 784, depth 10, ReLU and erf, float32
+    python -m deeptheory.benchmarks.nngp --p 50000 --d 64 --depth 3 --activations relu --no-baseline   # large P
 
 The baseline is what one writes first: the whole P×P matrix per layer, its diagonal read back from
 the matrix, all inside one jax.jit. Ours propagates the diagonal in O(P) so the depth chain fuses into
@@ -18,8 +18,8 @@ import resource
 import jax
 import jax.numpy as jnp
 
-from benchmarks.timing import median_time
-from theory.nngp import get_activation, nngp_kernel
+from deeptheory.benchmarks.timing import median_time
+from deeptheory.theory.nngp import get_activation, nngp_kernel
 
 
 def baseline_kernel(x, *, activation: str, depth: int, weight_var: float = 1.0, bias_var: float = 0.0):

@@ -1,7 +1,7 @@
 """Stage 1 + Stage 2 of the two-stage denoiser (`theory.particles.two_stage_denoise`) at scale.
 
-    python -m benchmarks.particles                          # N = 8192, d = 16, 100 layers; then N = 10⁵, 2 layers
-    python -m benchmarks.particles --n 2048 --layers 20 --large-n 0      # quick
+    python -m deeptheory.benchmarks.particles                          # N = 8192, d = 16, 100 layers; then N = 10⁵, 2 layers
+    python -m deeptheory.benchmarks.particles --n 2048 --layers 20 --large-n 0      # quick
 
 Three implementations of the same computation, float32, in the same run:
 - ours, chunked: the online-softmax attention over key chunks and query blocks (`chunk_size`), memory
@@ -29,8 +29,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks.timing import median_time
-from theory.particles import two_stage_denoise
+from deeptheory.benchmarks.timing import median_time
+from deeptheory.theory.particles import two_stage_denoise
 
 
 def numpy_two_stage(y, *, sigma2, eps, step, depth):
@@ -76,7 +76,7 @@ def _peak_rss_mb() -> float:
 def _run(kind, n, d, layers, chunk, repeats, tmp) -> dict:
     """One implementation in a subprocess (so each peak RSS is its own); outputs come back through an .npy."""
     path = os.path.join(tmp, f"{kind}.npy")
-    cmd = [sys.executable, "-m", "benchmarks.particles", "--worker", kind, "--n", str(n), "--d", str(d),
+    cmd = [sys.executable, "-m", "deeptheory.benchmarks.particles", "--worker", kind, "--n", str(n), "--d", str(d),
            "--layers", str(layers), "--chunk", str(chunk), "--repeats", str(repeats), "--save", path]
     line = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
     record = json.loads(line)

@@ -1,8 +1,8 @@
 """Kernel-renormalization theory speed: one solve + prediction, and a (width, temperature) grid from one
 eigendecomposition against solving every point densely, same run.
 
-    python -m benchmarks.renormalization              # P = 1000, d = 784, erf, depths 1 and 3, 64 × 64 grid
-    python -m benchmarks.renormalization --p 300 --grid 16 --dense-points 4     # quick
+    python -m deeptheory.benchmarks.renormalization              # P = 1000, d = 784, erf, depths 1 and 3, 64 × 64 grid
+    python -m deeptheory.benchmarks.renormalization --p 300 --grid 16 --dense-points 4     # quick
 
 The dense baseline is what one writes without the eigenbasis: for each (N, T), Newton on 𝒮(Q) with a
 Cholesky of (Π Q_l) K + T I at every evaluation, then the Cholesky prediction — exactly the saddle point the
@@ -20,9 +20,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from theory import _solvers
-from theory import renormalization as R
-from theory.nngp import nngp_diag, nngp_kernel
+from deeptheory.theory import _solvers
+from deeptheory.theory import renormalization as R
+from deeptheory.theory.nngp import nngp_diag, nngp_kernel
 
 
 def _time(fn, repeats: int) -> tuple[float, object]:

@@ -1,7 +1,7 @@
 """The scaling sweep: every configuration trained in one vmapped, sharded call against one jitted run per configuration.
 
-    python -m benchmarks.rf_sweep                    # 2 spectra × 3 seeds × 5 N × 4 lr = 120 GD runs, T = 200
-    python -m benchmarks.rf_sweep --optimizer natural --steps 400
+    python -m deeptheory.benchmarks.rf_sweep                    # 2 spectra × 3 seeds × 5 N × 4 lr = 120 GD runs, T = 200
+    python -m deeptheory.benchmarks.rf_sweep --optimizer natural --steps 400
 
 Both sides run `train.rf_scaling`'s training function (float32, N padded to max N and masked) on the same
 configurations of the quick preset's reduced grid. Baseline: a Python loop over the configurations, each a call of
@@ -20,10 +20,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks.timing import median_time
-from theory.random_features import power_law_spectrum, power_law_target, rf_risk
-from train import rf_scaling
-from train.sweep import sweep
+from deeptheory.benchmarks.timing import median_time
+from deeptheory.theory.random_features import power_law_spectrum, power_law_target, rf_risk
+from deeptheory.train import rf_scaling
+from deeptheory.train.sweep import sweep
 
 
 def main(argv=None):

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from theory.particles import dot_product_attention, rbf_attention
+from deeptheory.theory.particles import dot_product_attention, rbf_attention
 
 __all__ = ["AttentionDenoiser", "analytic_params", "ATTENTIONS"]
 

@@ -20,8 +20,8 @@ from collections.abc import Callable, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from models.mlp import layer_values
-from theory.nngp import get_activation
+from deeptheory.models.mlp import layer_values
+from deeptheory.theory.nngp import get_activation
 
 __all__ = ["PatchCNN"]
 

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from theory.nngp import get_activation
+from deeptheory.theory.nngp import get_activation
 
 __all__ = ["MLP", "layer_values", "empirical_kernel", "prior_outputs"]
 

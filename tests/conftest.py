@@ -28,3 +28,14 @@ def fashion_dir():
     if not os.path.isdir(FASHION_DIR):
         pytest.skip(f"Fashion-MNIST not installed at {FASHION_DIR} (apt-get install dataset-fashion-mnist)")
     return FASHION_DIR
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_import_path():
+    """The package is imported as `deeptheory.*` only: a stray `import train...` (possible from the repository root)
+    would load a second copy of a module, with its own globals, and tests patching one copy would miss the other."""
+    yield
+    import sys
+
+    stray = sorted(m for m in sys.modules if m.split(".")[0] in ("theory", "models", "train", "benchmarks"))
+    assert not stray, f"modules imported outside the deeptheory namespace: {stray}"

@@ -5,8 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from models.attention import AttentionDenoiser, analytic_params
-from theory.particles import dot_product_attention, two_stage_denoise
+from deeptheory.models.attention import AttentionDenoiser, analytic_params
+from deeptheory.theory.particles import dot_product_attention, two_stage_denoise
 
 
 def _tokens(seed, shape, dtype=jnp.float64):

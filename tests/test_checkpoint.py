@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from train.checkpoint import Checkpointer
+from deeptheory.train.checkpoint import Checkpointer
 
 
 def _loop(directory, n_steps, stop_after=None, every=3):

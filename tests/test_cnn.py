@@ -5,8 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from models.cnn import PatchCNN
-from theory.nngp import conv_patch_kernels
+from deeptheory.models.cnn import PatchCNN
+from deeptheory.theory.nngp import conv_patch_kernels
 
 
 @pytest.mark.parametrize(("patches", "activation"), [((2,), "erf"), ((2, 2), "relu")])

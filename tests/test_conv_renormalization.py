@@ -5,9 +5,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from theory import conv_renormalization as CR
-from theory.gp import gp_posterior, gp_test_loss
-from theory.nngp import conv_patch_kernels, nngp_diag, nngp_kernel
+from deeptheory.theory import conv_renormalization as CR
+from deeptheory.theory.gp import gp_posterior, gp_test_loss
+from deeptheory.theory.nngp import conv_patch_kernels, nngp_diag, nngp_kernel
 
 
 def _images(seed=0, P=60, P_test=30, side=8):

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from train.data import (
+from deeptheory.train.data import (
     DataError,
     Dataset,
     binary_task,
@@ -44,7 +44,7 @@ def test_corrupt_idx_files_are_named(tmp_path):
 
 
 def test_missing_files_name_paths_and_package(tmp_path, monkeypatch):
-    monkeypatch.setattr("train.data.FASHION_MNIST_DIRS", (str(tmp_path / "nowhere"),))
+    monkeypatch.setattr("deeptheory.train.data.FASHION_MNIST_DIRS", (str(tmp_path / "nowhere"),))
     monkeypatch.delenv("DEEPTHEORY_DATA_DIR", raising=False)
     with pytest.raises(DataError, match="(?s)nowhere.*apt-get install dataset-fashion-mnist"):
         load_fashion_mnist(tmp_path / "empty")
@@ -55,7 +55,7 @@ def test_data_dir_and_environment_variable(tmp_path, monkeypatch):
     ds = load_fashion_mnist(d)
     assert ds.x_train.shape == (60, 28, 28) and ds.y_test.shape == (30,)
     monkeypatch.setenv("DEEPTHEORY_DATA_DIR", str(d))
-    monkeypatch.setattr("train.data.FASHION_MNIST_DIRS", ())
+    monkeypatch.setattr("deeptheory.train.data.FASHION_MNIST_DIRS", ())
     assert load_dataset("fashion-mnist").source == str(d)
 
 

@@ -5,7 +5,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from train import cli, denoise
+from deeptheory.train import cli, denoise
 
 TINY = dict(priors=("gaussian", "two_mode"), dims=(1,), sigma2s=(0.5, 1.0), step=0.25, context=96, prompts=2,
             context_sizes=(16, 64), convergence_tokens=128, train_priors=("gaussian",), depth_trained=2,

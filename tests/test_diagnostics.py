@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from train.diagnostics import burn_in, ess, mean_and_error, rhat
+from deeptheory.train.diagnostics import burn_in, ess, mean_and_error, rhat
 
 
 def _ar1(rho, chains, draws, seed=0):

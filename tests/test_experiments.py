@@ -8,8 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from train import cli, nngp_convergence, reproduce
-from train.data import write_idx
+from deeptheory.train import cli, nngp_convergence, reproduce
+from deeptheory.train.data import write_idx
 
 TINY = dict(n_train=10, n_test=6, widths=(16, 64), draws=4, chunk=2, depths=(1,), activations=("erf",))
 
@@ -89,7 +89,7 @@ def test_interrupted_run_resumes_to_identical_results(fake_fashion, tmp_path):
 
 def test_command_line_and_report(fake_fashion, tmp_path):
     flags = [f"--{k.replace('_', '-')}={','.join(map(str, v)) if isinstance(v, tuple) else v}" for k, v in TINY.items()]
-    cmd = [sys.executable, "-m", "train.nngp_convergence", "--out", str(tmp_path / "cli"), *flags]
+    cmd = [sys.executable, "-m", "deeptheory.train.nngp_convergence", "--out", str(tmp_path / "cli"), *flags]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     assert "results in" in done.stdout and json.loads((tmp_path / "cli" / "results.json").read_text())
@@ -100,7 +100,7 @@ def test_command_line_and_report(fake_fashion, tmp_path):
 @pytest.mark.slow
 def test_reproduce_quick_preset_writes_report(tmp_path):
     """The full `make demo` path: every registered experiment's quick preset and the report."""
-    done = subprocess.run([sys.executable, "-m", "train.reproduce", "--preset", "quick", "--out", str(tmp_path)],
+    done = subprocess.run([sys.executable, "-m", "deeptheory.train.reproduce", "--preset", "quick", "--out", str(tmp_path)],
                           capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr
     report = (tmp_path / "report.md").read_text()

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from train.exponents import fit_exponent, offset_power_fit, student_t_quantile
+from deeptheory.train.exponents import fit_exponent, offset_power_fit, student_t_quantile
 
 
 def test_student_t_quantile():

@@ -4,8 +4,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from theory.gp import GPPosterior, gp_posterior, gp_test_loss, jitter_for, nngp_regression
-from theory.nngp import nngp_diag, nngp_kernel
+from deeptheory.theory.gp import GPPosterior, gp_posterior, gp_test_loss, jitter_for, nngp_regression
+from deeptheory.theory.nngp import nngp_diag, nngp_kernel
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import pytest
 SCRIPT = textwrap.dedent(
     """
     import resource, jax, jax.numpy as jnp, numpy as np
-    from theory.nngp import nngp_kernel
+    from deeptheory.theory.nngp import nngp_kernel
     P, d = 50_000, 16
     x = jax.random.normal(jax.random.key(0), (P, d), jnp.float32)
     K = nngp_kernel(x, activation="relu", depth=2, weight_var=2.0)

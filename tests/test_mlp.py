@@ -5,8 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from models.mlp import MLP, empirical_kernel, prior_outputs
-from theory.nngp import nngp_kernel
+from deeptheory.models.mlp import MLP, empirical_kernel, prior_outputs
+from deeptheory.theory.nngp import nngp_kernel
 
 
 def _points():

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from theory.nngp import ACTIVATIONS, get_activation, nngp_diag, nngp_kernel
+from deeptheory.theory.nngp import ACTIVATIONS, get_activation, nngp_diag, nngp_kernel
 
 # ----------------------------------------------------------------------------------------------
 # An independent NumPy reference: per-entry formulas written from the papers' angle form

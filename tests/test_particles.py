@@ -7,7 +7,7 @@ import pytest
 from scipy.integrate import solve_ivp
 from scipy.special import ive, logsumexp
 
-from theory import particles as tp
+from deeptheory.theory import particles as tp
 
 F64 = jnp.float64
 

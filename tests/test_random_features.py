@@ -8,7 +8,7 @@ import optax
 import pytest
 from scipy.optimize import brentq
 
-from theory.random_features import (
+from deeptheory.theory.random_features import (
     degrees_of_freedom,
     effective_ridge,
     krr_risk,

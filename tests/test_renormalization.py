@@ -5,9 +5,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from theory import renormalization as R
-from theory.gp import gp_posterior
-from theory.nngp import nngp_diag, nngp_kernel
+from deeptheory.theory import renormalization as R
+from deeptheory.theory.gp import gp_posterior
+from deeptheory.theory.nngp import nngp_diag, nngp_kernel
 
 
 def _data(seed=0, P=200, N0=50, P_test=100, noise=0.3):

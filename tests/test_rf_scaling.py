@@ -8,16 +8,16 @@ import numpy as np
 import optax
 import pytest
 
-from models.random_features import (
+from deeptheory.models.random_features import (
     RandomFeatures,
     population_loss,
     population_moments,
     power_law_inputs,
     random_projection,
 )
-from theory.random_features import power_law_spectrum, power_law_target
-from train import cli, rf_scaling
-from train.optimizers import OPTIMIZERS, make_optimizer, natural_gradient
+from deeptheory.theory.random_features import power_law_spectrum, power_law_target
+from deeptheory.train import cli, rf_scaling
+from deeptheory.train.optimizers import OPTIMIZERS, make_optimizer, natural_gradient
 
 TINY = dict(s_values=(1.0, 2.0), dim=96, widths=(4, 8, 16), steps=40, seeds=3, lr_multipliers=(0.5, 1.0))
 

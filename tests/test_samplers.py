@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from scipy import integrate, special
 
-from models.mlp import MLP
-from models.posterior import log_posterior
-from train.chains import SamplerDivergence, run_chains
-from train.samplers import baoab, mala, ula
+from deeptheory.models.mlp import MLP
+from deeptheory.models.posterior import log_posterior
+from deeptheory.train.chains import SamplerDivergence, run_chains
+from deeptheory.train.samplers import baoab, mala, ula
 
 N_CHAINS = 2000
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from jax.sharding import PartitionSpec
 
-from train.sweep import sweep, sweep_keys, sweep_mesh
+from deeptheory.train.sweep import sweep, sweep_keys, sweep_mesh
 
 
 def _point(key, p):

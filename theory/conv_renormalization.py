@@ -32,9 +32,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from theory import _solvers
-from theory.nngp import conv_patch_kernels
-from theory.renormalization import (
+from deeptheory.theory import _solvers
+from deeptheory.theory.nngp import conv_patch_kernels
+from deeptheory.theory.renormalization import (
     DEFAULT_TOL,
     ConvergenceError,
     Prediction,

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.linalg import cho_solve, solve_triangular
 
-from theory.nngp import _float64_if_given, _is_concrete, nngp_diag, nngp_kernel
+from deeptheory.theory.nngp import _float64_if_given, _is_concrete, nngp_diag, nngp_kernel
 
 __all__ = ["GPPosterior", "TestLoss", "gp_posterior", "gp_test_loss", "nngp_regression", "jitter_for"]
 

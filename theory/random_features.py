@@ -49,7 +49,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from theory._solvers import bisect
+from deeptheory.theory._solvers import bisect
 
 __all__ = [
     "power_law_spectrum",

@@ -45,9 +45,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.linalg import cho_solve
 
-from theory import _solvers
-from theory.gp import gp_posterior, gp_test_loss
-from theory.nngp import covariance_chain, get_activation, mean_activation, nngp_diag, nngp_kernel
+from deeptheory.theory import _solvers
+from deeptheory.theory.gp import gp_posterior, gp_test_loss
+from deeptheory.theory.nngp import covariance_chain, get_activation, mean_activation, nngp_diag, nngp_kernel
 
 __all__ = [
     "Prediction",

@@ -18,7 +18,7 @@ when 0, `step_scale`/√λ_max for BAOAB and `step_scale`/λ_max for ULA/MALA, w
 −log p at the first chain's start (power iteration on Hessian-vector products). Durations are in the natural
 time t = steps·h, in which the prior's modes relax in O(1).
 
-    python -m train.bayes_networks --preset quick --out runs/bayes
+    python -m deeptheory.train.bayes_networks --preset quick --out runs/bayes
 """
 
 from __future__ import annotations
@@ -31,16 +31,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from models.cnn import PatchCNN
-from models.mlp import MLP
-from models.posterior import log_posterior
-from theory.conv_renormalization import conv_theory
-from theory.nngp import ACTIVATIONS, nngp_kernel
-from theory.renormalization import fc_theory, renormalized_kernel
-from train import cli, diagnostics, plots
-from train.chains import run_chains
-from train.data import binary_task, load_dataset
-from train.samplers import SAMPLERS, tree_normal
+from deeptheory.models.cnn import PatchCNN
+from deeptheory.models.mlp import MLP
+from deeptheory.models.posterior import log_posterior
+from deeptheory.theory.conv_renormalization import conv_theory
+from deeptheory.theory.nngp import ACTIVATIONS, nngp_kernel
+from deeptheory.theory.renormalization import fc_theory, renormalized_kernel
+from deeptheory.train import cli, diagnostics, plots
+from deeptheory.train.chains import run_chains
+from deeptheory.train.data import binary_task, load_dataset
+from deeptheory.train.samplers import SAMPLERS, tree_normal
 
 NAME = "bayes_networks"
 _ODD = ("erf", "tanh", "linear")

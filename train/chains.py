@@ -29,9 +29,9 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from train.checkpoint import Checkpointer
-from train.progress import progress
-from train.samplers import Sampler, SamplerState
+from deeptheory.train.checkpoint import Checkpointer
+from deeptheory.train.progress import progress
+from deeptheory.train.samplers import Sampler, SamplerState
 
 __all__ = ["ChainResult", "SamplerDivergence", "run_chains", "chain_mesh"]
 

@@ -9,7 +9,7 @@ An experiment module defines
 
 and ends with `if __name__ == "__main__": cli.main(NAME, Config, PRESETS, run)`. Then
 
-    python -m train.<name> --preset quick|paper --out DIR [--field value ...] [--distributed]
+    python -m deeptheory.train.<name> --preset quick|paper --out DIR [--field value ...] [--distributed]
 
 works, every field is an override flag (tuples as comma-separated lists), an invalid value gives one
 clear error, and rerunning the same command on the same --out resumes (the experiment checkpoints
@@ -32,7 +32,7 @@ from typing import NamedTuple
 
 import jax
 
-from train.results import to_jsonable, write_results
+from deeptheory.train.results import to_jsonable, write_results
 
 __all__ = ["ConfigError", "Outcome", "parse_config", "init_runtime", "execute", "main"]
 

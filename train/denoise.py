@@ -20,7 +20,7 @@ Setup (every part a config field; notes `../shared/science/attention_particles.m
 
 Per-coordinate MSE throughout: |x̂ − x|²/d averaged over tokens and prompts.
 
-    python -m train.denoise --preset quick --out runs/denoise
+    python -m deeptheory.train.denoise --preset quick --out runs/denoise
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from models.attention import AttentionDenoiser
-from theory.particles import (
+from deeptheory.models.attention import AttentionDenoiser
+from deeptheory.theory.particles import (
     bayes_mmse,
     bayes_posterior_mean,
     blurring_mean_shift,
@@ -49,10 +49,10 @@ from theory.particles import (
     stage2_readout,
     tweedie_kde,
 )
-from train import cli, plots
-from train.checkpoint import Checkpointer
-from train.progress import progress
-from train.sweep import sweep
+from deeptheory.train import cli, plots
+from deeptheory.train.checkpoint import Checkpointer
+from deeptheory.train.progress import progress
+from deeptheory.train.sweep import sweep
 
 NAME = "denoise"
 PRIORS = ("gaussian", "two_mode", "gmm")

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import betainc, ndtr
 
-from theory.random_features import loglog_slope
+from deeptheory.theory.random_features import loglog_slope
 
 __all__ = ["ExponentFit", "fit_exponent", "offset_power_fit", "student_t_quantile"]
 

@@ -8,7 +8,7 @@ L > 1, and K̂ fluctuates by O(1/√N), so the ensemble mean over D draws misses
 (N, D = 1, 2, 4, ...), fit its slope against N, and compare GP regression with the ensemble kernel
 against the NNGP predictor's test loss (`theory.gp`, bias² + variance at temperature T).
 
-    python -m train.nngp_convergence --preset quick --out runs/nngp
+    python -m deeptheory.train.nngp_convergence --preset quick --out runs/nngp
 """
 
 from __future__ import annotations
@@ -19,14 +19,14 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 
-from models.mlp import MLP, empirical_kernel
-from theory.gp import gp_posterior, gp_test_loss
-from theory.nngp import ACTIVATIONS, nngp_kernel
-from train import cli, plots
-from train.checkpoint import Checkpointer
-from train.data import binary_task, load_dataset
-from train.progress import progress
-from train.sweep import sweep
+from deeptheory.models.mlp import MLP, empirical_kernel
+from deeptheory.theory.gp import gp_posterior, gp_test_loss
+from deeptheory.theory.nngp import ACTIVATIONS, nngp_kernel
+from deeptheory.train import cli, plots
+from deeptheory.train.checkpoint import Checkpointer
+from deeptheory.train.data import binary_task, load_dataset
+from deeptheory.train.progress import progress
+from deeptheory.train.sweep import sweep
 
 NAME = "nngp_convergence"
 

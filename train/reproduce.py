@@ -1,7 +1,7 @@
 """Run every registered experiment with one preset and write DIR/report.md linking their plots.
 
-    python -m train.reproduce --preset quick --out runs/quick      # `make demo`, CPU, minutes
-    python -m train.reproduce --preset paper --out runs/paper      # GPU recommended
+    python -m deeptheory.train.reproduce --preset quick --out runs/quick      # `make demo`, CPU, minutes
+    python -m deeptheory.train.reproduce --preset paper --out runs/paper      # GPU recommended
 
 Rerunning on the same --out resumes each experiment from its checkpoints.
 """
@@ -17,15 +17,15 @@ from pathlib import Path
 
 import jax
 
-from train import cli
-from train.results import environment
+from deeptheory.train import cli
+from deeptheory.train.results import environment
 
 # name → module; each module has NAME, Config, PRESETS, run (see train/cli.py).
 EXPERIMENTS = {
-    "nngp_convergence": "train.nngp_convergence",
-    "bayes_networks": "train.bayes_networks",
-    "rf_scaling": "train.rf_scaling",
-    "denoise": "train.denoise",
+    "nngp_convergence": "deeptheory.train.nngp_convergence",
+    "bayes_networks": "deeptheory.train.bayes_networks",
+    "rf_scaling": "deeptheory.train.rf_scaling",
+    "denoise": "deeptheory.train.denoise",
 }
 
 

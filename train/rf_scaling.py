@@ -22,7 +22,7 @@ Theory, side by side (`theory.random_features`):
   (rf_risk, P = ∞, ridge 0) over the same window.
 - the diagnostic: N*(T) = #{k: T η λ_k f(λ_k) ≥ 1} (η λ₁ = 1) for GD and natural gradient against the window.
 
-    python -m train.rf_scaling --preset quick --out runs/rf_scaling
+    python -m deeptheory.train.rf_scaling --preset quick --out runs/rf_scaling
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from models.random_features import population_loss, random_projection
-from theory.random_features import (
+from deeptheory.models.random_features import population_loss, random_projection
+from deeptheory.theory.random_features import (
     learning_curve,
     loglog_slope,
     power_law_spectrum,
@@ -45,12 +45,12 @@ from theory.random_features import (
     rf_risk,
     time_bottleneck,
 )
-from train import cli, plots
-from train.checkpoint import Checkpointer
-from train.exponents import fit_exponent
-from train.optimizers import OPTIMIZERS, make_optimizer
-from train.progress import progress
-from train.sweep import sweep
+from deeptheory.train import cli, plots
+from deeptheory.train.checkpoint import Checkpointer
+from deeptheory.train.exponents import fit_exponent
+from deeptheory.train.optimizers import OPTIMIZERS, make_optimizer
+from deeptheory.train.progress import progress
+from deeptheory.train.sweep import sweep
 
 NAME = "rf_scaling"
 LABELS = {"gd": "GD", "momentum": "momentum", "adam": "Adam", "diagonal": "diagonal Fisher", "natural": "natural gradient"}
