@@ -23,7 +23,7 @@ from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from train.progress import progress
+from deeptheory.train.progress import progress
 
 __all__ = ["sweep", "sweep_keys", "sweep_mesh"]
 
@@ -53,7 +53,8 @@ def sweep(
     fn: Callable,
     params=None,
     *,
-    seed: int,
+    seed: int | None = None,
+    keys=None,
     size: int | None = None,
     first_index: int = 0,
     chunk_size: int | None = None,
@@ -66,7 +67,9 @@ def sweep(
     Args:
       fn: pure function (key, params_slice) → pytree of arrays. Traced once per chunk shape.
       params: pytree whose leaves share a leading axis of size S (None: a pure seed sweep).
-      seed: base seed; point i uses fold_in(PRNGKey(seed), i).
+      seed: base seed; point i uses fold_in(PRNGKey(seed), first_index + i).
+      keys: instead of `seed`, one key per point (typed keys or raw key data, leading axis S), e.g. from
+        `train.keys.derive_batch`, so that a point's randomness follows its configuration values.
       size: S when params is None.
       first_index: point i uses key index first_index + i (to split one long sweep into calls).
       chunk_size: evaluate at most this many points at once (rounded up to a multiple of the device
@@ -78,6 +81,8 @@ def sweep(
       The pytree of stacked outputs, leading axis S, as NumPy arrays on every process.
     """
     mesh = sweep_mesh() if mesh is None else mesh
+    if (seed is None) == (keys is None):
+        raise ValueError("give exactly one of `seed` (keys fold_in(seed, index)) or `keys` (one per point)")
     leaves = jax.tree.leaves(params)
     if leaves:
         sizes = {np.shape(leaf)[0] if np.ndim(leaf) else None for leaf in leaves}
@@ -92,6 +97,10 @@ def sweep(
         S = size
     if S < 1:
         raise ValueError(f"the sweep is empty (size {S})")
+    if keys is not None:
+        keys = np.asarray(jax.random.key_data(keys) if jnp.issubdtype(keys.dtype, jax.dtypes.prng_key) else keys)
+        if keys.shape[0] != S:
+            raise ValueError(f"keys has {keys.shape[0]} entries for a sweep of {S} points")
     n_dev = mesh.devices.size
     chunk = S if chunk_size is None else max(1, min(chunk_size, S))
     chunk = -(-chunk // n_dev) * n_dev
@@ -101,8 +110,8 @@ def sweep(
     outputs = []
     for start in progress(range(0, S, chunk), desc=description, disable=not show_progress):
         index = np.minimum(np.arange(start, start + chunk), S - 1)  # pad by repeating the last point
-        keys = jax.random.key_data(sweep_keys(seed, first_index + index))
-        keys_dev = jax.random.wrap_key_data(_place(np.asarray(keys), sharding))
+        chunk_keys = keys[index] if keys is not None else jax.random.key_data(sweep_keys(seed, first_index + index))
+        keys_dev = jax.random.wrap_key_data(_place(np.asarray(chunk_keys), sharding))
         chunk_params = jax.tree.map(lambda leaf, index=index: _place(leaf[index], sharding), host_params)
         out = compiled(keys_dev, chunk_params)
         out = multihost_utils.process_allgather(out, tiled=True) if jax.process_count() > 1 else out
