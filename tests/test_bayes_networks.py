@@ -20,7 +20,7 @@ TINY = dict(n_train=12, n_test=10, image_side=7, widths=(8,), depths=(1,), chain
 
 def test_rows_hold_experiment_theory_and_nngp(fashion_dir, tmp_path):
     config = dataclasses.replace(bayes_networks.Config(), **{**TINY, "activations": ("erf", "relu"), "depths": (1, 2)})
-    record = cli.execute("bayes_networks", config, bayes_networks.run, tmp_path / "run")
+    record = cli.execute(bayes_networks.EXPERIMENT, config, tmp_path / "run")
     rows = record["metrics"]["rows"]
     assert len(rows) == 4 and {r["theory_variant"] for r in rows} == {"nested", "noncentral"}
     for r in rows:
@@ -33,7 +33,7 @@ def test_rows_hold_experiment_theory_and_nngp(fashion_dir, tmp_path):
 
 def test_cnn_rows(fashion_dir, tmp_path):
     config = dataclasses.replace(bayes_networks.Config(), **{**TINY, "architecture": "cnn", "patches": (7,)})
-    rows = cli.execute("bayes_networks", config, bayes_networks.run, tmp_path / "run")["metrics"]["rows"]
+    rows = cli.execute(bayes_networks.EXPERIMENT, config, tmp_path / "run")["metrics"]["rows"]
     assert rows[0]["theory_variant"] == "conv" and np.isfinite(rows[0]["kernel"]["Q_rel_distance_to_theory"])
 
 
@@ -58,7 +58,7 @@ def test_killed_run_resumes_bitwise(fashion_dir, tmp_path):
     proc = subprocess.Popen(_cmd(out, **overrides), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
-        steps = list((out / "checkpoints" / "unit_000").glob("[0-9]*")) if (out / "checkpoints").exists() else []
+        steps = list((out / "checkpoints").glob("*/[0-9]*")) if (out / "checkpoints").exists() else []
         if len(steps) >= 1:
             break
         time.sleep(0.05)
@@ -89,7 +89,7 @@ def test_bad_config_is_refused(argv, message, capsys):
 def test_more_points_than_the_data_holds_is_a_clear_error(fashion_dir, tmp_path):
     config = dataclasses.replace(bayes_networks.Config(), **{**TINY, "n_train": 10**6})
     with pytest.raises(cli.ConfigError, match="lower n_train"):
-        cli.execute("bayes_networks", config, bayes_networks.run, tmp_path / "run")
+        cli.execute(bayes_networks.EXPERIMENT, config, tmp_path / "run")
 
 
 def test_readout_norm_is_measured_on_the_readout_at_depth_ten():

@@ -14,7 +14,7 @@ TINY = dict(priors=("gaussian", "two_mode"), dims=(1,), sigma2s=(0.5, 1.0), step
 
 def test_experiment_results_and_resume(tmp_path):
     config = dataclasses.replace(denoise.Config(), **TINY)
-    record = cli.execute("denoise", config, denoise.run, tmp_path / "run")
+    record = cli.execute(denoise.EXPERIMENT, config, tmp_path / "run")
     m = record["metrics"]
     rows = {(r["prior"], r["sigma2"]): r for r in m["depth_curves"]}
     assert set(rows) == {(p, s) for p in TINY["priors"] for s in TINY["sigma2s"]}
@@ -42,10 +42,10 @@ def test_experiment_results_and_resume(tmp_path):
     denoise._train = failing
     try:
         with pytest.raises(KeyboardInterrupt):
-            cli.execute("denoise", config, denoise.run, tmp_path / "cut")
+            cli.execute(denoise.EXPERIMENT, config, tmp_path / "cut")
     finally:
         denoise._train = original
-    assert cli.execute("denoise", config, denoise.run, tmp_path / "cut")["metrics"] == m
+    assert cli.execute(denoise.EXPERIMENT, config, tmp_path / "cut")["metrics"] == m
 
 
 @pytest.mark.parametrize("override,message", [

@@ -1,35 +1,62 @@
-"""Configs, the command line, resume, and the registered experiments end to end (tiny sizes)."""
+"""Configs, the command line, the data record, resume, timing, reports, and the registered experiments end to end."""
 
 import dataclasses
 import json
+import os
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 
-from deeptheory.train import cli, nngp_convergence, reproduce
+from deeptheory.train import bayes_networks, cli, nngp_convergence, registry, report
 from deeptheory.train.data import write_idx
 
 TINY = dict(n_train=10, n_test=6, widths=(16, 64), draws=4, chunk=2, depths=(1,), activations=("erf",))
+QUICK_FLAGS = {"nngp_convergence": dict(widths=(32, 64), draws=8, chunk=8, depths=(1,)),
+               "bayes_networks": dict(widths=(32,), depths=(1,), chains=4, burn_in_time=1.0, sample_time=4.0,
+                                      measure_time=0.5)}
+
+
+def _fashion_dir(path, n_train=60, n_test=30):
+    rng = np.random.default_rng(0)
+    path.mkdir(parents=True, exist_ok=True)
+    for split, n in (("train", n_train), ("t10k", n_test)):
+        write_idx(path / f"{split}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28), dtype=np.uint8))
+        write_idx(path / f"{split}-labels-idx1-ubyte", (np.arange(n) % 10).astype(np.uint8))
+    return path
 
 
 @pytest.fixture
 def fake_fashion(tmp_path, monkeypatch):
-    rng = np.random.default_rng(0)
-    for split, n in (("train", 60), ("t10k", 30)):
-        write_idx(tmp_path / f"{split}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28), dtype=np.uint8))
-        write_idx(tmp_path / f"{split}-labels-idx1-ubyte", (np.arange(n) % 10).astype(np.uint8))
-    monkeypatch.setenv("DEEPTHEORY_DATA_DIR", str(tmp_path))
-    return tmp_path
+    directory = _fashion_dir(tmp_path / "fashion")
+    monkeypatch.setenv("DEEPTHEORY_DATA_DIR", str(directory))
+    return directory
 
 
-def test_every_preset_is_valid():
-    for name, module_name in reproduce.EXPERIMENTS.items():
-        module = __import__(module_name, fromlist=["PRESETS"])
-        assert set(module.PRESETS) == {"quick", "paper"}, name
-        for config in module.PRESETS.values():
+@pytest.fixture
+def no_fashion(monkeypatch):
+    """A machine without the Debian package and without a data folder: the newcomer's machine."""
+    monkeypatch.setattr("deeptheory.train.data.FASHION_MNIST_DIRS", ("/nonexistent/fashion-mnist",))
+    monkeypatch.delenv("DEEPTHEORY_DATA_DIR", raising=False)
+
+
+def test_every_preset_is_valid_and_every_field_documented():
+    for name in registry.EXPERIMENTS:
+        experiment = registry.get(name)
+        assert experiment.name == name and set(experiment.presets) == {"quick", "paper"}, name
+        for config in experiment.presets.values():
             config.validate()
+        for field in dataclasses.fields(experiment.Config):
+            assert field.metadata.get("help"), f"{name}.{field.name} has no help text"
+
+
+def test_help_names_meaning_choices_and_preset_values(capsys):
+    with pytest.raises(SystemExit):
+        cli.parse_config(nngp_convergence.Config, nngp_convergence.PRESETS, ["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--n-train VALUE training points P; integer; quick: 64, paper: 512" in text
+    assert "among linear, relu, erf, gelu, tanh" in text and "every preset: 0.01" in text
 
 
 def test_overrides_and_clear_errors(capsys):
@@ -37,36 +64,82 @@ def test_overrides_and_clear_errors(capsys):
     config, args = cli.parse_config(C, presets, ["--preset", "paper", "--widths", "8,16,32", "--noise", "0.5"])
     assert config.widths == (8, 16, 32) and config.noise == 0.5 and config.n_train == presets["paper"].n_train
     for argv, message in [
-        (["--noise", "-1"], "noise"),
+        (["--noise", "-1"], "noise (GP temperature) must be > 0"),  # a negative number is a value, not a flag
+        (["--noise=-1e-3"], "noise (GP temperature) must be > 0"),
         (["--widths", "32,16"], "widths must be"),
-        (["--draws", "many"], "cannot read 'many' as int"),
+        (["--draws", "many"], "cannot read 'many' as integer"),
         (["--activations", "relu,swish"], "activations must be among"),
+        (["--width", "32"], "unknown flag --width; did you mean --widths?"),  # never a silent prefix match
+        (["--dataset", "mnist"], "dataset must be one of"),
     ]:
-        with pytest.raises(SystemExit):
+        with pytest.raises(SystemExit) as exit_info:
             cli.parse_config(C, presets, argv)
-        assert message in capsys.readouterr().err
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2 and message in err, (argv, err)
+        assert len(err.strip().splitlines()) == 1, err  # one line, not the usage of 17 flags
+    rf = registry.get("rf_scaling")
+    with pytest.raises(SystemExit):
+        cli.parse_config(rf.Config, rf.presets, ["--s-values", "-0.5,1"])  # a list starting with a minus sign
+    assert "s_values must be > 0" in capsys.readouterr().err
 
 
-def test_experiment_runs_resumes_and_refuses_a_different_config(fake_fashion, tmp_path):
+def test_experiment_runs_resumes_keeps_its_wall_time_and_refuses_a_different_config(fake_fashion, tmp_path):
     config = dataclasses.replace(nngp_convergence.Config(), **TINY)
     out = tmp_path / "run"
-    first = cli.execute("nngp_convergence", config, nngp_convergence.run, out)
-    assert {p for p in first["plots"]} == {"kernel_error_vs_width.png", "kernel_error_collapse.png",
-                                           "gp_test_loss_vs_width.png"}
+    first = cli.execute(nngp_convergence.EXPERIMENT, config, out)
+    assert set(first["plots"]) == {"kernel_error_vs_width.png", "kernel_error_collapse.png", "gp_test_loss_vs_width.png"}
     assert all((out / p).stat().st_size > 1000 for p in first["plots"])
     assert first["environment"]["packages"]["jax"] and first["config"]["draws"] == 4
+    assert first["data"]["dataset"] == "fashion-mnist" and first["data"]["source"] == str(fake_fashion)
+    assert first["data"]["n_train"] == 10 and first["data"]["input_dim"] == 784 and first["data"]["fingerprint"]
+    assert first["timing"]["last"] == "fresh" and first["wall_time_s"] == first["timing"]["compute_s"] > 0
     row = first["metrics"]["rows"][0]
     assert set(row["kernel_error"]) == {"1", "2", "4"} and row["kernel_error"]["4"] > 0
-    # A rerun on the same folder resumes from the finished checkpoint: same numbers, nothing redone.
-    again = cli.execute("nngp_convergence", config, nngp_convergence.run, out)
-    assert again["metrics"] == first["metrics"]
-    with pytest.raises(cli.ConfigError, match="different config .*draws"):
-        cli.execute("nngp_convergence", dataclasses.replace(config, draws=8), nngp_convergence.run, out)
+    # A rerun on the same folder re-analyses the finished checkpoints: same numbers, and the wall time of the run
+    # that did the work is kept (the re-analysis is recorded as such).
+    again = cli.execute(nngp_convergence.EXPERIMENT, config, out)
+    assert again["metrics"] == first["metrics"] and again["wall_time_s"] == first["wall_time_s"]
+    assert again["timing"]["last"] == "reanalysed" and len(again["timing"]["invocations"]) == 2
+    with pytest.raises(cli.ConfigError, match="different config or data — config.draws: 4 → 8"):
+        cli.execute(nngp_convergence.EXPERIMENT, dataclasses.replace(config, draws=8), out)
+
+
+def test_other_data_in_the_same_folder_is_refused_never_mixed(fake_fashion, tmp_path, monkeypatch):
+    """The issue's scenario: a run on the MNIST-1D fallback, then Fashion-MNIST appears, same --out."""
+    config = dataclasses.replace(nngp_convergence.Config(), **TINY)
+    out = tmp_path / "run"
+    monkeypatch.delenv("DEEPTHEORY_DATA_DIR")
+    monkeypatch.setattr("deeptheory.train.data.FASHION_MNIST_DIRS", ())
+    fallback = cli.execute(nngp_convergence.EXPERIMENT, config, out)
+    assert fallback["data"]["dataset"] == "mnist1d" and "not installed" in fallback["data"]["note"]
+    monkeypatch.setattr("deeptheory.train.data.FASHION_MNIST_DIRS", (str(fake_fashion),))  # now "installed"
+    with pytest.raises(cli.ConfigError, match="data.dataset: 'mnist1d' → 'fashion-mnist'"):
+        cli.execute(nngp_convergence.EXPERIMENT, config, out)
+    assert json.loads((out / "results.json").read_text())["data"]["dataset"] == "mnist1d"  # untouched
+
+
+def test_bad_data_is_an_error_and_does_not_claim_the_folder(tmp_path, monkeypatch):
+    monkeypatch.delenv("DEEPTHEORY_DATA_DIR", raising=False)
+    out = tmp_path / "run"
+    base = dataclasses.replace(nngp_convergence.Config(), **TINY)
+    for data_dir, message in [(tmp_path / "missing", "--data-dir .*missing does not exist"),
+                              (tmp_path, "holds no complete set of IDX files")]:
+        with pytest.raises(cli.ConfigError, match=message):
+            cli.execute(nngp_convergence.EXPERIMENT, dataclasses.replace(base, data_dir=str(data_dir)), out)
+        assert not out.exists()  # the corrected command must not be refused as "a different config"
+    monkeypatch.setenv("DEEPTHEORY_DATA_DIR", str(tmp_path / "also-missing"))
+    with pytest.raises(cli.ConfigError, match=r"\$DEEPTHEORY_DATA_DIR .*also-missing does not exist"):
+        cli.execute(nngp_convergence.EXPERIMENT, base, out)
+    monkeypatch.setenv("DEEPTHEORY_DATA_DIR", str(_fashion_dir(tmp_path / "fashion")))
+    with pytest.raises(cli.ConfigError, match="class 12 does not occur .* its classes are 0 = T-shirt/top"):
+        cli.execute(nngp_convergence.EXPERIMENT, dataclasses.replace(base, classes=(0, 12)), out)
+    assert not out.exists()
+    assert cli.execute(nngp_convergence.EXPERIMENT, base, out)["data"]["dataset"] == "fashion-mnist"
 
 
 def test_interrupted_run_resumes_to_identical_results(fake_fashion, tmp_path):
     config = dataclasses.replace(nngp_convergence.Config(), **{**TINY, "widths": (8, 16, 32)})
-    whole = cli.execute("nngp_convergence", config, nngp_convergence.run, tmp_path / "whole")
+    whole = cli.execute(nngp_convergence.EXPERIMENT, config, tmp_path / "whole")
     # Interrupt after the first unit by making the second one fail, then resume.
     calls = {"n": 0}
     original = nngp_convergence._ensemble_errors
@@ -80,11 +153,23 @@ def test_interrupted_run_resumes_to_identical_results(fake_fashion, tmp_path):
     nngp_convergence._ensemble_errors = failing
     try:
         with pytest.raises(KeyboardInterrupt):
-            cli.execute("nngp_convergence", config, nngp_convergence.run, tmp_path / "cut")
+            cli.execute(nngp_convergence.EXPERIMENT, config, tmp_path / "cut")
     finally:
         nngp_convergence._ensemble_errors = original
-    resumed = cli.execute("nngp_convergence", config, nngp_convergence.run, tmp_path / "cut")
+    resumed = cli.execute(nngp_convergence.EXPERIMENT, config, tmp_path / "cut")
     assert resumed["metrics"] == whole["metrics"]
+    kinds = [e["kind"] for e in resumed["timing"]["invocations"]]
+    assert kinds == ["interrupted", "resumed"] and resumed["timing"]["last"] == "resumed"
+
+
+def test_randomness_follows_values_not_positions(fake_fashion, tmp_path):
+    """The same (activation, depth, width) point draws the same networks whatever else is in the lists."""
+    config = dataclasses.replace(nngp_convergence.Config(), **{**TINY, "activations": ("relu", "erf")})
+    both = cli.execute(nngp_convergence.EXPERIMENT, config, tmp_path / "both")["metrics"]["rows"]
+    alone = cli.execute(nngp_convergence.EXPERIMENT, dataclasses.replace(config, activations=("erf",), widths=(64, 128)),
+                        tmp_path / "alone")["metrics"]["rows"]
+    pick = [r for r in both if r["activation"] == "erf" and r["width"] == 64]
+    assert pick[0]["kernel_error"] == alone[0]["kernel_error"]
 
 
 def test_command_line_and_report(fake_fashion, tmp_path):
@@ -93,18 +178,76 @@ def test_command_line_and_report(fake_fashion, tmp_path):
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     assert "results in" in done.stdout and json.loads((tmp_path / "cli" / "results.json").read_text())
-    bad = subprocess.run([*cmd, "--n-train", "0"], capture_output=True, text=True, timeout=600)
-    assert bad.returncode == 2 and "n_train >= 2" in bad.stderr
+    # output to a file, not a terminal: periodic progress lines, not silence
+    assert "[nngp_convergence] starting" in done.stderr and "— done" in done.stderr
+    page = (tmp_path / "cli" / "report.md").read_text()
+    assert "**Question.**" in page and "| activation |" in page and "```json" not in page
+    assert (tmp_path / "cli" / "report.html").read_text().count("<img") == 3
+    for argv, message in [(["--n-train", "0"], "n_train >= 2"), (["--classes", "0,12"], "class 12 does not occur")]:
+        bad = subprocess.run([*cmd, *argv, "--out", str(tmp_path / "bad")], capture_output=True, text=True, timeout=600)
+        assert bad.returncode == 2 and message in bad.stderr, bad.stderr
+        assert len(bad.stderr.strip().splitlines()) == 1, bad.stderr  # one line, no traceback
+        assert not (tmp_path / "bad").exists()
+
+
+def test_report_is_redrawn_from_results_alone(fake_fashion, tmp_path):
+    out = tmp_path / "run"
+    cli.execute(nngp_convergence.EXPERIMENT, dataclasses.replace(nngp_convergence.Config(), **TINY), out)
+    for png in out.glob("*.png"):
+        png.unlink()
+    (out / "report.md").unlink(missing_ok=True)
+    report.main([str(out)])
+    assert len(list(out.glob("*.png"))) == 3 and "NNGP kernels of finite networks" in (out / "report.md").read_text()
+
+
+def test_agreement_wording():
+    assert report.agreement(1.0, 0.1, 1.05) == "inside error bar"
+    assert report.agreement(1.0, 0.01, 1.02) == "within 3 %"
+    assert report.agreement(1.0, 0.01, 1.10) == "deviates +10.0 % (10.0 SE)"
+    assert report.inside_interval(0.5, (0.4, 0.6)) == "inside CI" and report.inside_interval(0.7, (0.4, 0.6)).startswith(
+        "outside CI by +0.1")
+
+
+def test_quick_presets_on_the_fallback_data(no_fashion, tmp_path):
+    """What a newcomer without Fashion-MNIST runs: every data experiment's quick preset (fewer widths/draws/steps
+    for time, but the quick preset's data sizes, which exceed what a default MNIST-1D holds per class) falls back to
+    MNIST-1D, says so, and reports."""
+    records = {}
+    for name, flags in QUICK_FLAGS.items():
+        experiment = registry.get(name)
+        config = dataclasses.replace(experiment.presets["quick"], **flags)
+        records[name] = cli.execute(experiment, config, tmp_path / name)
+        data = records[name]["data"]
+        assert data["dataset"] == "mnist1d" and data["requested"] == "auto" and "not installed" in data["note"]
+        assert data["n_test"] == experiment.presets["quick"].n_test and data["input_dim"] == 40
+    assert records["bayes_networks"]["data"]["n_test"] == 256  # more than the 102 a default MNIST-1D has per class
+    path = report.write_report(tmp_path, records, preset="quick")
+    assert path.read_text().count("**Fallback:**") == 2
+
+
+def test_cnn_needs_images(no_fashion, tmp_path):
+    config = dataclasses.replace(bayes_networks.Config(), architecture="cnn", depths=(1,))
+    with pytest.raises(cli.ConfigError, match="the CNN needs images; mnist1d has 40-d inputs"):
+        cli.execute(bayes_networks.EXPERIMENT, config, tmp_path / "run")
 
 
 @pytest.mark.slow
 def test_reproduce_quick_preset_writes_report(tmp_path):
     """The full `make demo` path: every registered experiment's quick preset and the report."""
-    done = subprocess.run([sys.executable, "-m", "deeptheory.train.reproduce", "--preset", "quick", "--out", str(tmp_path)],
-                          capture_output=True, text=True, timeout=900)
+    env = dict(os.environ, DEEPTHEORY_PROGRESS_SECONDS="30")
+    done = subprocess.run([sys.executable, "-m", "deeptheory.train.reproduce", "--preset", "quick", "--out",
+                           str(tmp_path)], capture_output=True, text=True, timeout=1500, env=env)
     assert done.returncode == 0, done.stderr
-    report = (tmp_path / "report.md").read_text()
-    for name in reproduce.EXPERIMENTS:
+    page = (tmp_path / "report.md").read_text()
+    for name in registry.EXPERIMENTS:
         record = json.loads((tmp_path / name / "results.json").read_text())
+        assert record["timing"]["last"] == "fresh"
         for plot in record["plots"]:
-            assert f"]({name}/{plot})" in report and (tmp_path / name / plot).exists()
+            assert f"]({name}/{plot})" in page and (tmp_path / name / plot).exists()
+    # the same command again: nothing recomputed, the report rewritten, the wall times kept
+    again = subprocess.run([sys.executable, "-m", "deeptheory.train.reproduce", "--preset", "quick", "--out",
+                            str(tmp_path), "--only", "rf_scaling"], capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    record = json.loads((tmp_path / "rf_scaling" / "results.json").read_text())
+    assert record["timing"]["last"] == "reanalysed" and record["wall_time_s"] == record["timing"]["invocations"][0][
+        "wall_s"]

@@ -100,7 +100,7 @@ def test_optimizers_by_name_and_errors():
 
 def test_experiment_matches_eigenbasis_theory_and_resumes(tmp_path):
     config = dataclasses.replace(rf_scaling.Config(), **TINY)
-    record = cli.execute("rf_scaling", config, rf_scaling.run, tmp_path / "run")
+    record = cli.execute(rf_scaling.EXPERIMENT, config, tmp_path / "run")
     rows = {(r["optimizer"], r["s"]): r for r in record["metrics"]["rows"]}
     assert set(rows) == {(o, s) for o in OPTIMIZERS for s in TINY["s_values"]}
     for (name, _), row in rows.items():
@@ -110,7 +110,7 @@ def test_experiment_matches_eigenbasis_theory_and_resumes(tmp_path):
             # float32 rounding accumulated over T steps (relative 1e-7 × T × condition ≲ 1e-3)
             np.testing.assert_allclose(row["loss_mean"], row["theory_loss"], rtol=2e-3)
     assert record["plots"] == ["loss_vs_n.png", "alpha_vs_s.png", "diagnostic.png"]
-    again = cli.execute("rf_scaling", config, rf_scaling.run, tmp_path / "run")
+    again = cli.execute(rf_scaling.EXPERIMENT, config, tmp_path / "run")
     assert again["metrics"] == record["metrics"]
     # interrupted after the first optimizer, then resumed: identical results
     calls = {"n": 0}
@@ -125,10 +125,10 @@ def test_experiment_matches_eigenbasis_theory_and_resumes(tmp_path):
     rf_scaling.sweep = failing
     try:
         with pytest.raises(KeyboardInterrupt):
-            cli.execute("rf_scaling", config, rf_scaling.run, tmp_path / "cut")
+            cli.execute(rf_scaling.EXPERIMENT, config, tmp_path / "cut")
     finally:
         rf_scaling.sweep = original
-    assert cli.execute("rf_scaling", config, rf_scaling.run, tmp_path / "cut")["metrics"] == record["metrics"]
+    assert cli.execute(rf_scaling.EXPERIMENT, config, tmp_path / "cut")["metrics"] == record["metrics"]
 
 
 @pytest.mark.parametrize("override,message", [

@@ -1,25 +1,32 @@
-"""What every experiment script shares: presets, command-line overrides, the runtime, the output folder.
+"""What every experiment shares: its description, presets, command line, data record, output folder and timing.
 
-An experiment module defines
+An experiment module defines a frozen-dataclass `Config` whose fields are declared with `param(default, help,
+unit=..., choices=...)`, presets `{"quick": Config(...), "study"/"paper": ...}`, and
 
-    @dataclass(frozen=True)
-    class Config:  ...fields with defaults...;  def validate(self): raise ConfigError(...)
-    PRESETS = {"quick": Config(...), "paper": Config(...)}
-    def run(config, out_dir: Path) -> Outcome(metrics, plots, summary)
+    EXPERIMENT = Experiment(name, title, question, Config, PRESETS, run, report, load_data=None)
 
-and ends with `if __name__ == "__main__": cli.main(NAME, Config, PRESETS, run)`. Then
+with `run(config, data, out_dir) -> metrics` (checkpointed, resumable) and `report(record) -> ReportSpec` (tables
+and figures drawn from results.json alone; `train.report`). It ends with
+`if __name__ == "__main__": cli.main(EXPERIMENT)`. Then
 
-    python -m deeptheory.train.<name> --preset quick|paper --out DIR [--field value ...] [--distributed]
+    python -m deeptheory.train.<name> --preset quick --out DIR [--field value ...] [--distributed]
 
-works, every field is an override flag (tuples as comma-separated lists), an invalid value gives one
-clear error, and rerunning the same command on the same --out resumes (the experiment checkpoints
-into DIR/checkpoints) while a different config on the same --out is refused.
+works: every field is a flag whose help names its meaning, unit, choices and preset values; values may be
+negative (`--shift -0.5`); flags are never abbreviated; a bad value is one line on stderr (exit status 2).
+
+The output folder is claimed only after the config is valid and the data are loaded: DIR/config.json records the
+config *and the data actually loaded* (name, source, sizes, preprocessing, a fingerprint of the arrays).
+Rerunning into DIR resumes from DIR/checkpoints; a different config or different data is refused, naming what
+differs, so results of two runs are never mixed. results.json keeps a ledger of the invocations (fresh, resumed,
+re-analysed from finished checkpoints) and the compute time of those that did the work.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import datetime
+import difflib
 import json
 import os
 import sys
@@ -28,25 +35,41 @@ import types
 import typing
 from collections.abc import Callable
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any
 
 import jax
 
-from deeptheory.train.results import to_jsonable, write_results
+from deeptheory.train.data import DataError
+from deeptheory.train.results import read_results, to_jsonable, write_results
 
-__all__ = ["ConfigError", "Outcome", "parse_config", "init_runtime", "execute", "main"]
+__all__ = ["ConfigError", "Experiment", "param", "require", "parse_config", "init_runtime", "execute", "main",
+           "claim_record", "check_claim"]
 
 _CLUSTER_ENV = ("SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE")
 
 
 class ConfigError(ValueError):
-    """An invalid configuration value; the message says which field, what it got and what it needs."""
+    """An invalid configuration value or unusable data; the message says what was wrong and how to fix it."""
 
 
-class Outcome(NamedTuple):
-    metrics: dict
-    plots: list
-    summary: dict  # a few headline numbers for the report
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+    """One experiment: what it asks, its config and presets, how it runs, and how its results are reported."""
+
+    name: str
+    title: str  # a heading, e.g. "NNGP kernels of finite networks"
+    question: str  # one or two sentences: what the experiment asks
+    Config: type
+    presets: dict
+    run: Callable  # (config, data, out_dir) -> metrics (a JSON-able dict)
+    report: Callable  # (record) -> train.report.ReportSpec, from results.json alone
+    load_data: Callable | None = None  # (config) -> data with `.info` (a dict recorded with the config)
+    description: str = ""  # the module docstring, shown by --help
+
+
+def param(default, help: str, *, unit: str = "", choices=None):  # noqa: A002 (argparse's word)
+    """A config field with its documentation: `n_train: int = param(64, "training points P")`."""
+    return dataclasses.field(default=default, metadata={"help": help, "unit": unit, "choices": choices})
 
 
 def require(condition: bool, message: str) -> None:
@@ -56,16 +79,53 @@ def require(condition: bool, message: str) -> None:
 
 def require_binary_task(config) -> None:
     """The data fields every binary-task experiment shares: dataset, classes, n_train, n_test."""
-    require(config.dataset in ("auto", "fashion-mnist", "mnist1d"),
-            f"dataset must be auto, fashion-mnist or mnist1d; got {config.dataset!r}")
+    from deeptheory.train.data import DATASETS
+
+    require(config.dataset in DATASETS, f"dataset must be one of {', '.join(DATASETS)}; got {config.dataset!r}")
     require(len(config.classes) == 2 and config.classes[0] != config.classes[1],
             f"classes must be two different labels; got {config.classes}")
     require(config.n_train >= 2 and config.n_test >= 1,
             f"need n_train >= 2 and n_test >= 1; got {config.n_train}, {config.n_test}")
 
 
-def _field_types(config_cls) -> dict:
-    return typing.get_type_hints(config_cls)
+# ------------------------------------------------------------------------------------------------ command line
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _type_text(kind) -> str:
+    origin = typing.get_origin(kind)
+    if origin is tuple:
+        return f"comma-separated {_type_text(typing.get_args(kind)[0])}s"
+    if origin in (typing.Union, types.UnionType):
+        options = [k for k in typing.get_args(kind) if k is not type(None)]
+        return _type_text(options[0]) + " or none"
+    return {bool: "true/false", int: "integer", float: "number", str: "text"}.get(kind, getattr(kind, "__name__", "value"))
+
+
+def _shown(value) -> str:
+    if isinstance(value, tuple):
+        return ",".join(map(str, value)) or "(empty)"
+    if value == "":
+        return '""'
+    return str(value)
+
+
+def _help_text(field, kind, presets: dict) -> str:
+    meta = field.metadata
+    text = meta.get("help", "")
+    if meta.get("unit"):
+        text += f" [{meta['unit']}]"
+    choices = meta.get("choices")
+    text += f"; {_type_text(kind)}" + (f", among {', '.join(map(str, choices))}" if choices else "")
+    values = {name: getattr(preset, field.name) for name, preset in presets.items()}
+    if len(set(map(repr, values.values()))) == 1:
+        text += f"; every preset: {_shown(next(iter(values.values())))}"
+    else:
+        text += "; " + ", ".join(f"{name}: {_shown(v)}" for name, v in values.items())
+    return text.replace("%", "%%")
 
 
 def _parse_value(text: str, kind, name: str):
@@ -85,27 +145,57 @@ def _parse_value(text: str, kind, name: str):
             return text.lower() in ("true", "1", "yes")
         return kind(text)
     except ValueError:
-        raise ConfigError(f"--{name.replace('_', '-')}: cannot read {text!r} as {kind.__name__}") from None
+        raise ConfigError(f"{_flag(name)}: cannot read {text!r} as {_type_text(kind)}") from None
 
 
-def parse_config(config_cls, presets: dict, argv=None, *, description: str = ""):
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports an error in one line (the full usage of 30 flags would bury it)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (--help lists every flag)\n")
+
+
+def _join_values(argv: list[str], value_flags: set[str]) -> list[str]:
+    """`--flag VALUE` → `--flag=VALUE`, so values that start with '-' (negative numbers) are read as values."""
+    out, i = [], 0
+    while i < len(argv):
+        if argv[i] in value_flags and i + 1 < len(argv):
+            out.append(f"{argv[i]}={argv[i + 1]}")
+            i += 2
+        else:
+            out.append(argv[i])
+            i += 1
+    return out
+
+
+def parse_config(config_cls, presets: dict, argv=None, *, prog: str | None = None, description: str = ""):
     """(config, args) from --preset plus one override flag per dataclass field."""
-    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--preset", choices=sorted(presets), default="quick", help="base configuration")
-    parser.add_argument("--out", type=Path, default=None, help="output folder (default runs/<experiment>/<preset>)")
+    parser = _Parser(prog=prog, description=description, allow_abbrev=False,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", choices=list(presets), default="quick",
+                        help="base configuration every other flag overrides (default: quick)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="output folder (default runs/<experiment>/<preset>); rerun into it to resume")
     parser.add_argument("--distributed", action="store_true",
                         help="call jax.distributed.initialize() (automatic under SLURM / Open MPI with >1 task)")
-    types_ = _field_types(config_cls)
-    for field in dataclasses.fields(config_cls):
-        parser.add_argument(f"--{field.name.replace('_', '-')}", dest=field.name, default=None, metavar="VALUE",
-                            help=f"{types_[field.name]} (preset value used when omitted)")
-    args = parser.parse_args(argv)
+    kinds = typing.get_type_hints(config_cls)
+    fields = dataclasses.fields(config_cls)
+    for field in fields:
+        parser.add_argument(_flag(field.name), dest=field.name, default=None, metavar="VALUE",
+                            help=_help_text(field, kinds[field.name], presets))
+    value_flags = {"--preset", "--out"} | {_flag(f.name) for f in fields}
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args, unknown = parser.parse_known_args(_join_values(argv, value_flags))
+    if unknown:
+        flag = unknown[0].split("=")[0]
+        close = difflib.get_close_matches(flag, sorted(value_flags | {"--distributed"}), n=1, cutoff=0.6)
+        parser.error(f"unknown flag {flag}" + (f"; did you mean {close[0]}?" if close else ""))
     overrides = {}
     try:
-        for field in dataclasses.fields(config_cls):
+        for field in fields:
             text = getattr(args, field.name)
             if text is not None:
-                overrides[field.name] = _parse_value(text, types_[field.name], field.name)
+                overrides[field.name] = _parse_value(text, kinds[field.name], field.name)
         config = dataclasses.replace(presets[args.preset], **overrides)
         config.validate()
     except ConfigError as e:
@@ -116,8 +206,8 @@ def parse_config(config_cls, presets: dict, argv=None, *, description: str = "")
 def init_runtime(distributed: bool = False) -> None:
     """Float64 for theory (models ask for float32 explicitly) and multi-host when asked.
 
-    `jax.distributed.initialize()` auto-detects SLURM, Open MPI and TPU pods; it runs when
-    --distributed is given or when the cluster environment reports more than one task.
+    `jax.distributed.initialize()` auto-detects SLURM, Open MPI and TPU pods; it runs when --distributed is given
+    or when the cluster environment reports more than one task.
     """
     jax.config.update("jax_enable_x64", True)
     in_cluster = any(int(os.environ.get(v, "1")) > 1 for v in _CLUSTER_ENV)
@@ -125,50 +215,143 @@ def init_runtime(distributed: bool = False) -> None:
         jax.distributed.initialize()
 
 
-def _claim_out_dir(out_dir: Path, name: str, config) -> None:
-    """Write out/config.json, or check that the run already there has the same config."""
-    record = {"experiment": name, "config": to_jsonable(config)}
-    path = out_dir / "config.json"
-    if path.exists():
-        previous = json.loads(path.read_text())
-        if previous != record:
-            changed = sorted(
-                k for k in record["config"] if previous.get("config", {}).get(k) != record["config"][k]
-            )
-            raise ConfigError(
-                f"{out_dir} holds a {previous.get('experiment')} run with a different config "
-                f"(fields differing: {', '.join(changed) or 'experiment'}); resume it with the same "
-                "flags, or choose another --out"
-            )
-        return
-    if jax.process_index() == 0:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(record, indent=2) + "\n")
+# ------------------------------------------------------------------------------------------------ output folder
 
 
-def execute(name: str, config, run: Callable, out_dir: Path) -> dict:
-    """Run (or resume) an experiment into out_dir and write results.json; returns the record."""
-    out_dir = Path(out_dir)
-    _claim_out_dir(out_dir, name, config)
-    start = time.perf_counter()
-    outcome = run(config, out_dir)
-    wall = time.perf_counter() - start
-    metrics = dict(outcome.metrics, summary=outcome.summary)
-    path = write_results(out_dir, name=name, config=config, metrics=metrics, wall_time_s=wall, plots=outcome.plots)
-    return json.loads(path.read_text())
-
-
-def main(name: str, config_cls, presets: dict, run: Callable, argv=None, description: str = "") -> dict:
-    config, args = parse_config(config_cls, presets, argv, description=description)
-    init_runtime(args.distributed)
-    out_dir = args.out or Path("runs") / name / args.preset
+def load_data(experiment: Experiment, config):
+    """The experiment's data, or None; unusable data are a ConfigError (one line to the user)."""
+    if experiment.load_data is None:
+        return None
     try:
-        record = execute(name, config, run, out_dir)
-    except ConfigError as e:
-        sys.exit(f"error: {e}")
+        return experiment.load_data(config)
+    except (DataError, ValueError) as e:
+        raise ConfigError(f"data: {e}") from None
+
+
+def claim_record(experiment: Experiment, config, data) -> dict:
+    return {"experiment": experiment.name, "config": to_jsonable(config),
+            "data": None if data is None else to_jsonable(data.info)}
+
+
+def _differences(previous: dict, record: dict) -> list[str]:
+    out = []
+    if previous.get("experiment") != record["experiment"]:
+        out.append(f"experiment: {previous.get('experiment')!r} → {record['experiment']!r}")
+    for part in ("config", "data"):
+        old, new = previous.get(part), record[part]
+        if old == new:
+            continue
+        if not isinstance(old, dict) or not isinstance(new, dict):
+            out.append(f"{part}: {'not recorded (an older version of the code)' if old is None else 'recorded'} → "
+                       f"{'none' if new is None else 'recorded'}")
+            continue
+        for key in sorted(set(old) | set(new)):
+            if old.get(key) != new.get(key):
+                out.append(f"{part}.{key}: {old.get(key, '(absent)')!r} → {new.get(key, '(absent)')!r}")
+    return out
+
+
+def check_claim(out_dir: Path, record: dict) -> bool:
+    """True if out_dir already holds this run (resume), False if it holds none; ConfigError if another."""
+    path = Path(out_dir) / "config.json"
+    if not path.exists():
+        return False
+    previous = json.loads(path.read_text())
+    differences = _differences(previous, record)
+    if differences:
+        raise ConfigError(
+            f"{out_dir} holds a {previous.get('experiment')} run with a different config or data — "
+            + "; ".join(differences[:6]) + (f"; and {len(differences) - 6} more" if len(differences) > 6 else "")
+            + f". Resume it with the same flags and data, or choose another --out (or delete {out_dir})"
+        )
+    return True
+
+
+def _claim(out_dir: Path, record: dict) -> None:
+    if not check_claim(out_dir, record) and jax.process_index() == 0:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "config.json").write_text(json.dumps(record, indent=2) + "\n")
+
+
+def _checkpoint_mtime(out_dir: Path) -> float | None:
+    folder = out_dir / "checkpoints"
+    times = [f.stat().st_mtime for f in folder.rglob("*") if f.is_file()] if folder.is_dir() else []
+    return max(times, default=None)
+
+
+def _open_ledger(out_dir: Path, kind: str) -> list[dict]:
+    """DIR/timing.json: one entry per invocation (started, kind, wall_s). An entry left without wall_s was
+    interrupted; its time is estimated from its last checkpoint. A fresh run starts a new ledger."""
+    path = out_dir / "timing.json"
+    ledger = [] if kind == "fresh" or not path.exists() else json.loads(path.read_text())
+    last_save = _checkpoint_mtime(out_dir)
+    for entry in ledger:
+        if entry.get("wall_s") is None:
+            began = datetime.datetime.fromisoformat(entry["started"]).timestamp()
+            entry.update(kind="interrupted", wall_s=max(0.0, (last_save or began) - began))
+    ledger.append({"started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"), "kind": kind,
+                   "wall_s": None})
     if jax.process_index() == 0:
-        print(f"{name}: results in {out_dir / 'results.json'}")
-        for plot in record["plots"]:
-            print(f"  plot: {out_dir / plot}")
-        print("  " + json.dumps(record["metrics"]["summary"]))
+        path.write_text(json.dumps(ledger, indent=2) + "\n")
+    return ledger
+
+
+def _close_ledger(out_dir: Path, ledger: list[dict], wall: float) -> dict:
+    """Record this invocation's wall time; compute_s sums the invocations that did work (not re-analyses)."""
+    ledger[-1]["wall_s"] = wall
+    if jax.process_index() == 0:
+        (out_dir / "timing.json").write_text(json.dumps(ledger, indent=2) + "\n")
+    compute = sum(e["wall_s"] for e in ledger if e["kind"] != "reanalysed")
+    return {"compute_s": compute, "last": ledger[-1]["kind"], "invocations": ledger}
+
+
+def execute(experiment: Experiment, config, out_dir, *, data=None) -> dict:
+    """Run (or resume) an experiment into out_dir, write results.json and its figures; returns the record.
+
+    `data`: already-loaded data (train.reproduce loads them once, before claiming any folder); None loads them.
+    """
+    from deeptheory.train import report
+
+    out_dir = Path(out_dir)
+    config.validate()
+    data = load_data(experiment, config) if data is None else data
+    record = claim_record(experiment, config, data)
+    _claim(out_dir, record)
+    checkpoints = _checkpoint_mtime(out_dir) is not None
+    finished = (out_dir / "results.json").exists()
+    kind = "reanalysed" if finished and checkpoints else ("resumed" if checkpoints else "fresh")
+    ledger = _open_ledger(out_dir, kind)
+    start = time.perf_counter()
+    metrics = experiment.run(config, data, out_dir)
+    timing = _close_ledger(out_dir, ledger, time.perf_counter() - start)
+    record = dict(record, metrics=to_jsonable(metrics))
+    plots = report.render_figures(experiment, record, out_dir)
+    path = write_results(out_dir, name=experiment.name, config=config, metrics=record["metrics"],
+                         wall_time_s=timing["compute_s"], plots=plots, data=record["data"], timing=timing)
+    return read_results(out_dir) if jax.process_index() == 0 else dict(record, plots=[str(p) for p in plots],
+                                                                         path=str(path))
+
+
+def _fail(prog: str, message: str) -> typing.NoReturn:
+    print(f"{prog}: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def main(experiment: Experiment, argv=None) -> dict[str, Any]:
+    prog = f"python -m deeptheory.train.{experiment.name}"
+    config, args = parse_config(experiment.Config, experiment.presets, argv, prog=prog,
+                                description=experiment.description)
+    init_runtime(args.distributed)
+    out_dir = args.out or Path("runs") / experiment.name / args.preset
+    try:
+        record = execute(experiment, config, out_dir)
+    except ConfigError as e:
+        _fail(prog, str(e))
+    if jax.process_index() == 0:
+        from deeptheory.train import report
+
+        path = report.write_report(out_dir, {experiment.name: record}, preset=args.preset, single=True)
+        timing = record["timing"]
+        print(f"{experiment.name}: {timing['last']} run, {timing['compute_s']:.0f} s of compute; "
+              f"results in {out_dir / 'results.json'}; report {path}")
     return record

@@ -10,7 +10,10 @@ points that differ there).
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
+import hashlib
+import math
 import os
 import struct
 from dataclasses import dataclass
@@ -27,12 +30,16 @@ __all__ = [
     "load_fashion_mnist",
     "load_mnist1d",
     "load_dataset",
+    "mnist1d_samples_for",
     "binary_task",
+    "load_task",
+    "DATASETS",
     "DATA_DIR_ENV",
     "FASHION_MNIST_DIRS",
 ]
 
 DATA_DIR_ENV = "DEEPTHEORY_DATA_DIR"
+DATASETS = ("auto", "fashion-mnist", "mnist1d")
 FASHION_MNIST_DIRS = ("/usr/share/datasets/fashion-mnist",)
 FASHION_MNIST_CLASSES = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
@@ -59,6 +66,8 @@ class Dataset:
     y_test: np.ndarray
     class_names: tuple[str, ...]
     source: str
+    requested: str = ""  # what was asked for ("auto", "fashion-mnist", "mnist1d")
+    note: str = ""  # why this dataset was used when it is not the one asked for
 
 
 @dataclass(frozen=True)
@@ -118,43 +127,68 @@ def _find(directory: Path, stem: str) -> Path | None:
     return None
 
 
+def _idx_files(directory: Path) -> dict | None:
+    files = {split: [_find(directory, stem) for stem in stems] for split, stems in _SPLIT_FILES.items()}
+    return files if all(f is not None for pair in files.values() for f in pair) else None
+
+
+def _read_split_files(directory: Path, files: dict) -> Dataset:
+    arrays = {split: [read_idx(f) for f in pair] for split, pair in files.items()}
+    for split, (images, labels) in arrays.items():
+        if len(images) != len(labels):
+            raise DataError(f"{files[split][0]} has {len(images)} images but {files[split][1]} has {len(labels)} labels")
+    (xtr, ytr), (xte, yte) = arrays["train"], arrays["test"]
+    return Dataset("fashion-mnist", xtr, ytr.astype(np.int64), xte, yte.astype(np.int64), FASHION_MNIST_CLASSES,
+                   str(directory))
+
+
+_EXPECTED_FILES = ("train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz], t10k-images-idx3-ubyte[.gz] and "
+                   "t10k-labels-idx1-ubyte[.gz]")
+_INSTALL_HINT = "install the Debian package with `sudo apt-get install dataset-fashion-mnist`"
+
+
+def _explicit_data_dir(data_dir) -> tuple[Path, str] | None:
+    """The folder the user named (--data-dir, else $DEEPTHEORY_DATA_DIR) and how it was named; None if neither."""
+    if data_dir:
+        return Path(data_dir), "--data-dir"
+    if os.environ.get(DATA_DIR_ENV):
+        return Path(os.environ[DATA_DIR_ENV]), f"${DATA_DIR_ENV}"
+    return None
+
+
 def load_fashion_mnist(data_dir: str | os.PathLike | None = None) -> Dataset:
     """Fashion-MNIST (or any directory of MNIST-format IDX files) with no network.
 
-    Looks in `data_dir`, then $DEEPTHEORY_DATA_DIR, then /usr/share/datasets/fashion-mnist (Debian
-    package `dataset-fashion-mnist`). Files: {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz].
+    Reads `data_dir` if given, else $DEEPTHEORY_DATA_DIR if set, else /usr/share/datasets/fashion-mnist (Debian
+    package `dataset-fashion-mnist`). Files: {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]. A folder the user
+    named that does not exist or holds no IDX files is an error (never silently replaced by another source).
     """
-    candidates = [Path(data_dir)] if data_dir else []
-    if os.environ.get(DATA_DIR_ENV):
-        candidates.append(Path(os.environ[DATA_DIR_ENV]))
-    candidates += [Path(d) for d in FASHION_MNIST_DIRS]
-    tried = []
-    for directory in candidates:
-        files = {split: [_find(directory, stem) for stem in stems] for split, stems in _SPLIT_FILES.items()}
-        if all(f is not None for pair in files.values() for f in pair):
-            arrays = {split: [read_idx(f) for f in pair] for split, pair in files.items()}
-            for split, (images, labels) in arrays.items():
-                if len(images) != len(labels):
-                    raise DataError(
-                        f"{files[split][0]} has {len(images)} images but {files[split][1]} has "
-                        f"{len(labels)} labels"
-                    )
-            (xtr, ytr), (xte, yte) = arrays["train"], arrays["test"]
-            return Dataset("fashion-mnist", xtr, ytr.astype(np.int64), xte, yte.astype(np.int64),
-                           FASHION_MNIST_CLASSES, str(directory))
-        tried.append(str(directory))
+    explicit = _explicit_data_dir(data_dir)
+    if explicit is not None:
+        directory, how = explicit
+        if not directory.is_dir():
+            raise DataError(f"{how} {directory} does not exist; point it at a folder holding {_EXPECTED_FILES}, or "
+                            f"leave it unset to read the Debian package ({', '.join(FASHION_MNIST_DIRS)}; "
+                            f"{_INSTALL_HINT})")
+        files = _idx_files(directory)
+        if files is None:
+            raise DataError(f"{how} {directory} holds no complete set of IDX files; expected {_EXPECTED_FILES}")
+        return _read_split_files(directory, files)
+    for directory in map(Path, FASHION_MNIST_DIRS):
+        files = _idx_files(directory)
+        if files is not None:
+            return _read_split_files(directory, files)
     raise DataError(
-        "Fashion-MNIST IDX files not found; looked in: " + ", ".join(tried) + ". Install them with "
-        "`sudo apt-get install dataset-fashion-mnist`, or point --data-dir / $" + DATA_DIR_ENV +
-        " at a directory holding train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz], "
-        "t10k-images-idx3-ubyte[.gz] and t10k-labels-idx1-ubyte[.gz]."
+        "Fashion-MNIST IDX files not found; looked in: " + ", ".join(FASHION_MNIST_DIRS) + f". To use it, "
+        f"{_INSTALL_HINT}, or point --data-dir / ${DATA_DIR_ENV} at a folder holding {_EXPECTED_FILES}."
     )
 
 
 def load_mnist1d(num_samples: int = 5000, seed: int = 42) -> Dataset:
     """MNIST-1D (Greydanus 2020) generated locally by the `mnist1d` package's procedural generator.
 
-    Never uses its download path. The generator seeds NumPy's global RNG; we restore its state.
+    Never uses its download path. 80 % of the samples form the training split, 20 % the test split, about one
+    tenth of each per class. The generator seeds NumPy's global RNG; we restore its state.
     """
     try:
         from mnist1d.data import get_dataset_args, make_dataset
@@ -168,21 +202,34 @@ def load_mnist1d(num_samples: int = 5000, seed: int = 42) -> Dataset:
     finally:
         np.random.set_state(state)  # noqa: NPY002
     return Dataset("mnist1d", d["x"], d["y"].astype(np.int64), d["x_test"], d["y_test"].astype(np.int64),
-                   tuple(str(i) for i in range(10)), f"mnist1d generator (seed {seed})")
+                   tuple(f"digit {i}" for i in range(10)), f"mnist1d generator (seed {seed}, {num_samples} samples)")
 
 
-def load_dataset(name: str = "auto", data_dir: str | os.PathLike | None = None) -> Dataset:
-    """'fashion-mnist', 'mnist1d', or 'auto' (Fashion-MNIST when its files are found, else MNIST-1D)."""
-    if name == "fashion-mnist":
-        return load_fashion_mnist(data_dir)
-    if name == "mnist1d":
-        return load_mnist1d()
+def mnist1d_samples_for(per_class_train: int, per_class_test: int) -> int:
+    """Samples to generate so that every class has at least these many training and test points (the generator
+    puts 8 % of the samples per class into the training split and 2 % into the test split, up to ±15 %)."""
+    needed = max(per_class_train / 0.08, per_class_test / 0.02) * 1.3
+    return max(5000, 1000 * math.ceil(needed / 1000))
+
+
+def load_dataset(name: str = "auto", data_dir: str | os.PathLike | None = None, *,
+                 per_class: tuple[int, int] = (0, 0)) -> Dataset:
+    """'fashion-mnist', 'mnist1d', or 'auto': Fashion-MNIST when a folder was named (--data-dir or
+    $DEEPTHEORY_DATA_DIR; errors there are errors) or the Debian package is installed, else MNIST-1D, with the
+    reason in `Dataset.note`. `per_class` = (training, test) points needed per class: MNIST-1D is generated
+    large enough for them."""
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; use one of {', '.join(DATASETS)}")
+    if name == "fashion-mnist" or (name == "auto" and _explicit_data_dir(data_dir) is not None):
+        return dataclasses.replace(load_fashion_mnist(data_dir), requested=name)
     if name == "auto":
         try:
-            return load_fashion_mnist(data_dir)
+            return dataclasses.replace(load_fashion_mnist(), requested=name)
         except DataError:
-            return load_mnist1d()
-    raise ValueError(f"unknown dataset {name!r}; use 'fashion-mnist', 'mnist1d' or 'auto'")
+            note = (f"Fashion-MNIST is not installed (looked in {', '.join(FASHION_MNIST_DIRS)}; {_INSTALL_HINT}, "
+                    "or give --data-dir), so MNIST-1D, generated locally, was used instead")
+            return dataclasses.replace(load_mnist1d(mnist1d_samples_for(*per_class)), requested=name, note=note)
+    return dataclasses.replace(load_mnist1d(mnist1d_samples_for(*per_class)), requested=name)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -237,14 +284,15 @@ def binary_task(
         pools = [np.flatnonzero(y == c) for c in classes]
         for c, pool in zip(classes, pools, strict=True):
             if len(pool) == 0:
-                raise ValueError(f"class {c} does not occur in the {split} split of {dataset.name}")
+                names = ", ".join(f"{i} = {n}" for i, n in enumerate(dataset.class_names))
+                raise ValueError(f"class {c} does not occur in the {split} split of {dataset.name}; its classes are {names}")
         if balanced:
             counts = [n - n // 2, n // 2]
             for c, pool, k in zip(classes, pools, counts, strict=True):
                 if k > len(pool):
                     raise ValueError(
                         f"asked for {k} points of class {c} from the {split} split of {dataset.name}, "
-                        f"which has {len(pool)}; lower n_{split} or set balanced=False"
+                        f"which has {len(pool)}; lower n_{split} (or use balanced=False)"
                     )
             idx = np.concatenate([rng.choice(p, k, replace=False) for p, k in zip(pools, counts, strict=True)])
         else:
@@ -281,9 +329,30 @@ def binary_task(
         x_tr, x_te = (x_tr - mu) / sd, (x_te - mu) / sd
     if labels == "pm1":
         y_tr, y_te = 2 * y_tr - 1, 2 * y_te - 1
+    fingerprint = hashlib.sha256()
+    for a in (x_tr, y_tr, x_te, y_te):
+        fingerprint.update(np.ascontiguousarray(a).tobytes())
     info = dict(
-        dataset=dataset.name, source=dataset.source, classes=list(classes),
-        class_names=[dataset.class_names[c] for c in classes], n_train=n_train, n_test=n_test, seed=seed,
-        labels=labels, input_dim=x_tr.shape[1], reduce=reduce if input_dim else "none", standardize=standardize,
+        dataset=dataset.name, requested=dataset.requested or dataset.name, note=dataset.note, source=dataset.source,
+        classes=list(classes), class_names=[dataset.class_names[c] for c in classes], n_train=n_train, n_test=n_test,
+        seed=seed, labels=labels, raw_shape=list(dataset.x_train.shape[1:]), input_dim=x_tr.shape[1],
+        reduce=reduce if input_dim else "none", standardize=standardize, balanced=balanced,
+        fingerprint=fingerprint.hexdigest()[:16],  # of the arrays handed to the experiment
     )
     return BinaryTask(x_tr, y_tr, x_te, y_te, info)
+
+
+def load_task(config, *, input_dim: int | None = None, reduce: str = "pca") -> BinaryTask:
+    """The binary task of an experiment config (fields dataset, data_dir, classes, n_train, n_test, seed).
+
+    `input_dim`/`reduce` apply to data whose raw inputs are larger; data with at most `input_dim` features (MNIST-1D,
+    40) are kept whole, and "downsample" falls back to keeping the inputs when the data are not images. What was
+    actually loaded and done is in `task.info` (the experiment records it next to its config).
+    """
+    per_class = (config.n_train - config.n_train // 2, config.n_test - config.n_test // 2)
+    dataset = load_dataset(config.dataset, config.data_dir or None, per_class=per_class)
+    raw_dim = int(np.prod(dataset.x_train.shape[1:]))
+    if input_dim is not None and (input_dim >= raw_dim or (reduce == "downsample" and dataset.x_train.ndim != 3)):
+        input_dim = None
+    return binary_task(dataset, classes=tuple(config.classes), n_train=config.n_train, n_test=config.n_test,
+                       seed=config.seed, input_dim=input_dim, reduce=reduce)

@@ -49,9 +49,12 @@ from deeptheory.theory.particles import (
     stage2_readout,
     tweedie_kde,
 )
-from deeptheory.train import cli, plots
+from deeptheory.train import cli
 from deeptheory.train.checkpoint import Checkpointer
+from deeptheory.train.cli import param
+from deeptheory.train.keys import derive, derive_batch
 from deeptheory.train.progress import progress
+from deeptheory.train.report import AGREEMENT_NOTE, Figure, Panel, ReportSpec, Series, Table, agreement
 from deeptheory.train.sweep import sweep
 
 NAME = "denoise"
@@ -61,34 +64,36 @@ KDE_GRID = (0.05, 0.1, 0.2, 0.4, 0.8)  # h²/σ² for the tuned Tweedie–KDE
 
 @dataclass(frozen=True)
 class Config:
-    priors: tuple[str, ...] = ("gaussian", "two_mode", "gmm")
-    dims: tuple[int, ...] = (1,)
-    mode_variance: float = 0.25  # s₀ of the mixture components
-    components: int = 4  # K of "gmm"
-    sigma2s: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)  # noise variances σ²
-    eps: float = 0.2  # Stage-1 bandwidth ε
-    step: float = 0.1  # residual step α (time per layer αε)
-    horizon: float = 1.6  # integrate to horizon × max_σ² T*(ε) (past the minimum: the U-shape)
-    context: int = 512  # tokens per prompt for the depth curves
-    prompts: int = 4  # prompts per (prior, d, σ²)
-    context_sizes: tuple[int, ...] = (32, 128, 512, 2048)  # the MSE-vs-N grid (paper: to 16384)
-    convergence_sigma2: float = 1.0
-    convergence_tokens: int = 8192  # prompts × N at every N (at least 2 prompts)
-    ode_steps: int = 32  # RK4 steps of the oracle probability-flow ODE
-    directions: int = 16  # random directions of the sliced Wasserstein distance
-    train_priors: tuple[str, ...] = ("gaussian", "two_mode")  # trained transformers (d = min(dims))
-    train_readout: tuple[str, ...] = ("fixed", "learned")  # τ fixed at σ² (Stage 1 learned) and/or learned too
-    depth_trained: int = 8
-    train_context: int = 64
-    train_batch: int = 8
-    train_steps: int = 300
-    learning_rate: float = 0.03
-    init_bandwidth: float = 0.1  # initial ε_l, α_l, τ: T₀ = L·0.25·0.1 = 0.2 and τ₀ = 1 whatever σ²
-    init_step: float = 0.25
-    init_readout_bandwidth: float = 1.0
-    bayes_samples: int = 65536  # Monte Carlo draws of the Bayes MSE where it is not closed
-    chunk_size: int = 0  # online-softmax chunk (0: dense attention)
-    seed: int = 0
+    priors: tuple[str, ...] = param(("gaussian", "two_mode", "gmm"), "priors ρ₀ of the clean tokens", choices=PRIORS)
+    dims: tuple[int, ...] = param((1,), "token dimensions d")
+    mode_variance: float = param(0.25, "variance s₀ of each mixture component")
+    components: int = param(4, "components K of the gmm prior (means ~ N(0, 4 I))")
+    sigma2s: tuple[float, ...] = param((0.25, 0.5, 0.75, 1.0), "noise variances σ² (increasing)")
+    eps: float = param(0.2, "Stage-1 attention bandwidth ε")
+    step: float = param(0.1, "residual step α of each layer (flow time per layer: α ε)")
+    horizon: float = param(1.6, "integrate to horizon × the largest T*(ε), past the minimum (the U-shape)")
+    context: int = param(512, "tokens N per prompt for the depth curves")
+    prompts: int = param(4, "prompts per (prior, d, σ²)")
+    context_sizes: tuple[int, ...] = param((32, 128, 512, 2048), "context sizes N of the MSE-vs-N study")
+    convergence_sigma2: float = param(1.0, "σ² of the MSE-vs-N study")
+    convergence_tokens: int = param(8192, "prompts × N at every N of the MSE-vs-N study (at least 2 prompts)")
+    ode_steps: int = param(32, "RK4 steps of the oracle probability-flow ODE")
+    directions: int = param(16, "random directions of the sliced Wasserstein distance")
+    train_priors: tuple[str, ...] = param(("gaussian", "two_mode"), "priors of the trained transformers (d = min(dims))",
+                                          choices=PRIORS)
+    train_readout: tuple[str, ...] = param(("fixed", "learned"), "readout bandwidth τ fixed at σ² and/or learned",
+                                           choices=("fixed", "learned"))
+    depth_trained: int = param(8, "layers of the trained transformers")
+    train_context: int = param(64, "tokens per training prompt")
+    train_batch: int = param(8, "prompts per training step")
+    train_steps: int = param(300, "Adam steps")
+    learning_rate: float = param(0.03, "Adam learning rate")
+    init_bandwidth: float = param(0.1, "initial ε_l of the trained models")
+    init_step: float = param(0.25, "initial α_l of the trained models")
+    init_readout_bandwidth: float = param(1.0, "initial τ when it is learned")
+    bayes_samples: int = param(65536, "Monte Carlo draws of the Bayes MSE where it has no closed form")
+    chunk_size: int = param(0, "online-softmax key chunk (0: dense attention)")
+    seed: int = param(0, "seed of every prompt, prior and training stream")
 
     def validate(self):
         req = cli.require
@@ -136,7 +141,7 @@ def _prior(config: Config, name: str, dim: int, dtype):
         mu = np.zeros(dim)
         mu[0] = 2.0
         return make_prior("mixture", means=np.stack([mu, -mu]), variance=config.mode_variance, dtype=dtype)
-    key = jax.random.fold_in(jax.random.key(config.seed + 7919), dim)
+    key = derive(config.seed, NAME, "gmm means", config.components, dim)
     means = 2.0 * np.asarray(jax.random.normal(key, (config.components, dim), jnp.float64))
     return make_prior("mixture", means=means, variance=config.mode_variance, dtype=dtype)
 
@@ -216,37 +221,42 @@ def _prompt_fn(config: Config, prior, n: int, depth: int, full: bool):
 
 def _bayes_mse(config: Config, name: str, dim: int, sigma2: float) -> float:
     prior = _prior(config, name, dim, jnp.float64)
-    key = jax.random.fold_in(jax.random.key(config.seed + 31), int(1e6 * sigma2))
+    key = derive(config.seed, NAME, "bayes mmse", name, dim, sigma2)
     return float(bayes_mmse(prior, sigma2, key=key, num_samples=config.bayes_samples)) / dim
 
 
 # ---------------------------------------------------------------------------------------------- experiment
 
 
-def _depth_curves(config: Config, case_index: int, name: str, dim: int) -> dict:
+def _prompt_keys(config: Config, path: tuple, sigma2s, prompts: int):
+    """One key per (σ², prompt), by value: a σ² draws the same prompts whatever else is in the grid."""
+    return jnp.concatenate([derive_batch(config.seed, (*path, s2), range(prompts)) for s2 in sigma2s])
+
+
+def _depth_curves(config: Config, name: str, dim: int) -> dict:
     prior = _prior(config, name, dim, jnp.float32)
     S, R = config.sigma2s, config.prompts
     params = {"sigma2": np.repeat(np.asarray(S, np.float32), R)}
     out = sweep(_prompt_fn(config, prior, config.context, _depth(config), True), params,
-                seed=config.seed + 1000 * case_index)
+                keys=_prompt_keys(config, (NAME, "depth curves", name, dim), S, R))
     return {k: np.asarray(v, np.float64).reshape(len(S), R, *np.shape(v)[1:]) for k, v in out.items()}
 
 
-def _convergence(config: Config, case_index: int, name: str, dim: int) -> dict:
+def _convergence(config: Config, name: str, dim: int) -> dict:
     prior = _prior(config, name, dim, jnp.float32)
     s2 = config.convergence_sigma2
     depth = _depth(config, s2)
     curves = {}
-    for ni, n in enumerate(config.context_sizes):
+    for n in config.context_sizes:
         prompts = max(2, config.convergence_tokens // n)
         out = sweep(_prompt_fn(config, prior, n, depth, False), {"sigma2": np.full(prompts, s2, np.float32)},
-                    seed=config.seed + 1000 * case_index + 100 + ni)
+                    keys=derive_batch(config.seed, (NAME, "convergence", name, dim, s2, n), range(prompts)))
         curves[f"n{n}"] = np.asarray(out["two_stage"], np.float64)
         curves[f"n{n}_bayes"] = np.asarray(out["bayes_realised"], np.float64)
     return curves
 
 
-def _train(config: Config, case_index: int, name: str, out_dir: Path) -> dict:
+def _train(config: Config, name: str, out_dir: Path) -> dict:
     """Adam on the MSE of fresh prompts, one model per (readout variant, σ²) (vmapped), randomness
     fold_in(seed, step). Variant "fixed": τ starts at σ² and its gradient is zeroed (Stage 1 alone is learned);
     "learned": τ starts at init_readout_bandwidth and is trained with the rest."""
@@ -278,12 +288,12 @@ def _train(config: Config, case_index: int, name: str, out_dir: Path) -> dict:
             updates, opt_state = opt.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, value
 
-    base = jax.random.key(config.seed + 555 + case_index)
     items = sigma2.shape[0]
+    item_keys = jnp.stack([derive(config.seed, NAME, "train", name, v, s2) for v in V for s2 in S])  # by value
 
     @jax.jit
     def train_step(state, step):
-        keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.fold_in(base, step), i))(jnp.arange(items))
+        keys = jax.vmap(lambda k: jax.random.fold_in(k, step))(item_keys)
         params, opt_state, value = jax.vmap(one_step)(state["params"], state["opt_state"], keys, sigma2, learn_tau)
         return {"params": params, "opt_state": opt_state}, value
 
@@ -318,7 +328,7 @@ def _train(config: Config, case_index: int, name: str, out_dir: Path) -> dict:
         return (jnp.mean((model.apply(params, y) - x) ** 2), jnp.mean((bayes_posterior_mean(y, prior, s2) - x) ** 2),
                 removed)
 
-    eval_keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.key(config.seed + 999), i))(jnp.arange(items) % len(S))
+    eval_keys = jnp.stack([derive(config.seed, NAME, "evaluate", name, s2) for _ in V for s2 in S])  # shared by τ
     learned_mse, bayes_realised, removed = jax.vmap(evaluate)(core["params"], eval_keys, sigma2)
     p = core["params"]["params"]
     shape = (len(V), len(S))
@@ -347,30 +357,60 @@ def _case_template(config: Config) -> dict:
     return {"curves": curves, "convergence": convergence, "bayes": np.zeros(S), "bayes_convergence": np.zeros(())}
 
 
-def run(config: Config, out_dir: Path) -> cli.Outcome:
+def run(config: Config, data, out_dir: Path) -> dict:
     cases = _cases(config)
     results = {}
-    for ci, (name, dim) in enumerate(progress(cases, desc=f"{NAME}: depth curves")):
+    for name, dim in progress(cases, desc=f"{NAME}: depth curves"):
         with Checkpointer(out_dir / "checkpoints" / f"case_{name}_{dim}") as ckpt:  # resume: finished cases load
             done, state = ckpt.restore(_case_template(config))
             if not done:
-                state = {"curves": _depth_curves(config, ci, name, dim),
-                         "convergence": _convergence(config, ci, name, dim),
+                state = {"curves": _depth_curves(config, name, dim),
+                         "convergence": _convergence(config, name, dim),
                          "bayes": np.asarray([_bayes_mse(config, name, dim, s2) for s2 in config.sigma2s]),
                          "bayes_convergence": np.asarray(_bayes_mse(config, name, dim, config.convergence_sigma2))}
                 ckpt.save(1, state, force=True)
         results[name, dim] = state
     trained = {}
-    for ti, name in enumerate(config.train_priors):
-        trained[name] = _train(config, ti, name, out_dir)
+    for name in config.train_priors:
+        trained[name] = _train(config, name, out_dir)
         prior = _prior(config, name, min(config.dims), jnp.float32)  # the analytic estimator at the training N
+        prompts = 4 * config.train_batch
         out = sweep(_prompt_fn(config, prior, config.train_context, _depth(config), False),
-                    {"sigma2": np.repeat(np.asarray(config.sigma2s, np.float32), 4 * config.train_batch)},
-                    seed=config.seed + 4242 + ti)
+                    {"sigma2": np.repeat(np.asarray(config.sigma2s, np.float32), prompts)},
+                    keys=_prompt_keys(config, (NAME, "analytic at the training N", name), config.sigma2s, prompts))
         S = len(config.sigma2s)
         trained[name]["analytic_curve"] = np.asarray(out["two_stage"], np.float64).reshape(S, -1, out["two_stage"].shape[-1])
         trained[name]["analytic_bayes"] = np.asarray(out["bayes_realised"], np.float64).reshape(S, -1).mean(1)
-    return _report(config, results, trained, out_dir)
+    rows, slopes, convergence, trained_rows = _analyse(config, results, trained)
+    times = config.step * config.eps * np.arange(_depth(config) + 1)
+    return {"depth_curves": rows, "t_star_slopes": slopes, "convergence": convergence, "trained": trained_rows,
+            "times": times.tolist(), "particles_histogram": _particles_histogram(config, rows, times)}
+
+
+def _particles_histogram(config: Config, rows: list, times) -> dict | None:
+    """Histograms of Stage-1 particles at T = 0, T_best and 2 T_best for the last 1-d prior at the σ² nearest the
+    convergence σ² (4 prompts' worth of tokens), next to a sample of the prior: the figure's data."""
+    one_d = [c for c in _cases(config) if c[1] == 1]
+    if not one_d:
+        return None
+    name, _ = one_d[-1]
+    s2 = min(config.sigma2s, key=lambda s: abs(s - config.convergence_sigma2))
+    prior = _prior(config, name, 1, jnp.float32)
+    key = derive(config.seed, NAME, "histogram", name, s2)
+    x = sample_prior(key, prior, 4 * config.context)
+    y = x + np.float32(np.sqrt(s2)) * jax.random.normal(jax.random.fold_in(key, 1), x.shape, x.dtype)
+    path = np.asarray(particle_flow(y, eps=config.eps, step=config.step, depth=len(times) - 1,
+                                    return_trajectory=True, chunk_size=_chunk(config)))[..., 0]
+    t_best = next(r["t_best"] for r in rows if r["prior"] == name and r["dim"] == 1 and r["sigma2"] == s2)
+    edges = np.linspace(np.min(path[0]), np.max(path[0]), 61)
+    dt = config.step * config.eps
+    curves = []
+    for t in (0.0, t_best, 2 * t_best):
+        i = min(int(round(t / dt)), len(times) - 1)
+        curves.append({"time": float(times[i]), "density": np.histogram(path[i], edges, density=True)[0]})
+    return {"prior": name, "sigma2": s2, "edges": edges, "prior_density": np.histogram(np.asarray(x)[:, 0], edges,
+                                                                                        density=True)[0],
+            "curves": curves}
 
 
 # -------------------------------------------------------------------------------------------------- analysis
@@ -442,7 +482,8 @@ def _analyse(config: Config, results: dict, trained: dict):
         best = np.asarray([conv[f"n{n}"].mean(0).min() for n in config.context_sizes])
         excess = best / float(res["bayes_convergence"]) - 1
         # paired: the Bayes posterior mean on the same tokens (removes most of the prompt-to-prompt noise)
-        paired = best / np.asarray([conv[f"n{n}_bayes"].mean() for n in config.context_sizes]) - 1
+        bayes_same_tokens = np.asarray([conv[f"n{n}_bayes"].mean() for n in config.context_sizes])
+        paired = best / bayes_same_tokens - 1
         positive = paired > 0
         rate = _ols_slope(np.log(np.asarray(config.context_sizes)[positive]), np.log(paired[positive]))[0] \
             if positive.sum() >= 2 else None  # fitted on the paired excess
@@ -450,6 +491,7 @@ def _analyse(config: Config, results: dict, trained: dict):
                             "context_sizes": list(config.context_sizes), "mse_best": best.tolist(),
                             "bayes_mse": float(res["bayes_convergence"]), "excess_over_bayes": excess.tolist(),
                             "excess_over_bayes_realised": paired.tolist(),
+                            "bayes_realised": bayes_same_tokens.tolist(),
                             "excess_decay_exponent": rate,
                             "prompts": [len(conv[f"n{n}"]) for n in config.context_sizes]})
     for name, tr in trained.items():
@@ -476,141 +518,204 @@ def _analyse(config: Config, results: dict, trained: dict):
     return rows, slopes, convergence, trained_rows
 
 
-def _report(config: Config, results: dict, trained: dict, out_dir: Path) -> cli.Outcome:
-    rows, slopes, convergence, trained_rows = _analyse(config, results, trained)
-    dt = config.step * config.eps
-    times = dt * np.arange(_depth(config) + 1)
-    cases = _cases(config)
-    S = config.sigma2s
-    colors = plots.plt.cm.viridis(np.linspace(0, 0.85, len(S)))
+PRIOR_LABELS = {"gaussian": "Gaussian", "two_mode": "two-mode", "gmm": "K-GMM"}
+
+
+def _case_label(prior: str, dim: int) -> str:
+    return f"{PRIOR_LABELS[prior]}, d = {dim}"
+
+
+def report(record: dict) -> ReportSpec:
+    config, m = record["config"], record["metrics"]
+    S, times, rows = config["sigma2s"], m["times"], m["depth_curves"]
+    cases = [(p, d) for p in config["priors"] for d in config["dims"]]
     by = {(r["prior"], r["dim"], r["sigma2"]): r for r in rows}
-    figs = []
+    s_groups = {s: f"σ² = {s:g}" for s in S}
+    eps = config["eps"]
 
-    fig, axes = plots.figure(len(cases), width=3.6, height=3.4)
-    for ax, (name, dim) in zip(axes, cases, strict=True):
-        for s2, color in zip(S, colors, strict=True):
-            r = by[name, dim, s2]
-            ax.plot(times, r["mse_curve"], color=color, lw=1.2, label=f"σ² = {s2}")
-            ax.axhline(r["bayes_mse"], color=color, ls=":", lw=0.8)
-            ax.axvline(s2 / 2, color=color, ls="--", lw=0.6)
-            ax.plot([r["t_best"]], [r["mse_best"]], "o", color=color, ms=4)
-        ax.set(title=f"{name}, d = {dim}", xlabel="T = depth · α ε", ylabel="per-coordinate MSE", yscale="log")
-        ax.legend(fontsize=6, title="dots: best T; dashed: σ²/2; dotted: Bayes", title_fontsize=6)
-    figs.append(plots.save(fig, out_dir / "mse_vs_depth.png"))
+    depth_table = Table("The two-stage estimator at its best depth, against T*(ε), σ²/2 and the comparators", [
+        "prior", "d", "σ²", "T_best ± SE", "T*(ε)", "agreement", "σ²/2", "best MSE", "Bayes MSE (same tokens)",
+        "excess over Bayes", "depth 0", "Tweedie–KDE (best h²)", "oracle flow + Stage 2"], [])
+    for r in rows:
+        depth_table.rows.append([
+            PRIOR_LABELS[r["prior"]], r["dim"], f"{r['sigma2']:g}", f"{r['t_best']:.3f} ± {r['t_best_se']:.3f}",
+            f"{r['t_star_theory']:.3f}", agreement(r["t_best"], r["t_best_se"], r["t_star_theory"], within=0.1),
+            f"{r['half_sigma2']:.3f}", f"{r['mse_best']:.4f}", f"{r['bayes_realised']:.4f}",
+            f"{100 * r['excess_over_bayes_realised']:+.1f} %", f"{r['mse_depth0']:.4f}", f"{r['mse_kde_best']:.4f}",
+            f"{r['mse_oracle_flow']:.4f}"])
+    depth_table.note = ("T = depth · α ε is the flow time; T_best minimises the prompt-mean MSE (parabolic refinement; "
+                        "SE from a bootstrap over prompts). T*(ε) = σ²/2 + (ε/2) ln(1 + σ²/s₀) with s₀ the prior variance "
+                        "(Gaussian) or the component variance (mixtures). MSEs are per coordinate. "
+                        + AGREEMENT_NOTE + " Tolerance here: 10 %.")
+    slope_table = Table("Slope of T_best against σ²", ["prior", "d", "measured slope", "T*(ε) law over the grid",
+                                                      "ε-corrected measured slope", "σ²/2 law"],
+                        [[PRIOR_LABELS[s["prior"]], s["dim"], f"{s['slope']:.3f}", f"{s['theory_slope']:.3f}",
+                          f"{s['slope_eps_corrected']:.3f}", "0.5"] for s in m["t_star_slopes"]])
+    conv = m["convergence"]
+    Ns = conv[0]["context_sizes"] if conv else []
+    conv_table = Table(f"Best-depth MSE over Bayes on the same tokens − 1, σ² = {config['convergence_sigma2']:g}",
+                       ["prior", "d", *[f"N = {n}" for n in Ns], "fitted rate (N^x)"],
+                       [[PRIOR_LABELS[c["prior"]], c["dim"], *[f"{100 * e:+.1f} %" for e in c["excess_over_bayes_realised"]],
+                         "—" if c["excess_decay_exponent"] is None else f"{c['excess_decay_exponent']:.2f}"] for c in conv])
+    tables = [depth_table, slope_table, conv_table]
+    trained = m["trained"]
+    if trained:
+        tables.append(Table("Trained attention-only transformers", [
+            "prior", "readout τ", "σ²", "T_eff/(σ²/2)", "Σα_lε_l/(σ²/2)", "τ/σ²", "ε_l spread (CV)",
+            "learned MSE / Bayes − 1", "analytic best / Bayes − 1"],
+            [[PRIOR_LABELS[t["prior"]], t["readout"], f"{t['sigma2']:g}", f"{t['effective_time_over_half_sigma2']:.2f}",
+              f"{t['time_over_half_sigma2']:.2f}", f"{t['readout_over_sigma2']:.2f}", f"{t['bandwidth_cv']:.2f}",
+              f"{100 * (t['mse_learned'] / t['mse_bayes_realised'] - 1):+.1f} %",
+              f"{100 * (t['mse_analytic_best'] / t['analytic_bayes_realised'] - 1):+.1f} %"] for t in trained],
+            note="T_eff = (Var y − Var x^L)/2: the variance the learned Stage 1 removes, in flow-time units."))
 
-    fig, axes = plots.figure(1, width=4.6)
-    grid = np.linspace(0, max(S), 50)
-    axes[0].plot(grid, grid / 2, "k--", lw=1, label="σ²/2")
-    axes[0].plot(grid[1:], [_t_star_gaussian(s, config.eps) for s in grid[1:]], "k:", lw=1,
-                 label=f"Gaussian T*(ε = {config.eps})")
-    if any(name != "gaussian" for name, _ in cases):
-        axes[0].plot(grid[1:], [_t_star_gaussian(s, config.eps, config.mode_variance) for s in grid[1:]], "k-.", lw=1,
-                     label=f"T*(ε) with s₀ = {config.mode_variance}")
-    for sl in slopes:
-        se = [by[sl["prior"], sl["dim"], s]["t_best_se"] for s in S]
-        axes[0].errorbar(S, sl["t_best"], yerr=se, fmt="o-", ms=3, lw=1, capsize=2,
-                         label=f"{sl['prior']} d={sl['dim']}: slope {sl['slope']:.2f}")
-    axes[0].set(title=f"MSE-minimising T vs noise (N = {config.context})", xlabel="σ²", ylabel="T_best")
-    axes[0].legend(fontsize=6)
-    figs.append(plots.save(fig, out_dir / "t_star_vs_sigma2.png"))
-
-    fig, axes = plots.figure(1, width=4.6)
-    for cv in convergence:
-        axes[0].loglog(cv["context_sizes"], np.maximum(cv["excess_over_bayes_realised"], 1e-4), "o-", ms=3,
-                       label=f"{cv['prior']} d={cv['dim']}" + (f": N^{cv['excess_decay_exponent']:.2f}"
-                                                               if cv["excess_decay_exponent"] is not None else ""))
-    axes[0].set(title=f"best-depth MSE / Bayes (same tokens) − 1, σ² = {config.convergence_sigma2}", xlabel="context N",
-                ylabel="excess over Bayes")
-    axes[0].legend(fontsize=6)
-    figs.append(plots.save(fig, out_dir / "mse_vs_n.png"))
-
-    fig, axes = plots.figure(2, width=4.4)
-    s_mid = min(S, key=lambda s: abs(s - config.convergence_sigma2))
-    for name, dim in cases:
-        r = by[name, dim, s_mid]
-        line = axes[0].plot(times, r["distance_curve"], lw=1.2, label=f"{name} d={dim}")
-        axes[0].axhline(r["distance_floor"], color=line[0].get_color(), ls=":", lw=0.8)
-    axes[0].axvline(s_mid / 2, color="k", ls="--", lw=0.8)
-    axes[0].set(title=f"particles vs prior, σ² = {s_mid} (dotted: two prior samples)", xlabel="T",
-                ylabel="sliced W1 distance")
-    axes[0].legend(fontsize=6)
-    one_d = [c for c in cases if c[1] == 1]
-    if one_d:
-        name, dim = one_d[-1]
-        prior = _prior(config, name, 1, jnp.float32)
-        key = jax.random.key(config.seed + 77)
-        x = sample_prior(key, prior, 4 * config.context)
-        y = x + np.float32(np.sqrt(s_mid)) * jax.random.normal(jax.random.fold_in(key, 1), x.shape, x.dtype)
-        path = np.asarray(particle_flow(y, eps=config.eps, step=config.step, depth=len(times) - 1,
-                                        return_trajectory=True, chunk_size=_chunk(config)))[..., 0]
-        t_best = by[name, dim, s_mid]["t_best"]
-        bins = np.linspace(np.min(path[0]), np.max(path[0]), 60)
-        axes[1].hist(np.asarray(x)[:, 0], bins=bins, density=True, color="0.8", label="prior sample")
-        for t, style in ((0.0, "-"), (t_best, "-"), (2 * t_best, "--")):
-            i = min(int(round(t / dt)), len(times) - 1)
-            axes[1].hist(path[i], bins=bins, density=True, histtype="step", ls=style, lw=1.2, label=f"T = {times[i]:.2f}")
-        axes[1].set(title=f"{name}, d = 1, σ² = {s_mid}: particles along depth", xlabel="x", ylabel="density")
-        axes[1].legend(fontsize=6)
-    figs.append(plots.save(fig, out_dir / "particles.png"))
-
-    if trained_rows:
-        fig, axes = plots.figure(3, width=3.8)
-        for name in config.train_priors:
-            for variant, marker in zip(config.train_readout, "os", strict=False):
-                tr = [t for t in trained_rows if t["prior"] == name and t["readout"] == variant]
-                line = axes[0].plot(S, [t["effective_time"] for t in tr], marker + "-", ms=3,
-                                    label=f"{name}, τ {variant}: T_eff")
-                color = line[0].get_color()
-                axes[0].plot(S, [t["learned_total_time"] for t in tr], marker, ms=3, mfc="none", color=color)
-                axes[1].plot(S, [t["mse_learned"] / t["mse_bayes_realised"] - 1 for t in tr], marker + "-", ms=3,
-                             color=color, label=f"{name}, τ {variant}")
+    depth_panels = []
+    for prior, dim in cases:
+        series = []
+        for s in S:
+            r, g = by[prior, dim, s], s_groups[s]
+            series += [Series(times, r["mse_curve"], "line", group=g, role="two-stage MSE"),
+                       Series([r["t_best"]], [r["mse_best"]], "points", group=g, role="best T (measured)"),
+                       Series([], [r["bayes_realised"]], "hline", line=":", group=g, role="Bayes MSE (same tokens)"),
+                       Series([r["half_sigma2"]], [np.interp(r["half_sigma2"], times, r["mse_curve"])], "points",
+                              group=g, symbol="|", size=9, role="σ²/2 on the curve"),
+                       Series([r["t_star_theory"]], [np.interp(r["t_star_theory"], times, r["mse_curve"])], "points",
+                              group=g, symbol="x", size=7, role="T*(ε) (theory) on the curve")]
+        depth_panels.append(Panel(_case_label(prior, dim), r"flow time $T$ = depth $\cdot\,\alpha\varepsilon$",
+                                  "per-coordinate MSE", series, yscale="log"))
+    figures = [Figure("mse_vs_depth", "MSE of the two-stage estimator against depth (as flow time T): a U-shape whose "
+                      "minimum (filled marker) should sit at T*(ε) (×), to the right of σ²/2 (|), close to the Bayes "
+                      "MSE (dotted).", depth_panels, sequential=True)]
+    grid = np.linspace(0, max(S), 50)[1:]
+    t_series = [Series(grid, grid / 2, "line", line="--", color="black", label="σ²/2"),
+                Series(grid, [_t_star_gaussian(s, eps) for s in grid], "line", line=":", color="black",
+                       label=f"Gaussian T*(ε = {eps:g})")]
+    if any(p != "gaussian" for p, _ in cases):
+        t_series.append(Series(grid, [_t_star_gaussian(s, eps, config["mode_variance"]) for s in grid], "line", line="-.",
+                               color="black", label=f"T*(ε) with s₀ = {config['mode_variance']:g}"))
+    for sl in m["t_star_slopes"]:
+        t_series.append(Series(S, sl["t_best"], "points", yerr=[by[sl["prior"], sl["dim"], s]["t_best_se"] for s in S],
+                               group=_case_label(sl["prior"], sl["dim"]), role="T_best (± bootstrap SE)"))
+    figures.append(Figure("t_star_vs_sigma2", f"The MSE-minimising flow time against σ² (N = {config['context']}): "
+                          "Gaussian points should follow the dotted T*(ε), mixtures the dash-dotted law with the "
+                          "component variance.",
+                          [Panel("best flow time vs noise", "noise variance σ²", r"$T_{\rm best}$", t_series, xticks=S)],
+                          panel_size=(5.2, 3.6)))
+    if conv:
+        abs_series, excess_series = [], []
+        for c in conv:
+            g = _case_label(c["prior"], c["dim"])
+            abs_series += [Series(c["context_sizes"], c["mse_best"], "line", marker=True, group=g, role="best-depth MSE"),
+                           Series(c["context_sizes"], c["bayes_realised"], "line", line=":", group=g,
+                                  role="Bayes MSE (same tokens)")]
+            rate = c["excess_decay_exponent"]
+            excess_series.append(Series(c["context_sizes"], np.maximum(c["excess_over_bayes_realised"], 1e-4), "line",
+                                        marker=True, group=g, role="excess over Bayes"))
+            if rate is not None:
+                n0, e0 = c["context_sizes"][-1], max(c["excess_over_bayes_realised"][-1], 1e-4)
+                fit = [e0 * (n / n0) ** rate for n in c["context_sizes"]]
+                excess_series.append(Series(c["context_sizes"], fit, "line", line=":", group=g,
+                                            role="fitted power law"))
+        figures.append(Figure("mse_vs_n", f"Left: best-depth MSE against the context size N with the Bayes MSE on the "
+                              f"same tokens (dotted), σ² = {config['convergence_sigma2']:g}. Right: the excess over Bayes "
+                              "falls as a power of N (fitted exponents in the table).",
+                              [Panel("MSE vs context size", "context N", "per-coordinate MSE", abs_series, xscale="log",
+                                     xticks=Ns),
+                               Panel("excess over Bayes", "context N", "best MSE / Bayes MSE − 1", excess_series,
+                                     xscale="log", yscale="log", xticks=Ns)], panel_size=(4.4, 3.4)))
+    s_mid = min(S, key=lambda s: abs(s - config["convergence_sigma2"]))
+    dist_series = []
+    for prior, dim in cases:
+        r, g = by[prior, dim, s_mid], _case_label(prior, dim)
+        dist_series += [Series(times, r["distance_curve"], "line", group=g, role="particles vs prior"),
+                        Series([], [r["distance_floor"]], "hline", line=":", group=g, role="two prior samples (floor)")]
+    dist_series.append(Series([s_mid / 2], [], "vline", line="--", color="black", label="σ²/2"))
+    particle_panels = [Panel(f"sliced W1 distance to the prior, σ² = {s_mid:g}", "flow time T", "sliced W1 distance",
+                             dist_series)]
+    hist = m.get("particles_histogram")
+    if hist:
+        h_series = [Series(hist["edges"], hist["prior_density"], "stairs", filled=True, color="0.6",
+                           label="prior sample")]
+        for c, style in zip(hist["curves"], ("-", "-", "--"), strict=True):
+            h_series.append(Series(hist["edges"], c["density"], "stairs", line=style, group=f"T = {c['time']:.2f}"))
+        particle_panels.append(Panel(f"{PRIOR_LABELS[hist['prior']]}, d = 1, σ² = {hist['sigma2']:g}: particles",
+                                     "x", "density", h_series))
+    figures.append(Figure("particles", "Left: Stage-1 particles approach the prior (distance falls to the dotted floor "
+                          "of two prior samples) near T ≈ σ²/2 and over-contract past it. Right: the particles' histogram "
+                          "at T = 0, at the best T and at twice it, over a prior sample.", particle_panels,
+                          panel_size=(4.4, 3.4)))
+    if trained:
+        variants = config["train_readout"]
+        t_panels = [[], [], []]
+        for name in config["train_priors"]:
+            for variant in variants:
+                tr = [t for t in trained if t["prior"] == name and t["readout"] == variant]
+                g = f"{PRIOR_LABELS[name]}, τ {variant}"
+                t_panels[0] += [Series(S, [t["effective_time"] for t in tr], "line", marker=True, group=g,
+                                       role="T_eff (variance removed / 2)"),
+                                Series(S, [t["learned_total_time"] for t in tr], "line", line=":", group=g,
+                                       role="Σ α_l ε_l")]
+                t_panels[1].append(Series(S, [100 * (t["mse_learned"] / t["mse_bayes_realised"] - 1) for t in tr], "line",
+                                          marker=True, group=g, role="learned"))
                 mid = tr[len(tr) // 2]
-                axes[2].plot(np.arange(1, config.depth_trained + 1), mid["bandwidths"], marker + "-", ms=3, color=color,
-                             label=f"{name}, τ {variant}, σ² = {mid['sigma2']}")
-            tr = [t for t in trained_rows if t["prior"] == name and t["readout"] == config.train_readout[0]]
-            axes[0].plot(S, [t["analytic_best_time"] for t in tr], "k:", marker="x", ms=4, lw=0.8)
-            axes[1].plot(S, [t["mse_analytic_best"] / t["analytic_bayes_realised"] - 1 for t in tr], "x:", ms=4, lw=0.8,
-                         label=f"{name}: analytic, best T")
-        axes[0].plot(S, np.asarray(S) / 2, "k--", lw=1, label="σ²/2")
-        axes[0].set(title="T_eff = removed var./2 (open: Σαε; x: analytic best T)", xlabel="σ²", ylabel="T",
-                    ylim=(0, 1.5 * max(S)))
-        axes[1].set(title="MSE / realised Bayes MSE − 1", xlabel="σ²")
-        axes[2].set(title="learned ε_l by layer", xlabel="layer", ylabel="ε_l", yscale="log")
-        for ax in axes:
-            ax.legend(fontsize=5)
-        figs.append(plots.save(fig, out_dir / "trained.png"))
+                t_panels[2].append(Series(np.arange(1, config["depth_trained"] + 1), mid["bandwidths"], "line",
+                                          marker=True, group=g))
+            tr = [t for t in trained if t["prior"] == name and t["readout"] == variants[0]]
+            t_panels[1].append(Series(S, [100 * (t["mse_analytic_best"] / t["analytic_bayes_realised"] - 1) for t in tr],
+                                      "line", line="--", group=f"{PRIOR_LABELS[name]}, τ {variants[0]}",
+                                      role="analytic, best T"))
+        t_panels[0].append(Series(S, np.asarray(S) / 2, "line", line="--", color="black", label="σ²/2"))
+        mid_s2 = trained[len(S) // 2]["sigma2"] if len(trained) > len(S) // 2 else S[0]
+        figures.append(Figure("trained", "Trained attention-only transformers: the variance their Stage 1 removes "
+                              "(solid, as flow time) against σ²/2 (dashed); their MSE over Bayes against the analytic "
+                              "estimator's; the learned bandwidths by layer.",
+                              [Panel("Stage-1 time", "σ²", "T", t_panels[0], xticks=S),
+                               Panel("MSE over Bayes (same tokens)", "σ²", "MSE / Bayes − 1 (%)", t_panels[1], xticks=S),
+                               Panel(f"learned bandwidths, σ² = {mid_s2:g}", "layer l", r"$\varepsilon_l$", t_panels[2],
+                                     yscale="log")]))
 
-    summary = {
-        "setup": f"ε = {config.eps}, α = {config.step}, N = {config.context}, {config.prompts} prompts, "
-                 f"σ² ∈ {list(S)}",
-        "t_best / (σ²/2)": {f"{r['prior']} d={r['dim']} σ²={r['sigma2']}": round(r["t_best_over_half_sigma2"], 3)
-                            for r in rows},
-        "slope of T_best vs σ² [T*(ε) law; ε-corrected]": {
-            f"{s['prior']} d={s['dim']}": [round(s["slope"], 3), round(s["theory_slope"], 3),
-                                           round(s["slope_eps_corrected"], 3)] for s in slopes},
-        "t_best / T*(ε)": {f"{r['prior']} d={r['dim']} σ²={r['sigma2']}": round(r["t_best"] / r["t_star_theory"], 3)
-                           for r in rows},
-        "best MSE / Bayes − 1 [Bayes MSE; Bayes on the same tokens]": {
-            f"{r['prior']} d={r['dim']} σ²={r['sigma2']}": [round(r["excess_over_bayes"], 4),
-                                                         round(r["excess_over_bayes_realised"], 4)] for r in rows},
-        "excess decay exponent in N": {f"{c['prior']} d={c['dim']}": None if c["excess_decay_exponent"] is None
-                                       else round(c["excess_decay_exponent"], 2) for c in convergence},
-        "trained [Σαε, T_eff] / (σ²/2)": {
-            f"{t['prior']} τ {t['readout']} σ²={t['sigma2']}": [round(t["time_over_half_sigma2"], 2),
-                                                             round(t["effective_time_over_half_sigma2"], 2)]
-            for t in trained_rows},
-        "trained τ / σ²": {f"{t['prior']} σ²={t['sigma2']}": round(t["readout_over_sigma2"], 2) for t in trained_rows
-                           if t["readout"] == "learned"},
-        "trained MSE / Bayes − 1 [learned, analytic]": {
-            f"{t['prior']} τ {t['readout']} σ²={t['sigma2']}": [
-                round(t["mse_learned"] / t["mse_bayes_realised"] - 1, 3),
-                round(t["mse_analytic_best"] / t["analytic_bayes_realised"] - 1, 3)]
-            for t in trained_rows},
-    }
-    metrics = {"depth_curves": rows, "t_star_slopes": slopes, "convergence": convergence, "trained": trained_rows,
-               "times": times.tolist()}
-    return cli.Outcome(metrics, figs, summary)
+    ratios = [r["t_best"] / r["t_star_theory"] for r in rows]
+    halves = [r["t_best"] / r["half_sigma2"] for r in rows]
+    excess = [r["excess_over_bayes_realised"] for r in rows]
+    beats = sum(r["mse_best"] < min(r["mse_depth0"], r["mse_kde_best"], r["mse_blurring_best"]) for r in rows)
+    findings = [f"T_best / T*(ε) = {min(ratios):.2f}–{max(ratios):.2f} over {len(rows)} (prior, d, σ²) cells; "
+                f"T_best / (σ²/2) = {min(halves):.2f}–{max(halves):.2f}.",
+                f"Best two-stage MSE within {100 * min(excess):+.1f} … {100 * max(excess):+.1f} % of the Bayes MSE on the "
+                f"same tokens; it beats depth 0, blurring mean shift and the best-bandwidth Tweedie–KDE in {beats}/"
+                f"{len(rows)} cells."]
+    if conv:
+        findings.append("Excess over Bayes falls from " + ", ".join(
+            f"{100 * c['excess_over_bayes_realised'][0]:.0f} % ({PRIOR_LABELS[c['prior']]})" for c in conv)
+            + f" at N = {Ns[0]} to " + ", ".join(f"{100 * c['excess_over_bayes_realised'][-1]:.1f} %" for c in conv)
+            + f" at N = {Ns[-1]}.")
+    off = [r for r in rows if agreement(r["t_best"], r["t_best_se"], r["t_star_theory"], within=0.1).startswith("dev")]
+    deviations = (["T_best deviates from T*(ε) by more than 10 % and 1 SE at: " + ", ".join(
+        f"{PRIOR_LABELS[r['prior']]} d = {r['dim']} σ² = {r['sigma2']:g} ({r['t_best']:.3f} vs {r['t_star_theory']:.3f})"
+        for r in off) + "."] if off else [])
+    deviations.append("For the mixtures T*(ε) uses the component variance s₀ in the Gaussian formula — a local "
+                      "approximation for well-separated modes, not a derived law.")
+    if trained:
+        deviations.append("Σ α_l ε_l overstates the learned flow time when the learned ε_l are large (a layer then "
+                          "contracts by αε/(v + ε), not αε/v); T_eff, the removed variance, is the comparable clock.")
+    headline = f"T_best/T*(ε) {min(ratios):.2f}–{max(ratios):.2f}; best MSE {100 * max(excess):+.1f} % or less over Bayes"
+    setup = (f"Prompts of N = {config['context']} noisy tokens y = x + σz, x from the "
+             f"{', '.join(PRIOR_LABELS[p] for p in config['priors'])} priors in "
+             f"d ∈ {{{', '.join(map(str, config['dims']))}}}, "
+             f"σ² ∈ {{{', '.join(f'{s:g}' for s in S)}}}, {config['prompts']} prompts each. The analytic estimator runs "
+             f"Stage 1 (RBF attention of bandwidth ε = {eps:g} with residual step α = {config['step']:g}, flow time αε per "
+             "layer) and reads out with Stage 2 (the noisy tokens querying the particles with bandwidth σ²) at every "
+             "depth; comparators and the Bayes posterior mean run on the same tokens; the MSE-vs-N study uses "
+             f"N ∈ {{{', '.join(map(str, Ns))}}}; trained transformers have {config['depth_trained']} layers and "
+             f"{config['train_context']}-token prompts, {config['train_steps']} Adam steps.")
+    return ReportSpec(setup, tables, figures, findings, deviations, headline)
+
+
+EXPERIMENT = cli.Experiment(
+    name=NAME, title="Attention as in-context empirical Bayes",
+    question="Does a stack of RBF attention layers followed by a long-skip readout denoise like the Bayes posterior "
+             "mean, with its best depth at the flow time T*(ε) ≈ σ²/2, and do trained transformers find that?",
+    Config=Config, presets=PRESETS, run=run, report=report, description=__doc__)
 
 
 if __name__ == "__main__":
-    cli.main(NAME, Config, PRESETS, run, description=__doc__)
+    cli.main(EXPERIMENT)

@@ -5,7 +5,8 @@
 
 Each path element is folded in with `jax.random.fold_in` (big_vision): a non-negative integer below 2³¹ as
 itself, anything else (a name, a float such as a noise variance, a negative integer) by the CRC-32 of its
-canonical text (`repr(float(x))` for numbers, so 1 and 1.0 are the same value). Keys therefore depend on the
+canonical text (`repr(float(x))` for numbers; config fields have fixed types, so a value always arrives as the
+same type). Keys therefore depend on the
 *values* a configuration holds, not on their positions in a list: `--s-values 1.0` alone draws exactly the
 features that s = 1.0 draws inside the full sweep.
 """
@@ -20,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["derive", "derive_batch", "tag"]
+__all__ = ["derive", "derive_batch", "derive_seed", "tag"]
 
 _SMALL = 2**31
 
@@ -62,3 +63,8 @@ def derive_batch(seed: int, path: Iterable, indices: Iterable[int]) -> jax.Array
     if indices.ndim != 1 or np.any(indices < 0) or np.any(indices >= _SMALL):
         raise ValueError(f"indices must be integers in [0, 2^31); got {indices!r}")
     return _fold_indices(derive(seed, *path), jnp.asarray(indices.astype(np.uint32)))
+
+
+def derive_seed(seed: int, *path) -> int:
+    """An integer seed in [0, 2³¹) drawn from derive(seed, *path), for APIs that take an int seed (run_chains)."""
+    return int(np.asarray(jax.random.key_data(derive(seed, *path)))[-1] & (_SMALL - 1))

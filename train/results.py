@@ -72,8 +72,12 @@ def to_jsonable(obj):
     return obj
 
 
-def write_results(out_dir, *, name: str, config, metrics: dict, wall_time_s: float, plots=()) -> Path:
-    """Write <out_dir>/results.json (process 0 only) and return its path."""
+def write_results(out_dir, *, name: str, config, metrics: dict, wall_time_s: float, plots=(), data=None,
+                  timing=None) -> Path:
+    """Write <out_dir>/results.json (process 0 only) and return its path.
+
+    `data`: the record of the data actually loaded (train.data's task.info); `timing`: the invocation ledger
+    (train.cli); `wall_time_s` is the compute time of the invocations that did the work."""
     out_dir = Path(out_dir)
     path = out_dir / "results.json"
     if jax.process_index() != 0:
@@ -83,6 +87,8 @@ def write_results(out_dir, *, name: str, config, metrics: dict, wall_time_s: flo
         "finished": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "wall_time_s": wall_time_s,
         "config": config,
+        "data": data,
+        "timing": timing,
         "environment": environment(),
         "plots": [str(Path(p).relative_to(out_dir)) for p in plots],
         "metrics": metrics,
