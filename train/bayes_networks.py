@@ -404,8 +404,9 @@ def report(record: dict) -> ReportSpec:
                          Series([r["p_over_n"] for r in sel], [r["readout_q"]["theory"] for r in sel], "line", group=g,
                                 role="theory")]
     q_series.append(Series([], [1.0], "hline", color="black", line=":", label="Q = 1 (NNGP)"))
-    renorm_panels = [Panel(r"readout norm $\langle\lambda_L|v|^2/N_L\rangle$ vs theory",
-                           r"load $P/N$", r"readout order parameter $Q_L$", q_series, xscale="log", xticks=ratios)]
+    renorm_panels = [Panel("readout norm vs its order parameter",
+                           r"load $P/N$", r"$\langle\lambda_L|v|^2/N_L\rangle$ and $Q_L$", q_series, xscale="log",
+                           xticks=ratios)]
     scatter = m.get("kernel_scatter")
     if scatter:
         lo = min(min(scatter["K_R"]), min(scatter["nngp"]))
