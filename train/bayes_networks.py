@@ -4,7 +4,7 @@ For every (activation, depth L, width N, temperature T): C chains of a sampler (
 default) draw from p(θ | D) ∝ exp(−Σ(y − f)²/2T − |θ|²/2) for the network of `models.mlp` (or `models.cnn`),
 all chains vmapped and sharded (`train.chains`), checkpointed and resumable. Measured per chain and draw: the
 test loss (1/P_test) Σ (f(x) − y)², the readout norm q̂ = λ_L|v|²/N_L, and the readout-layer kernel. Compared
-with (kernel_renormalization.md §4–6):
+with (docs/nngp_and_renormalization.md, the renormalized theory and the sampled posterior):
 
 - theory: `theory.renormalization.fc_theory` (variant "auto": nested for odd φ, non-central otherwise;
   `conv_theory` for the CNN) on exactly the same train and test sets — ε_g = bias² + variance;
