@@ -15,6 +15,11 @@ result is bitwise identical to an uninterrupted run.
 - accum: arrays summed over the measurements after burn-in, per chain (e.g. test predictions f and f²);
 - pooled: arrays summed over the measurements after burn-in and over chains (e.g. a P×P kernel).
 Sums are kept in float64 on the host.
+
+Multi-host (after `jax.distributed.initialize()`): every process makes the same call; the chains are shared
+evenly by the processes (C must be a multiple of the process count), each block's outputs are all-gathered,
+so every process holds the same NumPy results, and the checkpoint folder must be one shared path (orbax: the
+host-side state is written by process 0, read by all).
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from jax.sharding import PartitionSpec as P
 from deeptheory.train.checkpoint import Checkpointer
 from deeptheory.train.progress import progress
 from deeptheory.train.samplers import Sampler, SamplerState
+from deeptheory.train.sweep import from_host, to_host
 
 __all__ = ["ChainResult", "SamplerDivergence", "run_chains", "chain_mesh"]
 
@@ -51,7 +57,18 @@ class ChainResult(NamedTuple):
 
 
 def chain_mesh(n_chains: int, devices=None) -> Mesh:
-    """A 1-D mesh "chains" over as many devices as divide the chain count evenly."""
+    """A 1-D mesh "chains" over as many devices as divide the chain count evenly.
+
+    Multi-host (devices=None): the same number of devices on every process, so that each process runs
+    C / (process count) chains; the chain count must then be a multiple of the process count."""
+    if devices is None and jax.process_count() > 1:
+        n_proc = jax.process_count()
+        if n_chains % n_proc:
+            raise ValueError(f"{n_chains} chains cannot be shared evenly by {n_proc} processes; run a multiple "
+                             f"of {n_proc} chains")
+        per_process = [[d for d in jax.devices() if d.process_index == p] for p in range(n_proc)]
+        n_local = math.gcd(n_chains // n_proc, min(map(len, per_process)))
+        return Mesh(np.asarray([d for local in per_process for d in local[:n_local]]), ("chains",))
     devices = list(jax.devices() if devices is None else devices)
     return Mesh(np.asarray(devices[: math.gcd(n_chains, len(devices))]), ("chains",))
 
@@ -92,7 +109,10 @@ def run_chains(
     C = n_chains.pop()
     n_blocks = n_steps // every
     sharding = NamedSharding(chain_mesh(C, devices), P("chains"))
-    place = lambda tree: jax.device_put(tree, sharding)  # noqa: E731
+    if sharding.is_fully_addressable:
+        place = lambda tree: jax.device_put(tree, sharding)  # noqa: E731
+    else:  # multi-host: each process places its own shards of the (identical) host values
+        place = lambda tree: jax.tree.map(lambda leaf: from_host(leaf, sharding), to_host(tree))  # noqa: E731
 
     base = jax.random.key(seed)
     chain_keys = place(jax.random.key_data(jax.vmap(lambda c: jax.random.fold_in(base, c))(jnp.arange(C))))
@@ -118,7 +138,7 @@ def run_chains(
     shapes = jax.eval_shape(block, states, chain_keys, jnp.uint32(0))
     _, _, trace_shape, accum_shape, pooled_shape = shapes
     host = {
-        "states": [np.asarray(x) for x in jax.tree.leaves(states)],
+        "states": to_host(jax.tree.leaves(states)),
         "trace": {k: np.full((n_blocks, C), np.nan) for k in trace_shape},
         "acceptance": np.full((n_blocks, C), np.nan),
         "accum": {k: np.zeros(v.shape, np.float64) for k, v in accum_shape.items()},
@@ -133,9 +153,10 @@ def run_chains(
             done, host = ckpt.restore(host)
             states = place(treedef.unflatten([jnp.asarray(x) for x in host["states"]]))
         for b in progress(range(done, n_blocks), desc=description, total=n_blocks, initial=done):
-            states, acceptance, trace, accum, pooled = block(states, chain_keys, jnp.uint32(b * every))
+            states, *outputs = block(states, chain_keys, jnp.uint32(b * every))
+            states_host, acceptance, trace, accum, pooled = to_host((states, *outputs))  # NumPy, every process
             trace = {k: np.asarray(v, np.float64) for k, v in trace.items()}
-            bad = ~np.isfinite(np.asarray(states.log_density))
+            bad = ~np.isfinite(states_host.log_density)
             for v in trace.values():
                 bad |= ~np.isfinite(v)
             if bad.any():
@@ -145,7 +166,7 @@ def run_chains(
                     + (f"The last good state is in {ckpt.directory} (step {ckpt.latest_step()} blocks)."
                        if ckpt is not None else "")
                 )
-            host = dict(host, states=[np.asarray(x) for x in jax.tree.leaves(states)],
+            host = dict(host, states=jax.tree.leaves(states_host),
                         trace={k: v.copy() for k, v in host["trace"].items()}, acceptance=host["acceptance"].copy())
             for k, v in trace.items():
                 host["trace"][k][b] = v

@@ -9,6 +9,10 @@
 
 `state` is any pytree of arrays; restore uses `initial_state` as the template (structure, shapes,
 dtypes), so a restored state is interchangeable with a fresh one.
+
+Multi-host: every process constructs, saves, restores and closes with the same (shared) directory, in the
+same order (orbax synchronises them); NumPy leaves must be identical on every process (process 0 writes them,
+every process reads them), jax.Array leaves must be global arrays (each process writes its own shards).
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 
 __all__ = ["environment", "to_jsonable", "write_results", "read_results"]
 
@@ -77,11 +78,41 @@ def write_results(out_dir, *, name: str, config, metrics: dict, wall_time_s: flo
     """Write <out_dir>/results.json (process 0 only) and return its path.
 
     `data`: the record of the data actually loaded (train.data's task.info); `timing`: the invocation ledger
-    (train.cli); `wall_time_s` is the compute time of the invocations that did the work."""
+    (train.cli); `wall_time_s` is the compute time of the invocations that did the work.
+
+    Multi-host: every process must call this (it is a collective): metrics sharded across processes are
+    gathered first, and no process returns before process 0 has written the file."""
     out_dir = Path(out_dir)
     path = out_dir / "results.json"
-    if jax.process_index() != 0:
+    if jax.process_count() == 1:
+        _write(path, out_dir, name, config, metrics, wall_time_s, plots, data, timing)
         return path
+    metrics = _gathered(metrics)
+    try:
+        if jax.process_index() == 0:
+            _write(path, out_dir, name, config, metrics, wall_time_s, plots, data, timing)
+    finally:
+        multihost_utils.sync_global_devices("deeptheory.train.results.write_results")
+    return path
+
+
+def _gathered(obj):
+    """`obj` with every array sharded across processes all-gathered to NumPy (a collective), containers walked
+    as `to_jsonable` walks them (dataclasses and NamedTuples become dicts, key order kept)."""
+    if isinstance(obj, jax.Array) and not obj.is_fully_addressable:
+        return multihost_utils.process_allgather(obj, tiled=True)
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: _gathered(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if hasattr(obj, "_asdict"):
+        return _gathered(obj._asdict())
+    if isinstance(obj, dict):
+        return {k: _gathered(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_gathered(v) for v in obj]
+    return obj
+
+
+def _write(path: Path, out_dir: Path, name, config, metrics, wall_time_s, plots, data, timing) -> None:
     record = {
         "experiment": name,
         "finished": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
@@ -97,7 +128,6 @@ def write_results(out_dir, *, name: str, config, metrics: dict, wall_time_s: flo
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(to_jsonable(record), indent=2) + "\n")
     tmp.replace(path)  # atomic: a killed run never leaves half a results.json
-    return path
 
 
 def read_results(out_dir) -> dict:

@@ -25,7 +25,7 @@ from jax.sharding import PartitionSpec as P
 
 from deeptheory.train.progress import progress
 
-__all__ = ["sweep", "sweep_keys", "sweep_mesh"]
+__all__ = ["sweep", "sweep_keys", "sweep_mesh", "from_host", "to_host"]
 
 
 def sweep_mesh(devices=None) -> Mesh:
@@ -45,8 +45,23 @@ def _compiled(fn: Callable, sharding: NamedSharding):
     return jax.jit(jax.vmap(fn), out_shardings=sharding)
 
 
-def _place(x: np.ndarray, sharding: NamedSharding) -> jax.Array:
+def from_host(x, sharding: NamedSharding) -> jax.Array:
+    """A host value, the same on every process, as a global array with `sharding`: each process places only
+    its own shards (`jax.device_put` cannot reach another process's devices)."""
+    x = np.asarray(x)
     return jax.make_array_from_callback(x.shape, sharding, lambda idx: x[idx])
+
+
+def to_host(tree):
+    """Every leaf as a NumPy array of its global value, on every process. A leaf sharded over devices of other
+    processes is all-gathered (a collective: every process must call this in the same order)."""
+
+    def one(leaf):
+        if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
+            return multihost_utils.process_allgather(leaf, tiled=True)
+        return np.asarray(leaf)
+
+    return jax.tree.map(one, tree)
 
 
 def sweep(
@@ -98,7 +113,7 @@ def sweep(
     if S < 1:
         raise ValueError(f"the sweep is empty (size {S})")
     if keys is not None:
-        keys = np.asarray(jax.random.key_data(keys) if jnp.issubdtype(keys.dtype, jax.dtypes.prng_key) else keys)
+        keys = to_host(jax.random.key_data(keys) if jnp.issubdtype(keys.dtype, jax.dtypes.prng_key) else keys)
         if keys.shape[0] != S:
             raise ValueError(f"keys has {keys.shape[0]} entries for a sweep of {S} points")
     n_dev = mesh.devices.size
@@ -106,15 +121,14 @@ def sweep(
     chunk = -(-chunk // n_dev) * n_dev
     sharding = NamedSharding(mesh, P("sweep"))
     compiled = _compiled(fn, sharding)
-    host_params = jax.tree.map(np.asarray, params)
+    host_params = to_host(params)
     outputs = []
     for start in progress(range(0, S, chunk), desc=description, disable=not show_progress):
         index = np.minimum(np.arange(start, start + chunk), S - 1)  # pad by repeating the last point
         chunk_keys = keys[index] if keys is not None else jax.random.key_data(sweep_keys(seed, first_index + index))
-        keys_dev = jax.random.wrap_key_data(_place(np.asarray(chunk_keys), sharding))
-        chunk_params = jax.tree.map(lambda leaf, index=index: _place(leaf[index], sharding), host_params)
+        keys_dev = jax.random.wrap_key_data(from_host(np.asarray(chunk_keys), sharding))
+        chunk_params = jax.tree.map(lambda leaf, index=index: from_host(leaf[index], sharding), host_params)
         out = compiled(keys_dev, chunk_params)
-        out = multihost_utils.process_allgather(out, tiled=True) if jax.process_count() > 1 else out
         valid = min(chunk, S - start)
-        outputs.append(jax.tree.map(lambda a, valid=valid: np.asarray(a)[:valid], out))
+        outputs.append(jax.tree.map(lambda a, valid=valid: a[:valid], to_host(out)))
     return jax.tree.map(lambda *parts: np.concatenate(parts), *outputs)
