@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import jax
+from jax.experimental import multihost_utils
 
 from deeptheory.train.data import DataError
 from deeptheory.train.results import read_results, to_jsonable, write_results
@@ -316,20 +317,34 @@ def execute(experiment: Experiment, config, out_dir, *, data=None) -> dict:
     config.validate()
     data = load_data(experiment, config) if data is None else data
     record = claim_record(experiment, config, data)
-    _claim(out_dir, record)
-    checkpoints = _checkpoint_mtime(out_dir) is not None
-    finished = (out_dir / "results.json").exists()
-    kind = "reanalysed" if finished and checkpoints else ("resumed" if checkpoints else "fresh")
-    ledger = _open_ledger(out_dir, kind)
+    # Multi-host: process 0 decides and writes (claim, ledger); the others read what it wrote after a barrier, so
+    # every process agrees on the run's kind. The folder must be on a file system all hosts share.
+    if jax.process_index() == 0:
+        _claim(out_dir, record)
+        checkpoints = _checkpoint_mtime(out_dir) is not None
+        finished = (out_dir / "results.json").exists()
+        ledger = _open_ledger(out_dir, "reanalysed" if finished and checkpoints else ("resumed" if checkpoints
+                                                                                     else "fresh"))
+    _barrier("deeptheory.train.cli.execute: claimed")
+    if jax.process_index() != 0:
+        check_claim(out_dir, record)
+        ledger = json.loads((out_dir / "timing.json").read_text())
     start = time.perf_counter()
     metrics = experiment.run(config, data, out_dir)
     timing = _close_ledger(out_dir, ledger, time.perf_counter() - start)
     record = dict(record, metrics=to_jsonable(metrics))
-    plots = report.render_figures(experiment, record, out_dir)
-    path = write_results(out_dir, name=experiment.name, config=config, metrics=record["metrics"],
-                         wall_time_s=timing["compute_s"], plots=plots, data=record["data"], timing=timing)
-    return read_results(out_dir) if jax.process_index() == 0 else dict(record, plots=[str(p) for p in plots],
-                                                                         path=str(path))
+    if jax.process_index() == 0:
+        plots = report.render_figures(experiment, record, out_dir)
+    else:
+        plots = [out_dir / f"{figure.name}.png" for figure in experiment.report(record).figures]
+    write_results(out_dir, name=experiment.name, config=config, metrics=record["metrics"],
+                  wall_time_s=timing["compute_s"], plots=plots, data=record["data"], timing=timing)
+    return read_results(out_dir)  # write_results returns on every process only once the file is written
+
+
+def _barrier(name: str) -> None:
+    if jax.process_count() > 1:
+        multihost_utils.sync_global_devices(name)
 
 
 def _fail(prog: str, message: str) -> typing.NoReturn:

@@ -302,7 +302,9 @@ def _train(config: Config, name: str, out_dir: Path) -> dict:
     params["params"]["log_readout_bandwidth"] = jnp.log(jnp.asarray(tau0, jnp.float32))
     with jax.numpy_dtype_promotion("standard"):
         opt_state = jax.vmap(opt.init)(params)
-    state = {"params": params, "opt_state": opt_state, "losses": np.zeros((config.train_steps, items), np.float32)}
+    # host (NumPy) state: every process of a multi-host run holds the same values, which orbax saves as such
+    state = jax.tree.map(np.asarray, {"params": params, "opt_state": opt_state,
+                                      "losses": np.zeros((config.train_steps, items), np.float32)})
     every = max(1, config.train_steps // 4)
     with Checkpointer(out_dir / "checkpoints" / f"train_{name}", every=every) as ckpt:
         start, state = ckpt.restore(state)
@@ -313,7 +315,7 @@ def _train(config: Config, name: str, out_dir: Path) -> dict:
             core, value = train_step(core, t)
             losses[t] = np.asarray(value)
             if (t + 1) % every == 0 or t + 1 == config.train_steps:
-                ckpt.save(t + 1, {**core, "losses": losses}, force=t + 1 == config.train_steps)
+                ckpt.save(t + 1, jax.tree.map(np.asarray, {**core, "losses": losses}), force=t + 1 == config.train_steps)
 
     @jax.jit
     def evaluate(params, key, s2):
