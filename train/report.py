@@ -463,11 +463,14 @@ def _records(directory: Path) -> tuple[dict, bool]:
     if (directory / "results.json").exists():
         record = json.loads((directory / "results.json").read_text())
         return {record["experiment"]: record}, True
+    from deeptheory.train import registry
+
     records = {}
     for path in sorted(directory.glob("*/results.json")):
         record = json.loads(path.read_text())
         records[record["experiment"]] = record
-    return records, False
+    order = list(registry.EXPERIMENTS)
+    return dict(sorted(records.items(), key=lambda item: order.index(item[0]) if item[0] in order else len(order))), False
 
 
 def main(argv=None) -> Path:
