@@ -1,6 +1,6 @@
 """Posterior sampling throughput: C chains of a Bayesian MLP stepped together (vmap) against one at a time.
 
-    python -m deeptheory.benchmarks.langevin                        # 16 chains, P = 1024, d = 784, N = 512, L = 2 (the issue's size)
+    python -m deeptheory.benchmarks.langevin                        # default: 16 chains, P = 1024, d = 784, N = 512, L = 2
     python -m deeptheory.benchmarks.langevin --p 256 --n 128        # quick
 
 Both sides run the same BAOAB step (`train.samplers.baoab`, one gradient per step) on the same posterior

@@ -9,7 +9,7 @@ Attn_ε is RBF attention softmax(−|q − k|²/(2ε)) v or plain dot-product at
 bandwidths ε_l and steps α_l (one shared pair with `shared=True`) and the readout bandwidth τ, all kept positive
 through their logarithms. Identity query/key/value maps: the analytic estimator needs no others, and keeping them
 out makes "what does training learn?" a question about ε, α and τ alone. With ε_l = ε, α_l = α, τ = σ² the
-forward pass is `theory.particles.two_stage_denoise` (`analytic_params`; tested).
+forward pass is `theory.particles.two_stage_denoise` (`analytic_params`; tested). docs/attention.md, eq. (A-16).
 """
 
 from __future__ import annotations

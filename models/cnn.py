@@ -9,7 +9,8 @@ parameterisation as in `models.mlp`: every parameter is standard normal and the 
     f = σ_L/√(n N_c) · Σ_{c,i} v_{c,i} φ(h^L_{c,i}),
 
 so the effective weights have the prior N(0, σ_l²) = N(0, 1/λ_l) of the theory and the prior covariance of f
-is Σ_i K^{ii}/(λ_L n), the local NNGP (`theory.conv_renormalization`, Q = I).
+is Σ_i K^{ii}/(λ_L n), the local NNGP (`theory.conv_renormalization`, Q = I; docs/nngp_and_renormalization.md,
+eqs. (R-22)–(R-23)).
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ the forward pass (Lee et al. 2018; Jacot et al. 2018):
 
 So a prior draw is `MLP(...).init(key, x)`, and a Gaussian prior W ~ N(0, 1/λ) on the *effective*
 weights of Pacelli et al. (2023) is weight_var = 1/λ. Biases exist only for layers with bias_var > 0.
+Conventions: docs/nngp_and_renormalization.md, eq. (R-1).
 """
 
 from __future__ import annotations

@@ -2,13 +2,14 @@
 
 For the networks of `models.mlp` and `models.cnn` every parameter θ is standard normal a priori and the layer
 scales σ_l = λ_l^{-1/2} sit in the forward pass, so the effective weights have the prior N(0, 1/λ_l) of the
-theory (kernel_renormalization.md §1) and the posterior at temperature T is
+theory (docs/nngp_and_renormalization.md, eqs. (R-1), (R-11)) and the posterior at temperature T is
 
     log p(θ | D) = −(1/2T) Σ_μ (y_μ − f_θ(x_μ))² − ½ |θ|² + const.
 
-The sources' Langevin (notes §6) moves the effective weights W with step ε on the energy ½Σ(f − y)² + (Tλ/2)|W|²;
-in θ and in the log-density convention used by `train.samplers` that is the step h = ε T (for λ = 1 exactly;
-otherwise the sources' dynamics is preconditioned by 1/λ_l, the stationary law the same).
+The papers' Langevin (docs/nngp_and_renormalization.md, eq. (R-28)) moves the effective weights W with step ε on
+the energy ½Σ(f − y)² + (Tλ/2)|W|²; in θ and in the log-density convention used by `train.samplers` that is the
+step h = ε T (for λ = 1 exactly; otherwise the papers' dynamics is preconditioned by 1/λ_l, the stationary law
+the same).
 """
 
 from __future__ import annotations

@@ -13,7 +13,8 @@ For linear features the population loss of a readout is closed form (`population
 
     E(y − a·z)² = aᵀΣ_N a − 2 aᵀb + c + σ²,   Σ_N = FΛFᵀ,  b = FΛw̄,  c = w̄ᵀΛw̄ = Σ v_k²,
 
-which is what the scaling experiment trains on (full-batch gradients of the population loss).
+which is what the scaling experiment trains on (full-batch gradients of the population loss);
+docs/random_features.md, eq. (RF-10).
 """
 
 from __future__ import annotations

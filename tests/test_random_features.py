@@ -32,9 +32,10 @@ def _random_spectrum(rng, D):
 # --------------------------------------------------------------------------------------------------------------
 # An independent implementation in the (κ₁ = κ, κ₂ = γ) parametrisation, in NumPy/SciPy: conditional on the
 # features it is KRR on the N-feature spectrum at effective ridge κ₁ with the unexplained target as noise
-# (notes §2); the N-feature quantities come from the P = ∞ resolvent G(z) = κ₂ tf(κ₂), κ₂(1 − Df1(κ₂)/N) = z,
-# by G(z) − z G'(z) (excess risk at ridge z) and df_N(z) = Df1(κ₂(z)), df₂,N = df_N + z df_N'(z), with the
-# z-derivatives taken by central differences. No formula of rf_risk's eqs. (2)–(3) is reused.
+# (docs/random_features.md, eq. (RF-5)); the N-feature quantities come from the P = ∞ resolvent
+# G(z) = κ₂ tf(κ₂), κ₂(1 − Df1(κ₂)/N) = z, by G(z) − z G'(z) (excess risk at ridge z) and df_N(z) = Df1(κ₂(z)),
+# df₂,N = df_N + z df_N'(z), with the z-derivatives taken by central differences. No formula of rf_risk's
+# eqs. (2)–(3) is reused.
 # --------------------------------------------------------------------------------------------------------------
 def _reference_rf_risk(lam, v2, N, P, ridge, noise):
     lam, v2 = np.asarray(lam), np.asarray(v2)
@@ -95,7 +96,7 @@ def test_ridgeless_point_and_limits():
         assert float(eq.risk) == pytest.approx(near, rel=1e-6) and np.isfinite(float(eq.risk))
     # the interpolation peak is +inf, not NaN
     assert float(rf_risk(lam, v2, n_features=70, n_samples=70, ridge=0.0)) == np.inf
-    # P = ∞, ridgeless: E = Σ v² κ₂/(λ + κ₂) with Df1(κ₂) = N (notes §2)
+    # P = ∞, ridgeless: E = Σ v² κ₂/(λ + κ₂) with Df1(κ₂) = N (docs/random_features.md, eq. (RF-9))
     k2 = float(effective_ridge(lam, n_features=64, n_samples=jnp.inf, ridge=0.0))
     assert float(degrees_of_freedom(lam, k2)[0]) == pytest.approx(64, rel=1e-12)
     expected = float(jnp.sum(v2 * k2 / (lam + k2)))
@@ -241,8 +242,9 @@ def test_time_bottleneck_and_slope():
     assert int(ng) > int(time_bottleneck(lam, 100, learning_rate=0.5))
     n = jnp.array([8.0, 16.0, 32.0, 64.0])
     assert float(loglog_slope(n, 3.0 * n ** -0.37)) == pytest.approx(0.37, rel=1e-12)
-    # GD on a pure power law: L(t) ~ t^{-(a-1)/s} = t^-1 here (notes §3, Bordelon et al. 2024); the finite D
-    # (modes past D are missing) and the discreteness of k correct the slope by O(k_t/D) + O(1/k_t) ≈ 2 %.
+    # GD on a pure power law: L(t) ~ t^{-(a-1)/s} = t^-1 here (docs/random_features.md, eq. (RF-14); Bordelon
+    # et al. 2024); the finite D (modes past D are missing) and the discreteness of k correct the slope by
+    # O(k_t/D) + O(1/k_t) ≈ 2 %.
     lam, v2 = power_law_spectrum(200_000, 1.0), power_law_target(200_000, 2.0)
     curve = learning_curve(lam, v2, 4000, learning_rate=1.0)
     t = jnp.array([500, 1000, 2000, 4000])

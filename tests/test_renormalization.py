@@ -11,7 +11,8 @@ from deeptheory.theory.nngp import nngp_diag, nngp_kernel
 
 
 def _data(seed=0, P=200, N0=50, P_test=100, noise=0.3):
-    """The notes' check setup (kernel_renormalization.md §4): Gaussian inputs, sign labels of a noisy teacher."""
+    """The reference data set of docs/nngp_and_renormalization.md, eq. (R-18): Gaussian inputs, sign labels of a
+    noisy teacher."""
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((P, N0))
     y = np.sign(x[:, 0] + noise * rng.standard_normal(P))
@@ -141,8 +142,9 @@ def test_zero_temperature_closed_form(depth, width):
 
 
 def test_notes_reference_values():
-    """kernel_renormalization.md §4: erf, P = 200, N_0 = 50, T → 0: L = 1, N = 100 → 3.79470; L = 3, N = 50 → 1.97771
-    (its data recipe: rng(0) Gaussian inputs, sign of a noisy first coordinate)."""
+    """Reference values (docs/nngp_and_renormalization.md, eq. (R-18)): erf, P = 200, N_0 = 50, T → 0:
+    L = 1, N = 100 → 3.79470; L = 3, N = 50 → 1.97771 (data recipe: rng(0) Gaussian inputs, sign of a noisy first
+    coordinate)."""
     x, y, x0, y0 = _data()
     q1 = R.fc_theory(x, y, x0, y0, activation="erf", depth=1, width=100, temperature=1e-9).order_params
     q3 = R.fc_theory(x, y, x0, y0, activation="erf", depth=3, width=50, temperature=1e-9).order_params

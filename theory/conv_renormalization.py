@@ -1,5 +1,6 @@
 """Local kernel renormalization of Bayesian CNNs with non-overlapping patches (Aiudi et al., Nat. Commun. 2025;
-deep: Baglioni et al. 2026). Equations: `../shared/science/kernel_renormalization.md` §5.
+deep: Baglioni et al. 2026). Equations, derived, and the tests that hold them: docs/nngp_and_renormalization.md,
+§8, eqs. (R-22)–(R-24).
 
 One convolutional hidden layer of N_c channels, n patches, readout weights per (channel, patch) with prior
 precision λ_1. The order parameter is an n×n SPD matrix Q coupling patches:
@@ -13,14 +14,14 @@ K_R = Σ_ij K^{ij}/(λ_L n²), is the NNGP of a global-average-pooling readout. 
     Q⁻¹ = I + G/N_c,     G_ij = ⟨A⁻¹ − A⁻¹yyᵀA⁻¹, K^{ij}⟩ / (λ_L n).
 
 Deep stacks (L convolutional layers, n final positions): one n×n "product covariance" Q with prior term
-N_c [L Tr Q^{1/L} − log det Q − L n] (notes §5, the authors' later code; needs N_c >= n), stationarity
+N_c [L Tr Q^{1/L} − log det Q − L n] (eq. (R-24), after the authors' later code; needs N_c >= n), stationarity
 Q^{1/L − 1} − Q⁻¹ + G/N_c = 0. For L = 1 it is the one-layer theory.
 
-Solver: BFGS over the n(n+1)/2 entries of Q from Q = I, 𝒮 = +inf outside the positive definite cone, Armijo
-backtracking; the gradient is exact (prior term from one eigendecomposition, data term by autodiff through the
-Cholesky). Converged when max |Q ∇𝒮 Q| / N_c <= tol; otherwise `ConvergenceError` with the residual. (A
-preconditioned fixed-point iteration, Q ← Q − Q∇𝒮Q/N_c, converged only linearly at small N_c: 500 steps left a
-residual of 3e-6 at N_c = 5.)
+Solver: BFGS over the n(n+1)/2 entries of Q from one fixed-point step away from Q = I, 𝒮 = +inf outside the
+positive definite cone, Armijo backtracking; the gradient is exact (prior term from one eigendecomposition, data
+term by autodiff through the Cholesky). Converged when max |Q ∇𝒮 Q| / N_c <= tol; otherwise `ConvergenceError`
+with the residual. (A preconditioned fixed-point iteration, Q ← Q − Q∇𝒮Q/N_c, converged only linearly at small
+N_c: 500 steps left a residual of 3e-6 at N_c = 5.)
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ class ConvTheory(NamedTuple):
 
 
 def conv_kernel(Q_nxn, K_nxnxAxB, readout_var):
-    """K_R = Σ_ij Q_ij K^{ij} σ_L² / n (notes §5)."""
+    """K_R = Σ_ij Q_ij K^{ij} σ_L² / n (docs/nngp_and_renormalization.md, eq. (R-23))."""
     n = Q_nxn.shape[0]
     return jnp.einsum("ij,ijab->ab", Q_nxn, K_nxnxAxB) * readout_var / n
 

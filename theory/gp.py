@@ -2,7 +2,7 @@
 
 Posterior of a GP with prior covariance K and observation noise T (Rasmussen & Williams 2006,
 eqs. 2.25–2.26; the infinite-width Bayesian network at temperature T,
-`../shared/science/kernel_renormalization.md` §3):
+docs/nngp_and_renormalization.md, eqs. (R-9)–(R-11)):
 
     mean(x0) = k0ᵀ (K + T I)⁻¹ y
     var(x0)  = κ0 − k0ᵀ (K + T I)⁻¹ k0                  (T is not added: var of f, not of y)
@@ -100,7 +100,7 @@ def gp_posterior(K_PxP, K_QxP, k_Q, y_train, *, noise, jitter=None) -> GPPosteri
 
 
 def gp_test_loss(posterior: GPPosterior, y_test) -> TestLoss:
-    """ε_g = ⟨(y0 − mean)²⟩ + ⟨var⟩ over test points (kernel_renormalization.md §3)."""
+    """ε_g = ⟨(y0 − mean)²⟩ + ⟨var⟩ over test points (docs/nngp_and_renormalization.md, eq. (R-10))."""
     mean, var = posterior
     if y_test.shape != mean.shape:
         raise ValueError(f"y_test has shape {y_test.shape} but the posterior mean has shape {mean.shape}")

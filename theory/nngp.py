@@ -15,6 +15,7 @@ Matthews et al., ICLR 2018):
 
 with F_φ(a, c, b) = E[φ(u) φ(v)] for (u, v) ~ N(0, [[a, c], [c, b]]). `depth` = 0 is the linear model.
 In the notation of Pacelli et al. (2023) / Baglioni et al. (2026), σ_wl² = 1/λ_l and σ_b = 0.
+Derivations and the tests that hold them: docs/nngp_and_renormalization.md, eqs. (R-1)–(R-8), (R-22).
 
 Closed forms of F_φ (`Activation.pair`), each tested against quadrature and Monte Carlo:
   linear  c
@@ -460,7 +461,7 @@ def nngp_kernel(
     """Covariance Cov[f(x1_i), f(x2_j)] of the readout of an infinitely wide MLP (module docstring).
 
     Lee et al., ICLR 2018, eq. 4 in the standard parameterisation; σ_w² = 1/λ in Pacelli et al.
-    (2023), `../shared/science/kernel_renormalization.md` §2.
+    (2023); docs/nngp_and_renormalization.md, eqs. (R-1)–(R-7).
 
     Args:
       x1: (P1, d) inputs.
@@ -540,7 +541,7 @@ def covariance_chain(K0_AxB, k0_A, k0_B, *, activation: str | Callable | Activat
     """Layers 1..L of the NNGP recursion applied to a given layer-0 covariance (all arrays, any shapes).
 
     K^l = σ_wl² F_φ(K^{l-1}(x, x), K^{l-1}(x, x'), K^{l-1}(x', x')) + σ_bl²,  l = 1..L
-    (Lee et al. 2018, eq. 4; kernel_renormalization.md §2). Used where the layer-0 covariance is not
+    (Lee et al. 2018, eq. 4; docs/nngp_and_renormalization.md, eq. (R-2)). Used where the layer-0 covariance is not
     x·x'/d: patch covariances of convolutional networks (Aiudi et al. 2025) and the kernels whose
     per-layer variances carry order parameters (the "nested" renormalisation, σ_wl² = Q_l/λ_l).
 
@@ -574,8 +575,8 @@ _ODD = ("linear", "erf", "tanh")
 
 
 def mean_activation(activation: str | Callable, q, quad_points: int | None = None):
-    """μ(q) = E[φ(u)], u ~ N(0, q): the prior mean activation (non-central Wishart ansatz,
-    kernel_renormalization.md §2, §4).
+    """μ(q) = E[φ(u)], u ~ N(0, q): the prior mean activation (non-central Wishart ansatz;
+    docs/nngp_and_renormalization.md, eqs. (R-8) and (R-21)).
 
     Closed forms: 0 for odd φ (linear, erf, tanh); ReLU √(q/2π); exact GELU q/√(2π(1 + q)) (Stein's
     lemma: E[uΦ(u)] = q E[Φ'(u)] = q/√(2π(1 + q))). Any other callable: 1-D Gauss–Hermite.
@@ -615,8 +616,8 @@ def conv_patch_kernels(x1, x2=None, *, activation: str | Callable, patches: Sequ
                        quad_points: int | None = None):
     """Kernels K^{ij}(x, x') between final-layer positions i, j of a stack of non-overlapping patch convolutions.
 
-    Network (Aiudi et al., Nat. Commun. 2025, one layer; kernel_renormalization.md §5; stacked: the 2026
-    paper's hierarchical version): layer 1 applies N_c filters of size M_1×M_1 (× input channels) with stride
+    Network (Aiudi et al., Nat. Commun. 2025, one layer; stacked: the 2026 paper's hierarchical version;
+    docs/nngp_and_renormalization.md, eq. (R-22)): layer 1 applies N_c filters of size M_1×M_1 (× input channels) with stride
     M_1; layer l > 1 applies filters of size M_l×M_l (× N_c channels) with stride M_l to φ of the previous
     layer. With weight variances σ_l² = 1/λ_l, the pre-activation covariances are
 

@@ -4,12 +4,13 @@ Sources: Smart, Ganguly, Metya, Morozov, Sengupta, "Attention as In-Context Empi
 via Particle Dynamics" (arXiv 2605.29351, 2026); Smart, Bietti & Sengupta, ICML 2025 ("In-context denoising
 with one-layer transformers"); Efron, JASA 2011 (Tweedie's formula); Cheng, IEEE TPAMI 1995 (blurring mean
 shift); Song et al., ICLR 2021 (probability-flow ODE); Milakov & Gimelshein 2018 / Rabe & Staats 2021 (online
-softmax, memory-efficient attention). Conventions: `../shared/science/attention_particles.md` ("notes"); every
-equation is re-derived below and checked in tests/test_particles.py.
+softmax, memory-efficient attention). Conventions, derivations and the tests that hold them: docs/attention.md
+(eqs. (1)–(4) below are (A-3), (A-5), (A-7), (A-10) there); every equation is re-derived below and checked in
+tests/test_particles.py.
 
-Data (notes §1). Tokens y_i = x_i + σ z_i, x_i ~ ρ₀ i.i.d., z_i ~ N(0, I_d), i = 1..N; σ² is `sigma2`.
+Data (docs/attention.md, eq. (A-1)). Tokens y_i = x_i + σ z_i, x_i ~ ρ₀ i.i.d., z_i ~ N(0, I_d), i = 1..N; σ² is `sigma2`.
 
-RBF attention is a posterior mean (notes §2). With weights w_j(q) = softmax_j(−|q − x_j|²/(2ε)),
+RBF attention is a posterior mean (eqs. (A-2)–(A-4)). With weights w_j(q) = softmax_j(−|q − x_j|²/(2ε)),
 
     m_ε(q; {x_j}) = Σ_j w_j(q) x_j = q + ε ∇ log (ρ̂ * N(0, εI))(q) = E_ρ̂[X | X + √ε Z = q],        (1)
 
@@ -18,7 +19,7 @@ the empirical prior. −|q − x_j|²/(2ε) = [q·x_j − |x_j|²/2]/ε − |q|�
 every key, so RBF attention is dot-product attention with logits q·k/ε plus the key-norm bias −|k|²/(2ε)
 (`dot_product_attention(..., key_norm_bias=True)`); without the bias the two differ unless |k_j| is constant.
 
-Stage 1 (notes §3): every token is a query of attention over all tokens,
+Stage 1 (eqs. (A-5)–(A-8)): every token is a query of attention over all tokens,
 
     x_i^{l+1} = x_i^l + α_l (m_{ε_l}(x_i^l; {x_j^l}) − x_i^l),     x_i^0 = y_i,                        (2)
 
@@ -32,7 +33,7 @@ v̇ = −2v/(v + ε) (the velocity is −(x − μ)/(v + ε)), i.e. v + ε ln v 
 
 (`gaussian_t_star`). With Euler steps the mean field obeys v ← v (1 − α ε/(v + ε))² (`gaussian_flow_variance`).
 
-Stage 2 (notes §4): the long skip connection brings back the noisy token as the query, bandwidth σ²:
+Stage 2 (eq. (A-10)): the long skip connection brings back the noisy token as the query, bandwidth σ²:
 
     x̂_i = m_{σ²}(y_i; {x_j^L}) = E_{ρ̂_L}[X | Y = y_i],                                               (4)
 
@@ -44,7 +45,7 @@ probability-flow ODE: p_s = ρ₀ * N(0, sI) is carried from s = σ² to s → 0
 (Song et al. 2021, VE SDE) with the exact score ∇ log p_s(x) = (E_{ρ₀}[X | X + √s Z = x] − x)/s; in u = ln s,
 dx/du = −½ (E[X | ·] − x), which stays finite as s → 0 for every prior here (`probability_flow`).
 
-Bayes posterior means (notes §5; noise σ²):
+Bayes posterior means (eqs. (A-14)–(A-15); noise σ²):
 - Gaussian N(μ, Σ₀): μ + Σ₀ (Σ₀ + σ²I)⁻¹ (y − μ); MMSE = Σ_i l_i σ²/(l_i + σ²), l = eig(Σ₀).
 - isotropic mixture Σ_k w_k N(μ_k, s₀I): p(k | y) = softmax_k(ln w_k − |y − μ_k|²/(2(s₀ + σ²))) and
   E[X | y, k] = (s₀ y + σ² μ_k)/(s₀ + σ²). s₀ = 0 is a discrete prior; ±μ gives μ tanh(μ·y/σ²).
@@ -205,7 +206,8 @@ def _attention(queries, keys, values, bandwidth, *, key_norm_bias: bool, chunk_s
 
 
 def rbf_attention(queries, keys, values=None, *, bandwidth, chunk_size=None) -> jax.Array:
-    """RBF (Gaussian-kernel) attention m_ε(q) = Σ_j softmax_j(−|q − k_j|²/(2ε)) v_j (notes §2, eq. 1).
+    """RBF (Gaussian-kernel) attention m_ε(q) = Σ_j softmax_j(−|q − k_j|²/(2ε)) v_j (eq. 1; docs/attention.md,
+    eqs. (A-2)–(A-3)).
 
     With values = keys it is the posterior mean E_ρ̂[X | X + √ε Z = q] of the empirical prior on the keys
     (Tweedie's formula, Efron 2011). Args: queries (M, d), keys (N, d), values (N, V) (default: the keys);
@@ -218,7 +220,7 @@ def rbf_attention(queries, keys, values=None, *, bandwidth, chunk_size=None) -> 
 
 def dot_product_attention(queries, keys, values=None, *, bandwidth, key_norm_bias: bool = False,
                           chunk_size=None) -> jax.Array:
-    """Dot-product attention softmax_j(q·k_j/ε − b|k_j|²/(2ε)) v_j (notes §2).
+    """Dot-product attention softmax_j(q·k_j/ε − b|k_j|²/(2ε)) v_j (docs/attention.md, eq. (A-4)).
 
     With key_norm_bias=True it equals `rbf_attention` exactly (the −|q|²/(2ε) term is constant over keys);
     without it, keys with large norm win regardless of distance, so it is a posterior mean only when every
@@ -241,7 +243,7 @@ def _per_layer(name: str, value, depth: int, dtype, hint: str):
 
 
 def particle_flow(tokens, *, eps, step, depth, return_trajectory: bool = False, chunk_size=None):
-    """Stage 1 (notes §3, eq. 2): x^{l+1} = x^l + α_l (m_{ε_l}(x^l; {x^l}) − x^l), x^0 = tokens.
+    """Stage 1 (eq. 2; docs/attention.md, eq. (A-5)): x^{l+1} = x^l + α_l (m_{ε_l}(x^l; {x^l}) − x^l), x^0 = tokens.
 
     Args: tokens (N, d); eps ε > 0 and step α > 0, scalars or one per layer (shape (depth,)); depth L ≥ 0.
     The flow reaches time T = Σ_l α_l ε_l. Returns the particles x^L (N, d), or with return_trajectory the
@@ -266,14 +268,14 @@ def particle_flow(tokens, *, eps, step, depth, return_trajectory: bool = False, 
 
 
 def stage2_readout(noisy, particles, *, sigma2, chunk_size=None) -> jax.Array:
-    """Stage 2 (notes §4, eq. 4): x̂_i = m_{σ²}(y_i; {x_j^L}) = E_{ρ̂_L}[X | Y = y_i], the noisy token y_i (the
-    long skip connection) as query over the refined particles, bandwidth the noise variance σ²."""
+    """Stage 2 (eq. 4; docs/attention.md, eq. (A-10)): x̂_i = m_{σ²}(y_i; {x_j^L}) = E_{ρ̂_L}[X | Y = y_i], the
+    noisy token y_i (the long skip connection) as query over the refined particles, bandwidth the noise variance σ²."""
     _check_positive("sigma2", sigma2, "the noise variance σ² of y = x + σ z")
     return rbf_attention(noisy, particles, bandwidth=sigma2, chunk_size=chunk_size)
 
 
 def two_stage_denoise(y, *, sigma2, eps, step, depth, return_trajectory: bool = False, chunk_size=None):
-    """The two-stage empirical-Bayes denoiser of Smart et al. 2026 (notes §3–4, eqs. 2 and 4).
+    """The two-stage empirical-Bayes denoiser of Smart et al. 2026 (eqs. 2 and 4; docs/attention.md, eqs. (A-5), (A-10)).
 
     Stage 1 moves the N noisy tokens y (N, d) as particles for `depth` layers of RBF attention with bandwidth
     eps and residual step `step` (scalars or per layer; T = Σ α ε); Stage 2 returns, for every token, the
@@ -311,7 +313,7 @@ def kde_bandwidth(y) -> jax.Array:
 
 
 def tweedie_kde(y, *, sigma2, bandwidth=None, chunk_size=None) -> jax.Array:
-    """Single-step baseline: Tweedie's formula on a Gaussian KDE of the noisy tokens (notes §2),
+    """Single-step baseline: Tweedie's formula on a Gaussian KDE of the noisy tokens (docs/attention.md, eq. (A-12)),
     y + σ² ∇ log p̂_{h²}(y) = (1 − σ²/h²) y + (σ²/h²) m_{h²}(y; {y_j}); bandwidth h² (default Silverman's
     rule, `kde_bandwidth`). Biased for every h² > 0: p̂ estimates ρ₀ * N(0, (σ² + h²)I), not p_{σ²}."""
     y_arr, _ = _as_tokens(y)
@@ -568,7 +570,7 @@ def vmf_mean_length(kappa, dim: int) -> jax.Array:
 
 
 def bayes_posterior_mean(y, prior: Prior, sigma2) -> jax.Array:
-    """E_{ρ₀}[X | Y = y] for Y = X + σ Z, Z ~ N(0, I) (notes §5; formulas in the module docstring).
+    """E_{ρ₀}[X | Y = y] for Y = X + σ Z, Z ~ N(0, I) (docs/attention.md, eq. (A-14); formulas in the module docstring).
 
     y: (..., d) (a 1-D array is read as d = 1 when the prior is one-dimensional); prior: a `make_prior` result;
     sigma2: σ² > 0. Returns an array shaped like y.
@@ -688,7 +690,8 @@ def probability_flow(y, prior: Prior, *, sigma2, final_variance=None, steps: int
 
 def gaussian_t_star(sigma2, eps, prior_variance) -> jax.Array:
     """T*(ε) = σ²/2 + (ε/2) ln(1 + σ²/s₀): the time at which the mean-field Stage-1 flow brings N(μ, (s₀ + σ²)I)
-    back to the prior N(μ, s₀I) (eq. 3; notes §3). Anisotropic priors: pass the eigenvalues, get one T* each."""
+    back to the prior N(μ, s₀I) (eq. 3; docs/attention.md, eq. (A-7)). Anisotropic priors: pass the eigenvalues,
+    get one T* each."""
     _check_positive("sigma2", sigma2, "the noise variance σ²")
     _check_positive("prior_variance", prior_variance, "the prior variance s₀")
     if _concrete(eps) and not np.all(np.asarray(eps) >= 0):

@@ -3,8 +3,8 @@
 Sources: Atanasov, Zavatone-Veth & Pehlevan, "Scaling and renormalization in high-dimensional regression"
 (arXiv 2405.00592, 2024), §4 (KRR) and §6 (linear random features); Bach, SIAM J. Math. Data Sci. 2024
 ("High-dimensional analysis of double descent for linear regression with random projections");
-Bordelon, Atanasov & Pehlevan, ICML 2024 ("A dynamical model of neural scaling laws"). Conventions and
-the equations as written here: `../shared/science/random_features.md` ("notes"), re-derived below.
+Bordelon, Atanasov & Pehlevan, ICML 2024 ("A dynamical model of neural scaling laws"). Conventions, the
+equations derived and the tests that hold them: docs/random_features.md (eqs. (1)–(3) below are (RF-5)–(RF-7)).
 
 Setup. Inputs x ∈ R^D with covariance Λ = diag(λ_k); target y = w̄·x + ε, ε ~ N(0, σ²); the task power of
 mode k is v_k² = λ_k w̄_k² (`target_power`). Random features z = F x, F ∈ R^{N×D} with i.i.d. entries of
@@ -14,9 +14,9 @@ variance 1/N, so that zᵀz' → xᵀx' as N → ∞. The readout a ∈ R^N mini
 
 and the returned risk is the test mean squared error E (y − a·z)², the test label noise σ² included.
 
-Deterministic equivalent (notes §2; Atanasov et al. eqs. 6.5–6.9). With Df1(κ) = Σ λ/(λ+κ),
-Df2(κ) = Σ λ²/(λ+κ)², tf(κ) = Σ v²/(λ+κ), −tf'(κ) = Σ v²/(λ+κ)² (v² = λ w̄², so tf = Σ w̄² λ/(λ+κ) as in
-the notes), the effective ridge κ₂ is the root on the branch Df1(κ₂) ≤ min(N, P) of
+Deterministic equivalent (docs/random_features.md, eqs. (RF-4)–(RF-7); Atanasov et al. eqs. 6.5–6.9). With
+Df1(κ) = Σ λ/(λ+κ), Df2(κ) = Σ λ²/(λ+κ)², tf(κ) = Σ v²/(λ+κ), −tf'(κ) = Σ v²/(λ+κ)² (v² = λ w̄², so
+tf = Σ w̄² λ/(λ+κ)), the effective ridge κ₂ is the root on the branch Df1(κ₂) ≤ min(N, P) of
 
     κ₂ (1 − Df1(κ₂)/P) (1 − Df1(κ₂)/N) = ridge,                                              (1)
 
@@ -34,9 +34,9 @@ df_N(κ₁) = Df1(κ₂) and Σ_N's second moment df_{N,2}(κ₁) = Df1 − ρ(D
 Ridgeless limit: ridge → 0 gives Df1(κ₂) = min(N, P) (when D exceeds it), which the solver reaches exactly;
 at N = P (ridgeless) the risk is +inf (the interpolation peak), not NaN.
 
-Training dynamics (notes §3). A linear model trained on the population loss ½E(y − f)² with a fixed
-preconditioner f(H) moves each eigenmode of the Hessian H independently; mode k's error follows
-e_{t+1} = (1 + β − η λ_k f(λ_k)) e_t − β e_{t−1} (heavy ball with momentum β; β = 0 is gradient descent,
+Training dynamics (docs/random_features.md, eqs. (RF-10)–(RF-13)). A linear model trained on the population
+loss ½E(y − f)² with a fixed preconditioner f(H) moves each eigenmode of the Hessian H independently; mode k's
+error follows e_{t+1} = (1 + β − η λ_k f(λ_k)) e_t − β e_{t−1} (heavy ball with momentum β; β = 0 is gradient descent,
 e_t = (1 − ηλf)^t), and the loss is L(t) = L_∞ + Σ_k c_k² e_k(t)², c_k² the excess loss in mode k at t = 0.
 """
 
@@ -76,7 +76,7 @@ def _check_exponent(name: str, value) -> None:
 
 def power_law_spectrum(dim: int, exponent) -> jax.Array:
     """Covariance eigenvalues λ_k = k^-s, k = 1..D, in float64 (computed as exp(−s log k): no underflow
-    to 0 for large k, which float32 k**-s suffers; notes §2)."""
+    to 0 for large k, which float32 k**-s suffers; docs/random_features.md, eq. (RF-1))."""
     if int(dim) < 1:
         raise ValueError(f"dim (the input dimension D) must be >= 1; got {dim!r}")
     _check_exponent("s", exponent)
@@ -86,7 +86,7 @@ def power_law_spectrum(dim: int, exponent) -> jax.Array:
 
 def power_law_target(dim: int, exponent) -> jax.Array:
     """Task power v_k² = λ_k w̄_k² = k^-a, k = 1..D (float64). An isotropic teacher on λ_k = k^-s has a = s;
-    the converged exponent of L(N) is then a − 1 (notes §1), so `a` is a knob of its own."""
+    the converged exponent of L(N) is then a − 1 (docs/random_features.md, eq. (RF-9)), so `a` is a knob of its own."""
     return power_law_spectrum(dim, exponent)
 
 
@@ -204,7 +204,8 @@ def rf_equivalent(eigenvalues, target_power, *, n_features, n_samples, ridge, no
 
 
 def rf_risk(eigenvalues, target_power, *, n_features, n_samples, ridge, noise=0.0, ensemble=1):
-    """Test MSE of random-feature ridge regression (Atanasov et al. 2024 §6; notes §2, eqs. 1–3 above).
+    """Test MSE of random-feature ridge regression (Atanasov et al. 2024 §6; eqs. 1–3 above, i.e.
+    docs/random_features.md, eqs. (RF-5)–(RF-7)).
 
     Args:
       eigenvalues: (D,) input-covariance eigenvalues λ_k > 0 (e.g. `power_law_spectrum`).
@@ -221,7 +222,8 @@ def rf_risk(eigenvalues, target_power, *, n_features, n_samples, ridge, noise=0.
 
 
 def krr_risk(eigenvalues, target_power, *, n_samples, ridge, noise=0.0):
-    """Test MSE of kernel ridge regression with P samples (Atanasov et al. 2024 eqs. 4.4–4.6; notes §2).
+    """Test MSE of kernel ridge regression with P samples (Atanasov et al. 2024 eqs. 4.4–4.6;
+    docs/random_features.md, eqs. (RF-2)–(RF-3)).
 
     With δ = P·ridge the ridge on the summed loss, κ solves Σ λ/(λ+κ) + δ/κ = P and
 
@@ -256,8 +258,8 @@ def krr_risk(eigenvalues, target_power, *, n_samples, ridge, noise=0.0):
 
 
 def preconditioner(eigenvalues, kind: str, *, damping=0.0, power=0.0):
-    """f(λ) of a spectral preconditioner (notes §3): "gd" 1, "natural" 1/(λ + ε) (damped natural gradient),
-    "power" λ^-γ (power preconditioning; γ = 1 is undamped natural gradient)."""
+    """f(λ) of a spectral preconditioner (docs/random_features.md, eq. (RF-12)): "gd" 1, "natural" 1/(λ + ε)
+    (damped natural gradient), "power" λ^-γ (power preconditioning; γ = 1 is undamped natural gradient)."""
     lam = jnp.asarray(eigenvalues, _F64)
     if kind == "gd":
         return jnp.ones_like(lam)
@@ -272,7 +274,8 @@ def preconditioner(eigenvalues, kind: str, *, damping=0.0, power=0.0):
 
 def learning_curve(eigenvalues, excess_power, n_steps: int, *, learning_rate, preconditioner_values=None,
                    momentum=0.0, floor=0.0):
-    """Exact loss L(t), t = 0..n_steps, of a linear model trained on ½·(population MSE) (notes §3).
+    """Exact loss L(t), t = 0..n_steps, of a linear model trained on ½·(population MSE) (docs/random_features.md,
+    eqs. (RF-10)–(RF-11)).
 
     Mode k of the Hessian (eigenvalue λ_k) starts with excess loss c_k² (`excess_power`) and its error
     follows the heavy-ball recurrence e_{t+1} = (1 + β − r_k) e_t − β e_{t−1}, e_0 = e_{−1} = 1, with
@@ -308,7 +311,7 @@ def learning_curve(eigenvalues, excess_power, n_steps: int, *, learning_rate, pr
 
 
 def time_bottleneck(eigenvalues, n_steps, *, learning_rate, preconditioner_values=None):
-    """N*(T): the number of modes learned within T steps, #{k : T·η λ_k f(λ_k) ≥ 1} (notes §3).
+    """N*(T): the number of modes learned within T steps, #{k : T·η λ_k f(λ_k) ≥ 1} (docs/random_features.md, eq. (RF-13)).
 
     For GD on λ_k = k^-s this is (η λ₁ T)^{1/s}: a random-feature model with N ≫ N*(T) features cannot use
     its extra features in T steps, so its fitted L(N) flattens (the "time bottleneck"). A preconditioner
@@ -321,7 +324,7 @@ def time_bottleneck(eigenvalues, n_steps, *, learning_rate, preconditioner_value
 
 def loglog_slope(n, loss):
     """α of L ∝ N^-α by least squares of log L on log N (points with a non-finite or non-positive L are
-    dropped by weight 0). The fitted exponent every experiment reports (notes §5)."""
+    dropped by weight 0). The fitted exponent every experiment reports (docs/random_features.md, eq. (RF-17))."""
     x = jnp.log(jnp.asarray(n, _F64))
     y = jnp.asarray(loss, _F64)
     w = (jnp.isfinite(y) & (y > 0)).astype(_F64)

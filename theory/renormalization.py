@@ -2,24 +2,26 @@
 
 Sources: Pacelli et al., Nat. Mach. Intell. 2023 (deep MLPs, "vanilla"/"nested" kernels, non-central
 ansatz); Baglioni et al., PRL 2024 (one hidden layer, two-variable form); Baglioni et al., arXiv 2605.29684
-(2026) (deep, equivalent Wishart ansatz); Li & Sompolinsky, PRX 2021 (deep linear networks). Equations and
-conventions: `../shared/science/kernel_renormalization.md` §1–4 ("notes" below). CNNs: `theory.conv_renormalization`.
+(2026) (deep, equivalent Wishart ansatz); Li & Sompolinsky, PRX 2021 (deep linear networks). Equations,
+conventions and the tests that hold them: docs/nngp_and_renormalization.md, §6–7, eqs. (R-12)–(R-21). CNNs:
+`theory.conv_renormalization`.
 
 Network: L hidden layers of widths N_1..N_L, inputs of dimension N_0, standard scaling, no biases, Gaussian
 prior W^l ~ N(0, 1/λ_l) (`priors` = [λ_0, …, λ_L], λ_L the readout), posterior at temperature T (likelihood
 exp(−Σ(y − f)²/2T)). The NNGP kernel K^(L) is `theory.nngp.nngp_kernel` with weight_var = 1/λ.
 
-Renormalized kernel and action (notes §4; we write 𝒮 for the whole exponent, Z ≈ ∫dQ exp(−𝒮/2)):
+Renormalized kernel and action (docs/nngp_and_renormalization.md, eqs. (R-12), (R-13), (R-19); we write 𝒮 for
+the whole exponent, Z ≈ ∫dQ exp(−𝒮/2)):
 
     vanilla:  K_R = (Π_l Q_l) K^(L)
     nested:   K_R = K^(L) with σ_wl² = Q_l/λ_l inside the recursion (l = 1..L)
     𝒮(Q)     = Σ_l N_l (Q_l − log Q_l) + yᵀA⁻¹y + log det A,        A = K_R + T I
 
-(for equal widths 𝒮/N is the notes' S and the authors' `effectiveAction`). The order parameters are the
+(for equal widths 𝒮/N is the papers' effective action S and the authors' `effectiveAction`). The order parameters are the
 minimiser of 𝒮 over Q > 0 (it exists: 𝒮 → ∞ at Q → 0 and Q → ∞). Vanilla stationarity, with
 g(c) = c ∂_c[yᵀA⁻¹y + log det A] = Tr(A⁻¹K_R) − yᵀA⁻¹K_R A⁻¹y at c = Π Q_l:
 
-    Q_l = 1 − g(c)/N_l                                                            (notes §4)
+    Q_l = 1 − g(c)/N_l                                  (docs/nngp_and_renormalization.md, eq. (R-14))
 
 so all stationary points lie on one curve and are the roots of the scalar function of u = log c
 
@@ -29,7 +31,8 @@ which runs from −∞ to +∞: a root always exists, and h < 0 → h > 0 crossi
 eigenbasis of K^(L) = U diag(k) Uᵀ, ỹ = Uᵀy, g(c) = Σ_i r_i (1 − ỹ_i²/(c k_i + T)) with r_i = c k_i/(c k_i + T),
 so every (width, temperature) point costs O(P) after one eigendecomposition (`Spectrum`, `solve_vanilla`).
 
-Prediction at test points with the renormalized kernels (k_R, κ_R scaled the same way; notes §3):
+Prediction at test points with the renormalized kernels (k_R, κ_R scaled the same way;
+docs/nngp_and_renormalization.md, eqs. (R-9), (R-10), (R-17)):
 
     mean = k_Rᵀ A⁻¹ y,   var = κ_R − k_Rᵀ A⁻¹ k_R,   ε_g = ⟨(y0 − mean)²⟩ + ⟨var⟩ = bias² + variance.
 """
@@ -99,7 +102,7 @@ class FCTheory(NamedTuple):
     test_loss: jax.Array
     bias2: jax.Array
     variance: jax.Array
-    action: jax.Array  # 𝒮 at the solution (module docstring); divide by N for the notes' S
+    action: jax.Array  # 𝒮 at the solution (module docstring); divide by N for the papers' S (eq. (R-13))
     residual: jax.Array  # max_l |∂𝒮/∂log Q_l| / N_l at the solution
     other_minima: tuple  # order parameters of other local minima found (metastable states), if any
     nngp: Prediction  # the infinite-width limit (Q = 1): plain NNGP GP regression
@@ -173,7 +176,7 @@ def _data(x_train, y_train, x_test, y_test):
 
 
 def _in_float64(fn):
-    """Theory runs in float64 whatever the global flag (kernel_renormalization.md: deep kernels and small T)."""
+    """Theory runs in float64 whatever the global flag (deep kernels and small T need it)."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -201,7 +204,7 @@ class Spectrum(NamedTuple):
 
 
 def spectrum(K_PxP, y_train, K_QxP, k_Q, y_test) -> Spectrum:
-    """Eigendecompose the train kernel once (notes §4, "cheap, exact evaluation on grids")."""
+    """Eigendecompose the train kernel once (docs/nngp_and_renormalization.md, eq. (R-16))."""
     k, U_PxP = jnp.linalg.eigh(K_PxP)
     y_tilde = U_PxP.T @ y_train
     return Spectrum(jnp.maximum(k, 0.0), y_tilde**2, y_tilde, K_QxP @ U_PxP, k_Q, y_test)
@@ -214,14 +217,14 @@ def _data_term(c, T, sp: Spectrum):
 
 
 def _g(c, T, sp: Spectrum):
-    """g(c) = c ∂_c [yᵀA⁻¹y + log det A] = Tr(A⁻¹K_R) − yᵀA⁻¹K_R A⁻¹y, K_R = cK (notes §4)."""
+    """g(c) = c ∂_c [yᵀA⁻¹y + log det A] = Tr(A⁻¹K_R) − yᵀA⁻¹K_R A⁻¹y, K_R = cK (eqs. (R-14), (R-16))."""
     a = c * sp.eigenvalues + T
     r = c * sp.eigenvalues / a
     return jnp.sum(r * (1.0 - sp.target_power / a))
 
 
 def vanilla_action(Q, widths, T, sp: Spectrum):
-    """𝒮(Q) = Σ_l N_l (Q_l − log Q_l) + yᵀA⁻¹y + log det A with A = (Π Q_l) K + T I (notes §4)."""
+    """𝒮(Q) = Σ_l N_l (Q_l − log Q_l) + yᵀA⁻¹y + log det A with A = (Π Q_l) K + T I (eq. (R-13))."""
     return jnp.sum(widths * (Q - jnp.log(Q))) + _data_term(jnp.prod(Q), T, sp)
 
 
@@ -273,7 +276,7 @@ def solve_vanilla(sp: Spectrum, widths, T, *, tol: float = DEFAULT_TOL) -> Vanil
 
 
 def eigen_prediction(scale, T, sp: Spectrum) -> Prediction:
-    """Posterior mean/variance and ε_g with K_R = scale · K, from the eigenbasis in O(QP) (notes §3–4)."""
+    """Posterior mean/variance and ε_g with K_R = scale · K, from the eigenbasis in O(QP) (eqs. (R-16)–(R-17))."""
     a = scale * sp.eigenvalues + T
     mean = sp.test_projection @ (scale * sp.y_tilde / a)
     var = scale * sp.test_variance - scale**2 * (sp.test_projection**2) @ (1.0 / a)
@@ -288,7 +291,7 @@ def eigen_prediction(scale, T, sp: Spectrum) -> Prediction:
 
 
 def one_layer_action(Q, Qbar, width, T, sp: Spectrum):
-    """𝒮(Q, Q̄) = N[−Q Q̄ + log(1 + Q)] + yᵀA⁻¹y + log det A, A = Q̄ K + T I (notes §4, "two variables";
+    """𝒮(Q, Q̄) = N[−Q Q̄ + log(1 + Q)] + yᵀA⁻¹y + log det A, A = Q̄ K + T I (eq. (R-20);
     Baglioni et al., PRL 2024). ∂𝒮/∂Q = 0 gives Q̄ = 1/(1 + Q); eliminating Q gives the vanilla action in Q̄
     up to the constant N, so Q̄ is the L = 1 vanilla order parameter. NNGP limit: Q̄ = 1, Q = 0."""
     return width * (-Q * Qbar + jnp.log1p(Q)) + _data_term(Qbar, T, sp)
@@ -302,11 +305,11 @@ def one_layer_order_params(sp: Spectrum, width, T, *, tol: float = DEFAULT_TOL):
 
 
 # ---------------------------------------------------------------------------------------------
-# T → 0 closed form (notes §4)
+# T → 0 closed form (docs/nngp_and_renormalization.md, eq. (R-18))
 
 
 def zero_temperature_order_param(s_over_P, alpha, depth: int):
-    """Q at T → 0, equal widths: Q^L (Q − 1 + α) = α s/P, α = P/N, s = yᵀK⁻¹y (notes §4).
+    """Q at T → 0, equal widths: Q^L (Q − 1 + α) = α s/P, α = P/N, s = yᵀK⁻¹y (eq. (R-18)).
 
     From Q = 1 − g/N with g → P − s/Q^L as T → 0 (K of full rank). The left side increases from 0 to ∞
     on Q > max(0, 1 − α), so the root is unique. L = 1: Q = [(1 − α) + √((1 − α)² + 4αs/P)]/2; L > 1: bisection
@@ -337,12 +340,12 @@ def _cholesky_terms(K_R, y, T):
 
 
 def _nested_kernel(Q, C, c_diag, act, sw2):
-    """K^(L) with σ_wl² = Q_l/λ_l inside the recursion (notes §4, "nested"; the authors' `FC_deep_nested`)."""
+    """K^(L) with σ_wl² = Q_l/λ_l inside the recursion (eq. (R-19), "nested"; the authors' `FC_deep_nested`)."""
     return covariance_chain(C, c_diag, c_diag, activation=act, layer_weight_var=Q * sw2[1:])
 
 
 def _noncentral_kernel(Qbar, Q, Theta, mu_outer, readout_var):
-    """K_R = (Π Q̄_l) Θ_L − m μ_L μ_Lᵀ/λ_L, m = Σ_l (Q̄_l − 1/(1 + Q_l)) Π_{r>l} Q̄_r (notes §4, non-central)."""
+    """K_R = (Π Q̄_l) Θ_L − m μ_L μ_Lᵀ/λ_L, m = Σ_l (Q̄_l − 1/(1 + Q_l)) Π_{r>l} Q̄_r (eq. (R-21), non-central)."""
     later = jnp.concatenate([jnp.cumprod(Qbar[::-1])[::-1][1:], jnp.ones((1,), Qbar.dtype)])
     m = jnp.sum((Qbar - 1.0 / (1.0 + Q)) * later)
     return jnp.prod(Qbar) * Theta - m * readout_var * mu_outer
@@ -605,7 +608,7 @@ def fc_theory_grid(
 ) -> TheoryGrid:
     """Vanilla theory (equal widths) on a whole (width, temperature) grid from one eigendecomposition of K^(L):
     O(P³) once, then O(P · 400 + P · P_test) per point; temperatures vmapped, widths mapped row by row to bound
-    memory (notes §4, "cheap, exact evaluation on grids").
+    memory (docs/nngp_and_renormalization.md, eq. (R-16)).
 
     Points that did not converge are flagged in `.converged` (not raised: one bad corner should not lose the
     grid); their values are NaN.

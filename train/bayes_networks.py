@@ -4,7 +4,8 @@ For every (activation, depth L, width N, temperature T): C chains of a sampler (
 default) draw from p(θ | D) ∝ exp(−Σ(y − f)²/2T − |θ|²/2) for the network of `models.mlp` (or `models.cnn`),
 all chains vmapped and sharded (`train.chains`), checkpointed and resumable. Measured per chain and draw: the
 test loss (1/P_test) Σ (f(x) − y)², the readout norm q̂ = λ_L|v|²/N_L, and the readout-layer kernel. Compared
-with (docs/nngp_and_renormalization.md, the renormalized theory and the sampled posterior):
+with (docs/nngp_and_renormalization.md: posterior eq. (R-11), renormalized theory eqs. (R-12)–(R-24), samplers
+eqs. (R-25)–(R-28)):
 
 - theory: `theory.renormalization.fc_theory` (variant "auto": nested for odd φ, non-central otherwise;
   `conv_theory` for the CNN) on exactly the same train and test sets — ε_g = bias² + variance;
@@ -13,8 +14,8 @@ with (docs/nngp_and_renormalization.md, the renormalized theory and the sampled 
   covariance of f given the readout norm) against K_R from `renormalized_kernel`, next to the NNGP kernel.
 
 Error bars are Monte Carlo standard errors sd/√ESS of the chain-averaged test loss (`train.diagnostics`, split-R̂
-and MSER burn-in reported per point). Step size: `step` (h, log-density convention; the sources' ε is h/T), or
-when 0, `step_scale`/√λ_max for BAOAB and `step_scale`/λ_max for ULA/MALA, with λ_max the top curvature of
+and MSER burn-in reported per point). Step size: `step` (h, log-density convention; the papers' ε is h/T, docs eq.
+(R-28)), or when 0, `step_scale`/√λ_max for BAOAB and `step_scale`/λ_max for ULA/MALA, with λ_max the top curvature of
 −log p at the first chain's start (power iteration on Hessian-vector products). Durations are in the natural
 time t = steps·h, in which the prior's modes relax in O(1).
 

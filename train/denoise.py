@@ -1,6 +1,6 @@
 """Attention as in-context empirical Bayes: the two-stage particle denoiser and trained attention-only transformers.
 
-Setup (every part a config field; equations in docs/attention.md; theory `theory.particles`):
+Setup (every part a config field; equations in docs/attention.md, eqs. (A-1)–(A-16); theory `theory.particles`):
 - a prompt is N tokens y_i = x_i + σ z_i with x_i ~ ρ₀ i.i.d.; the estimator sees only the prompt;
 - priors (per-coordinate scale ~1): "gaussian" N(0, I_d); "two_mode" ½N(±2e₁, s₀I); "gmm" K equal-weight
   components N(μ_k, s₀I), μ_k ~ N(0, 4I_d) drawn once from the seed; s₀ = `mode_variance`; each in every d of

@@ -1,4 +1,5 @@
-"""Scaling exponents with honest confidence intervals (notes §5): α of L(N) ∝ N^-α over a stated window.
+"""Scaling exponents with honest confidence intervals (docs/random_features.md, eqs. (RF-17)–(RF-19)): α of
+L(N) ∝ N^-α over a stated window.
 
     fit = fit_exponent(n_N, loss_SxN)      # S seeds × the N grid
     fit.alpha, fit.ci, fit.window, fit.local_slopes, fit.offset_fit

@@ -2,11 +2,11 @@
 
 For each activation, depth L and width N, draw D networks from the prior (`models.mlp.MLP`, standard
 parameterisation) and form each one's readout-layer kernel K̂ = σ²/N φ(h^L)φ(h^L)ᵀ + σ_b² on the train and test
-points. Theory (`theory.nngp`; docs/nngp_and_renormalization.md): E K̂ = K_NNGP exactly at L = 1 and up to O(1/N)
-at L > 1, and K̂ fluctuates by O(1/√N), so the ensemble mean over D draws misses K_NNGP by ~ c/√(D·N) (plus the
-O(1/N) bias at L > 1). We measure the relative Frobenius error for every (N, D = 1, 2, 4, ...), fit its slope
-against N, and compare GP regression with the ensemble kernel against the NNGP predictor's test loss
-(`theory.gp`, bias² + variance at temperature T).
+points. Theory (`theory.nngp`; docs/nngp_and_renormalization.md, eqs. (R-1)–(R-2), (R-9)–(R-10)): E K̂ = K_NNGP
+exactly at L = 1 and up to O(1/N) at L > 1, and K̂ fluctuates by O(1/√N), so the ensemble mean over D draws misses
+K_NNGP by ~ c/√(D·N) (plus the O(1/N) bias at L > 1). We measure the relative Frobenius error for every (N, D = 1,
+2, 4, ...), fit its slope against N, and compare GP regression with the ensemble kernel against the NNGP
+predictor's test loss (`theory.gp`, bias² + variance at temperature T).
 
     python -m deeptheory.train.nngp_convergence --preset quick --out runs/nngp
 """

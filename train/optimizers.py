@@ -10,6 +10,7 @@ For the readout of a random-feature model trained on ½·(population MSE) the Fi
 is the feature covariance Σ_N, fixed during training, so `diagonal` and `natural_gradient` take it once at
 construction. natural_gradient factors Fisher + εI by Cholesky in `init` and solves two triangular systems per
 step (no explicit inverse). Both act on the flattened parameter vector, so any pytree of parameters works.
+Their per-mode dynamics and the checks that hold them: docs/random_features.md, eqs. (RF-11), (RF-12), (RF-16).
 """
 
 from __future__ import annotations

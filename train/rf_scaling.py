@@ -1,6 +1,6 @@
 """Does the scaling exponent α of L(N) ∝ N^-α depend on the optimizer? Five optimizers × six spectra, with theory.
 
-Setup (every part a config field; the equations are in docs/random_features.md):
+Setup (every part a config field; the equations are in docs/random_features.md, eqs. (RF-1), (RF-10)–(RF-18)):
 - inputs x ~ N(0, Λ) in dimension D, λ_k = k^-s; teacher y = w̄·x + ε with task power v_k² = k^-a, a = s + shift
   (w̄_k² = k^-shift: `target_shift`), label noise σ²;
 - N linear random features z = Fx (`models.random_features`, F_ik ~ N(0, 1/N), nested over N: the first N rows
@@ -99,7 +99,8 @@ class Config:
 
 PRESETS = {
     "quick": Config(),
-    # T = 256 puts GD's time bottleneck N*(T) ≈ (1.9 T)^{1/s} inside the window for every s ≥ 1 (docs/random_features.md)
+    # T = 256 puts GD's time bottleneck N*(T) ≈ (1.9 T)^{1/s} inside the window for every s ≥ 1
+    # (docs/random_features.md, eq. (RF-13))
     "paper": Config(dim=16384, widths=(16, 32, 64, 128, 256, 512, 1024, 2048), steps=256, seeds=8,
                     lr_multipliers=(0.125, 0.25, 0.5, 1.0, 1.5, 2.0), chunk=32),
 }

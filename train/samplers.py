@@ -6,16 +6,19 @@
 
 All samplers target π(θ) ∝ exp(log_density(θ)) and take the step h in the log-density convention:
 
-- `ula`   unadjusted (overdamped) Langevin, the sources' sampler (kernel_renormalization.md §6):
+- `ula`   unadjusted (overdamped) Langevin, the papers' sampler (docs/nngp_and_renormalization.md, eq. (R-25)):
           θ ← θ + h ∇log π(θ) + √(2h) ξ.  Biased by O(h); for a Gaussian target N(m, A⁻¹) its stationary law is
           exactly N(m, [A(1 − hA/2)]⁻¹) (Roberts & Tweedie 1996).
-- `mala`  the same proposal with a Metropolis–Hastings correction (Roberts & Tweedie 1996): unbiased at any h.
-- `baoab` underdamped Langevin with unit mass and friction γ, split B-A-O-A-B (Leimkuhler & Matthews 2013):
+- `mala`  the same proposal with a Metropolis–Hastings correction (Roberts & Tweedie 1996; eq. (R-26)): unbiased
+          at any h.
+- `baoab` underdamped Langevin with unit mass and friction γ, split B-A-O-A-B (Leimkuhler & Matthews 2013;
+          eq. (R-27)):
           p ← p + (h/2)∇log π;  θ ← θ + (h/2)p;  p ← e^{−γh} p + √(1 − e^{−2γh}) ξ;  θ ← θ + (h/2)p;
           p ← p + (h/2)∇log π.  One gradient per step; configurational error O(h²), none for Gaussian targets;
           stable for h √λ_max(−∇²log π) < 2; mixes in O(√κ) steps where overdamped schemes need O(κ).
 
-The sources' step ε on the energy ½Σ(f − y)² + prior·T is h = ε T here (`models.posterior`).
+The papers' step ε on the energy ½Σ(f − y)² + prior·T is h = ε T here (`models.posterior`;
+docs/nngp_and_renormalization.md, eq. (R-28)).
 """
 
 from __future__ import annotations
