@@ -141,7 +141,7 @@ def test_zero_temperature_closed_form(depth, width):
     np.testing.assert_allclose(Q, real, rtol=1e-10)
 
 
-def test_notes_reference_values():
+def test_reference_values():
     """Reference values (docs/nngp_and_renormalization.md, eq. (R-18)): erf, P = 200, N_0 = 50, T → 0:
     L = 1, N = 100 → 3.79470; L = 3, N = 50 → 1.97771 (data recipe: rng(0) Gaussian inputs, sign of a noisy first
     coordinate)."""
