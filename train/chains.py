@@ -152,7 +152,8 @@ def run_chains(
         if ckpt is not None:
             done, host = ckpt.restore(host)
             states = place(treedef.unflatten([jnp.asarray(x) for x in host["states"]]))
-        for b in progress(range(done, n_blocks), desc=description, total=n_blocks, initial=done):
+        for b in progress(range(done, n_blocks), desc=description, total=n_blocks, initial=done,
+                          unit=f"blocks of {every} steps"):
             states, *outputs = block(states, chain_keys, jnp.uint32(b * every))
             states_host, acceptance, trace, accum, pooled = to_host((states, *outputs))  # NumPy, every process
             trace = {k: np.asarray(v, np.float64) for k, v in trace.items()}

@@ -123,7 +123,7 @@ def sweep(
     compiled = _compiled(fn, sharding)
     host_params = to_host(params)
     outputs = []
-    for start in progress(range(0, S, chunk), desc=description, disable=not show_progress):
+    for start in progress(range(0, S, chunk), desc=description, disable=not show_progress, unit="chunks"):
         index = np.minimum(np.arange(start, start + chunk), S - 1)  # pad by repeating the last point
         chunk_keys = keys[index] if keys is not None else jax.random.key_data(sweep_keys(seed, first_index + index))
         keys_dev = jax.random.wrap_key_data(from_host(np.asarray(chunk_keys), sharding))
