@@ -4,12 +4,14 @@ import numpy as np
 import pytest
 
 from deeptheory.train.data import (
+    MNIST1D_MAX_SAMPLES,
     DataError,
     Dataset,
     binary_task,
     load_dataset,
     load_fashion_mnist,
     load_mnist1d,
+    mnist1d_samples_for,
     read_idx,
     write_idx,
 )
@@ -79,7 +81,7 @@ def test_binary_task_properties(tmp_path):
 
 def test_binary_task_errors(tmp_path):
     ds = load_fashion_mnist(_fake_mnist_dir(tmp_path))
-    with pytest.raises(ValueError, match="which has 6"):
+    with pytest.raises(ValueError, match="which has 6; lower n_train to at most 12"):
         binary_task(ds, classes=(0, 1), n_train=20, n_test=2)
     with pytest.raises(ValueError, match="two different class"):
         binary_task(ds, classes=(1, 1), n_train=2, n_test=2)
@@ -98,6 +100,17 @@ def test_mnist1d_is_generated_locally_and_leaves_global_rng_alone():  # noqa: NP
     assert ds.x_train.shape == (400, 40) and ds.x_test.shape == (100, 40)
     task = binary_task(ds, classes=(0, 1), n_train=20, n_test=10)
     assert task.info["dataset"] == "mnist1d"
+
+
+def test_mnist1d_size_is_capped_with_one_clear_error():
+    """--n-test 100000 on the fallback used to generate millions of samples for an hour; now one error."""
+    assert mnist1d_samples_for(250, 250) == 17000 and mnist1d_samples_for(6153, 1538) == MNIST1D_MAX_SAMPLES
+    with pytest.raises(DataError) as error:
+        mnist1d_samples_for(50, 50_000)
+    message = str(error.value)
+    assert message.startswith("--n-test too large for MNIST-1D") and "--n-train" not in message.split(":")[0]
+    assert f"at most {MNIST1D_MAX_SAMPLES:,} are generated" in message and "--n-test <= 3076" in message
+    assert "dataset-fashion-mnist" in message
 
 
 def test_real_fashion_mnist(fashion_dir):

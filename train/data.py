@@ -31,6 +31,7 @@ __all__ = [
     "load_mnist1d",
     "load_dataset",
     "mnist1d_samples_for",
+    "MNIST1D_MAX_SAMPLES",
     "binary_task",
     "load_task",
     "DATASETS",
@@ -39,6 +40,9 @@ __all__ = [
 ]
 
 DATA_DIR_ENV = "DEEPTHEORY_DATA_DIR"
+# The most MNIST-1D samples generated for a task (about 1–2 minutes at ~1 ms a sample on one CPU core): enough for
+# 12 306 training or 3 076 test points over two classes (mnist1d_samples_for); beyond it, an error says what to do.
+MNIST1D_MAX_SAMPLES = 100_000
 DATASETS = ("auto", "fashion-mnist", "mnist1d")
 FASHION_MNIST_DIRS = ("/usr/share/datasets/fashion-mnist",)
 FASHION_MNIST_CLASSES = (
@@ -193,7 +197,8 @@ def load_mnist1d(num_samples: int = 5000, seed: int = 42) -> Dataset:
     try:
         from mnist1d.data import get_dataset_args, make_dataset
     except ImportError as e:
-        raise DataError("MNIST-1D needs the `mnist1d` package: pip install -e '.[data]'") from e
+        raise DataError("MNIST-1D (the fallback when Fashion-MNIST is not installed) needs the `mnist1d` package, a "
+                        "dependency of deeptheory: reinstall it (pip install -e .) or pip install mnist1d") from e
     args = get_dataset_args()
     args.num_samples, args.seed = num_samples, seed
     state = np.random.get_state()  # noqa: NPY002  (mnist1d seeds the legacy global RNG)
@@ -205,11 +210,35 @@ def load_mnist1d(num_samples: int = 5000, seed: int = 42) -> Dataset:
                    tuple(f"digit {i}" for i in range(10)), f"mnist1d generator (seed {seed}, {num_samples} samples)")
 
 
+_MNIST1D_TRAIN, _MNIST1D_TEST, _MNIST1D_SLACK = 0.08, 0.02, 1.3
+
+
+def _mnist1d_limits(max_samples: int = MNIST1D_MAX_SAMPLES) -> tuple[int, int]:
+    """The largest (n_train, n_test) of a balanced two-class task that `max_samples` generated samples hold."""
+    per_train = int(max_samples * _MNIST1D_TRAIN / _MNIST1D_SLACK)
+    per_test = int(max_samples * _MNIST1D_TEST / _MNIST1D_SLACK)
+    return 2 * per_train, 2 * per_test
+
+
 def mnist1d_samples_for(per_class_train: int, per_class_test: int) -> int:
     """Samples to generate so that every class has at least these many training and test points (the generator
-    puts 8 % of the samples per class into the training split and 2 % into the test split, up to ±15 %)."""
-    needed = max(per_class_train / 0.08, per_class_test / 0.02) * 1.3
-    return max(5000, 1000 * math.ceil(needed / 1000))
+    puts 8 % of the samples per class into the training split and 2 % into the test split, up to ±15 %).
+
+    At most MNIST1D_MAX_SAMPLES: a task that needs more raises DataError naming the limit and what to lower
+    (generating millions of samples would run for an hour)."""
+    needed = max(per_class_train / _MNIST1D_TRAIN, per_class_test / _MNIST1D_TEST) * _MNIST1D_SLACK
+    samples = max(5000, 1000 * math.ceil(needed / 1000))
+    if samples > MNIST1D_MAX_SAMPLES:
+        max_train, max_test = _mnist1d_limits()
+        over = " and ".join(f for f, per, most in (("--n-train", per_class_train, max_train),
+                                                   ("--n-test", per_class_test, max_test)) if 2 * per - 1 > most)
+        raise DataError(
+            f"{over} too large for MNIST-1D: {per_class_train} training and {per_class_test} test points per class "
+            f"would need {samples:,} generated samples, and at most {MNIST1D_MAX_SAMPLES:,} are generated (about 1–2 "
+            f"minutes), which hold --n-train <= {max_train} and --n-test <= {max_test}. Lower {over}, or use "
+            f"Fashion-MNIST (up to 12000 training and 2000 test points of two classes; {_INSTALL_HINT}, or give "
+            "--data-dir)")
+    return samples
 
 
 def load_dataset(name: str = "auto", data_dir: str | os.PathLike | None = None, *,
@@ -234,6 +263,27 @@ def load_dataset(name: str = "auto", data_dir: str | os.PathLike | None = None, 
 
 # ---------------------------------------------------------------------------------------------
 # Binary tasks
+
+
+def _most_balanced(pools) -> int:
+    """The largest n whose balanced split (n − n//2 of the first class, n//2 of the second) the pools hold."""
+    return min(2 * len(pools[0]), 2 * len(pools[1]) + 1)
+
+
+def _check_sizes(dataset: Dataset, classes, n_train: int, n_test: int) -> None:
+    """The class and size errors of `binary_task`, worded for the command line (--classes, --n-train, --n-test)."""
+    for split, n, y in (("train", n_train, dataset.y_train), ("test", n_test, dataset.y_test)):
+        pools = [np.flatnonzero(y == c) for c in classes]
+        for c, pool in zip(classes, pools, strict=True):
+            if len(pool) == 0:
+                names = ", ".join(f"{i} = {name}" for i, name in enumerate(dataset.class_names))
+                raise DataError(f"--classes: class {c} does not occur in the {split} split of {dataset.name}; its "
+                                f"classes are {names}")
+        most = _most_balanced(pools)
+        if n > most:
+            raise DataError(f"--n-{split} {n}: the {split} split of {dataset.name} holds {len(pools[0])} and "
+                            f"{len(pools[1])} points of classes {classes[0]} and {classes[1]}, enough for a balanced "
+                            f"--n-{split} of at most {most}; lower it")
 
 
 def _downsample(x_NxHxW: np.ndarray, factor: int) -> np.ndarray:
@@ -292,7 +342,7 @@ def binary_task(
                 if k > len(pool):
                     raise ValueError(
                         f"asked for {k} points of class {c} from the {split} split of {dataset.name}, "
-                        f"which has {len(pool)}; lower n_{split} (or use balanced=False)"
+                        f"which has {len(pool)}; lower n_{split} to at most {_most_balanced(pools)}"
                     )
             idx = np.concatenate([rng.choice(p, k, replace=False) for p, k in zip(pools, counts, strict=True)])
         else:
@@ -351,6 +401,7 @@ def load_task(config, *, input_dim: int | None = None, reduce: str = "pca") -> B
     """
     per_class = (config.n_train - config.n_train // 2, config.n_test - config.n_test // 2)
     dataset = load_dataset(config.dataset, config.data_dir or None, per_class=per_class)
+    _check_sizes(dataset, tuple(config.classes), config.n_train, config.n_test)
     raw_dim = int(np.prod(dataset.x_train.shape[1:]))
     if input_dim is not None and (input_dim >= raw_dim or (reduce == "downsample" and dataset.x_train.ndim != 3)):
         input_dim = None
