@@ -8,8 +8,11 @@ FASHION_MNIST := /usr/share/datasets/fashion-mnist
 
 .PHONY: help demo test test-fast lint bench paper report data clean
 
-help:  ## list the targets
+help:  ## list the targets and variables
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## /  make \1\t/' | expand -t 20
+	@echo "variables:"
+	@echo "  OUT=DIR           output folder of demo and report (default $(OUT)), e.g. make demo OUT=runs/other"
+	@echo "  PYTHON=python3.X  interpreter that creates $(VENV) (default $(PYTHON))"
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,16 +20,23 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install -q -c constraints.txt -e '.[dev,data]'
 	@touch $(STAMP)
 
-data:  ## as root: install Fashion-MNIST (Debian package dataset-fashion-mnist); otherwise say how
-	@if [ -d $(FASHION_MNIST) ]; then echo "Fashion-MNIST: $(FASHION_MNIST)"; \
+# The four IDX files the experiments read (train.data); `make data` checks them after installing.
+FASHION_FILES := train-images-idx3-ubyte train-labels-idx1-ubyte t10k-images-idx3-ubyte t10k-labels-idx1-ubyte
+HAVE_FASHION = for f in $(FASHION_FILES); do [ -s $(FASHION_MNIST)/$$f ] || [ -s $(FASHION_MNIST)/$$f.gz ] || exit 1; done
+
+data:  ## as root: install Fashion-MNIST (Debian package dataset-fashion-mnist) and check its files; else say how
+	@if ( $(HAVE_FASHION) ); then echo "Fashion-MNIST: found all four IDX files in $(FASHION_MNIST)"; \
 	elif [ "$$(id -u)" = 0 ]; then \
 	  echo "installing dataset-fashion-mnist (Debian) ..."; \
 	  export DEBIAN_FRONTEND=noninteractive; \
 	  apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1 \
-	    || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1; } \
-	    || echo "could not install dataset-fashion-mnist: the real-data experiments use MNIST-1D instead"; \
-	else echo "Fashion-MNIST is not installed (sudo apt-get install dataset-fashion-mnist, or --data-dir DIR);" \
-	  "the real-data experiments use MNIST-1D, generated locally, instead"; fi
+	    || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1; }; \
+	  if ( $(HAVE_FASHION) ); then echo "Fashion-MNIST: installed; found all four IDX files in $(FASHION_MNIST)"; \
+	  else echo "Fashion-MNIST: could not install dataset-fashion-mnist (no network or no Debian archive?):" \
+	    "the real-data experiments will use the MNIST-1D fallback, generated locally"; fi; \
+	else echo "Fashion-MNIST: not installed, and installing it was skipped (not root). The demo will use the" \
+	  "MNIST-1D fallback, generated locally. To use Fashion-MNIST: sudo apt-get install dataset-fashion-mnist," \
+	  "or point DEEPTHEORY_DATA_DIR (or an experiment's --data-dir) at a folder of its IDX files"; fi
 
 demo: $(STAMP) data  ## every experiment's quick preset on CPU (minutes), then OUT/report.md and report.html
 	JAX_PLATFORMS=cpu $(PY) -m deeptheory.train.reproduce --preset quick --out $(OUT)
