@@ -49,13 +49,15 @@ def test_every_preset_is_valid_and_every_field_documented():
             config.validate()
         for field in dataclasses.fields(experiment.Config):
             assert field.metadata.get("help"), f"{name}.{field.name} has no help text"
+            if field.type not in ("str", str) and not field.metadata.get("choices"):  # numbers: their valid range
+                assert field.metadata.get("valid"), f"{name}.{field.name} does not state its valid range"
 
 
 def test_help_names_meaning_choices_and_preset_values(capsys):
     with pytest.raises(SystemExit):
         cli.parse_config(nngp_convergence.Config, nngp_convergence.PRESETS, ["--help"])
     text = " ".join(capsys.readouterr().out.split())
-    assert "--n-train VALUE training points P; integer; quick: 64, paper: 512" in text
+    assert "--n-train VALUE training points P; integer, ≥ 2; quick: 64, paper: 512" in text
     assert "among linear, relu, erf, gelu, tanh" in text and "every preset: 0.01" in text
 
 
@@ -80,10 +82,15 @@ def test_overrides_and_clear_errors(capsys):
     rf = registry.get("rf_scaling")
     with pytest.raises(SystemExit):
         cli.parse_config(rf.Config, rf.presets, ["--s-values", "-0.5,1"])  # a list starting with a minus sign
-    assert "s_values must be > 0" in capsys.readouterr().err
+    assert "--s-values must be > 0" in capsys.readouterr().err
+    config, _ = cli.parse_config(rf.Config, rf.presets, ["--target-shift", "-0.5"])  # the README's example
+    assert config.target_shift == -0.5
+    with pytest.raises(SystemExit):
+        cli.parse_config(rf.Config, rf.presets, ["--target-shift", "-0.8"])  # a = 0.75 - 0.8 < 0: no decay
+    assert "--target-shift -0.8 gives a task power k^-a with a = s + shift = -0.05" in capsys.readouterr().err
 
 
-def test_experiment_runs_resumes_keeps_its_wall_time_and_refuses_a_different_config(fake_fashion, tmp_path):
+def test_experiment_runs_resumes_keeps_its_wall_time_and_refuses_a_different_config(fake_fashion, tmp_path, monkeypatch):
     config = dataclasses.replace(nngp_convergence.Config(), **TINY)
     out = tmp_path / "run"
     first = cli.execute(nngp_convergence.EXPERIMENT, config, out)
@@ -95,13 +102,24 @@ def test_experiment_runs_resumes_keeps_its_wall_time_and_refuses_a_different_con
     assert first["timing"]["last"] == "fresh" and first["wall_time_s"] == first["timing"]["compute_s"] > 0
     row = first["metrics"]["rows"][0]
     assert set(row["kernel_error"]) == {"1", "2", "4"} and row["kernel_error"]["4"] > 0
-    # A rerun on the same folder re-analyses the finished checkpoints: same numbers, and the wall time of the run
-    # that did the work is kept (the re-analysis is recorded as such).
+    # A rerun on the same folder with the same code reuses the finished metrics (nothing recomputed); with other
+    # code it re-analyses the finished checkpoints. Either way the same numbers, and the wall time of the run that
+    # did the work is kept (the reuse and the re-analysis are recorded as such).
     again = cli.execute(nngp_convergence.EXPERIMENT, config, out)
     assert again["metrics"] == first["metrics"] and again["wall_time_s"] == first["wall_time_s"]
-    assert again["timing"]["last"] == "reanalysed" and len(again["timing"]["invocations"]) == 2
-    with pytest.raises(cli.ConfigError, match="different config or data — config.draws: 4 → 8"):
-        cli.execute(nngp_convergence.EXPERIMENT, dataclasses.replace(config, draws=8), out)
+    assert again["timing"]["last"] == "reused" and len(again["timing"]["invocations"]) == 2
+    monkeypatch.setattr(cli, "code_fingerprint", lambda: "other code")
+    analysed = cli.execute(nngp_convergence.EXPERIMENT, config, out)
+    assert analysed["metrics"] == first["metrics"] and analysed["wall_time_s"] == first["wall_time_s"]
+    assert analysed["timing"]["last"] == "reanalysed" and len(analysed["timing"]["invocations"]) == 3
+    # Another config: refused, every difference on a line of its own, a fresh folder suggested.
+    other = dataclasses.replace(config, draws=8, chunk=4, noise=0.1, weight_var=2.0, bias_var=0.5, seed=3, depths=(2,))
+    with pytest.raises(cli.ConfigError) as refused:
+        cli.execute(nngp_convergence.EXPERIMENT, other, out)
+    lines = str(refused.value).splitlines()
+    assert "different config or data:" in lines[0] and "  --draws: 4 → 8" in lines and "  --depths: 1 → 2" in lines
+    assert len([line for line in lines if line.startswith("  --")]) == 7 and "more" not in str(refused.value)
+    assert f"--out {out}-2" in lines[-1]
 
 
 def test_other_data_in_the_same_folder_is_refused_never_mixed(fake_fashion, tmp_path, monkeypatch):
@@ -179,11 +197,14 @@ def test_command_line_and_report(fake_fashion, tmp_path):
     assert done.returncode == 0, done.stderr
     assert "results in" in done.stdout and json.loads((tmp_path / "cli" / "results.json").read_text())
     # output to a file, not a terminal: periodic progress lines, not silence
-    assert "[nngp_convergence] starting" in done.stderr and "— done" in done.stderr
+    assert "[nngp_convergence] starting: 2 units" in done.stderr and "2/2 units (100 %)" in done.stderr
+    assert "— done" in done.stderr
     page = (tmp_path / "cli" / "report.md").read_text()
     assert "**Question.**" in page and "| activation |" in page and "```json" not in page
     assert (tmp_path / "cli" / "report.html").read_text().count("<img") == 3
-    for argv, message in [(["--n-train", "0"], "n_train >= 2"), (["--classes", "0,12"], "class 12 does not occur")]:
+    for argv, message in [(["--n-train", "0"], "--n-train must be >= 2"),
+                          (["--classes", "0,12"], "--classes: class 12 does not occur"),
+                          (["--n-test", "100"], "--n-test 100: the test split of fashion-mnist holds 3 and 3 points")]:
         bad = subprocess.run([*cmd, *argv, "--out", str(tmp_path / "bad")], capture_output=True, text=True, timeout=600)
         assert bad.returncode == 2 and message in bad.stderr, bad.stderr
         assert len(bad.stderr.strip().splitlines()) == 1, bad.stderr  # one line, no traceback
@@ -244,10 +265,10 @@ def test_reproduce_quick_preset_writes_report(tmp_path):
         assert record["timing"]["last"] == "fresh"
         for plot in record["plots"]:
             assert f"]({name}/{plot})" in page and (tmp_path / name / plot).exists()
-    # the same command again: nothing recomputed, the report rewritten, the wall times kept
+    # the same command again: nothing recomputed (the metrics reused), the report rewritten, the wall times kept
     again = subprocess.run([sys.executable, "-m", "deeptheory.train.reproduce", "--preset", "quick", "--out",
                             str(tmp_path), "--only", "rf_scaling"], capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr
     record = json.loads((tmp_path / "rf_scaling" / "results.json").read_text())
-    assert record["timing"]["last"] == "reanalysed" and record["wall_time_s"] == record["timing"]["invocations"][0][
+    assert record["timing"]["last"] == "reused" and record["wall_time_s"] == record["timing"]["invocations"][0][
         "wall_s"]

@@ -64,64 +64,71 @@ _ODD = ("erf", "tanh", "linear")
 class Config:
     dataset: str = param("auto", "data set (auto: Fashion-MNIST when installed, else MNIST-1D)", choices=DATASETS)
     data_dir: str = param("", "folder of MNIST-format IDX files (empty: $DEEPTHEORY_DATA_DIR, then Debian's)")
-    classes: tuple[int, ...] = param((0, 1), "the two classes (Fashion-MNIST 0 = T-shirt/top, 1 = Trouser), labels 0/1")
-    n_train: int = param(64, "training points P")
-    n_test: int = param(256, "test points")
+    classes: tuple[int, ...] = param((0, 1), "the two classes (Fashion-MNIST 0 = T-shirt/top, 1 = Trouser), labels 0/1",
+                                     valid="two different class indices, 0–9")
+    n_train: int = param(64, "training points P", valid="≥ 2")
+    n_test: int = param(256, "test points", valid="≥ 1")
     image_side: int = param(28, "images average-pooled to side × side (28 keeps Fashion-MNIST whole; 1-d data such "
-                                 "as MNIST-1D keep their 40 inputs)", unit="pixels")
+                                 "as MNIST-1D keep their 40 inputs)", unit="pixels", valid="a divisor of 28")
     architecture: str = param("mlp", "network", choices=("mlp", "cnn"))
-    patches: tuple[int, ...] = param((7,), "CNN patch sides, one per layer (their product divides image_side)")
+    patches: tuple[int, ...] = param((7,), "CNN patch sides, one per layer (their product divides image_side)",
+                                     valid="each ≥ 1, product dividing image_side")
     activations: tuple[str, ...] = param(("erf",), "activations φ", choices=ACTIVATIONS)
-    depths: tuple[int, ...] = param((1, 2), "hidden layers L (CNN: len(patches))")
-    widths: tuple[int, ...] = param((32, 64, 256), "hidden widths N (MLP) or channels (CNN)")
-    temperatures: tuple[float, ...] = param((0.01,), "posterior temperatures T (likelihood exp(-Σ(y - f)²/2T))")
-    prior: float = param(1.0, "weight precision λ of every layer (weights N(0, 1/λ))")
+    depths: tuple[int, ...] = param((1, 2), "hidden layers L (CNN: len(patches))", valid="each ≥ 1")
+    widths: tuple[int, ...] = param((32, 64, 256), "hidden widths N (MLP) or channels (CNN)", valid="each ≥ 1")
+    temperatures: tuple[float, ...] = param((0.01,), "posterior temperatures T (likelihood exp(-Σ(y - f)²/2T))",
+                                            valid="each > 0")
+    prior: float = param(1.0, "weight precision λ of every layer (weights N(0, 1/λ))", valid="> 0")
     variant: str = param("auto", "renormalization variant (auto: nested for odd φ, noncentral otherwise)",
                          choices=("auto", "vanilla", "nested", "noncentral"))
     sampler: str = param("baoab", "MCMC sampler", choices=tuple(SAMPLERS))
     step: float = param(0.0, "step h in the log-density convention (0: step_scale/√λ_max, BAOAB; step_scale/λ_max, "
-                             "ULA/MALA)")
-    step_scale: float = param(0.5, "automatic step as a fraction of the stability limit")
-    friction: float = param(1.0, "BAOAB friction γ", unit="1/time")
-    burn_in_time: float = param(10.0, "burn-in before measuring", unit="time = steps·h")
-    sample_time: float = param(60.0, "sampling after burn-in", unit="time = steps·h")
-    measure_time: float = param(0.5, "time between measurements", unit="time = steps·h")
-    chains: int = param(8, "chains per point (vmapped, sharded over devices)")
-    checkpoint_every: int = param(50, "measurements between checkpoints")
-    seed: int = param(0, "seed of the data subset and the chains")
+                             "ULA/MALA)", valid="≥ 0")
+    step_scale: float = param(0.5, "automatic step as a fraction of the stability limit", valid="> 0")
+    friction: float = param(1.0, "BAOAB friction γ", unit="1/time", valid="> 0")
+    burn_in_time: float = param(10.0, "burn-in before measuring", unit="time = steps·h", valid="≥ 0")
+    sample_time: float = param(60.0, "sampling after burn-in", unit="time = steps·h", valid="≥ 8 × measure_time")
+    measure_time: float = param(0.5, "time between measurements", unit="time = steps·h", valid="> 0")
+    chains: int = param(8, "chains per point (vmapped, sharded over devices)", valid="≥ 2")
+    checkpoint_every: int = param(50, "measurements between checkpoints", valid="≥ 1")
+    seed: int = param(0, "seed of the data subset and the chains", valid="≥ 0")
 
     def validate(self):
         req = cli.require
         cli.require_binary_task(self)
         req(self.image_side >= 1 and 28 % self.image_side == 0,
-            f"image_side must divide 28 (Fashion-MNIST is downsampled by an integer factor); got {self.image_side}")
-        req(self.architecture in ("mlp", "cnn"), f"architecture must be mlp or cnn; got {self.architecture!r}")
+            f"--image-side must divide 28 (Fashion-MNIST is downsampled by an integer factor); got {self.image_side}")
+        req(self.architecture in ("mlp", "cnn"), f"--architecture must be mlp or cnn; got {self.architecture!r}")
         req(len(self.patches) >= 1 and all(m >= 1 for m in self.patches)
             and self.image_side % math.prod(self.patches) == 0,
-            f"patches {self.patches}: their product must divide image_side = {self.image_side}")
+            f"--patches {','.join(map(str, self.patches))}: their product must divide --image-side {self.image_side}")
         req(len(self.activations) > 0 and all(a in ACTIVATIONS for a in self.activations),
-            f"activations must be among {', '.join(ACTIVATIONS)}; got {self.activations}")
-        req(len(self.depths) > 0 and all(d >= 1 for d in self.depths), f"depths must be >= 1; got {self.depths}")
+            f"--activations must be among {', '.join(ACTIVATIONS)}; got {','.join(self.activations)}")
+        req(len(self.depths) > 0 and all(d >= 1 for d in self.depths),
+            f"--depths must be >= 1; got {','.join(map(str, self.depths))}")
         req(self.architecture == "mlp" or self.depths == (len(self.patches),),
-            f"for the CNN the depth is len(patches) = {len(self.patches)}; set depths={len(self.patches)}")
-        req(len(self.widths) >= 1 and all(w >= 1 for w in self.widths), f"widths must be >= 1; got {self.widths}")
+            f"for the CNN the depth is the number of --patches, {len(self.patches)}: set --depths {len(self.patches)}")
+        req(len(self.widths) >= 1 and all(w >= 1 for w in self.widths),
+            f"--widths must be >= 1; got {','.join(map(str, self.widths))}")
         req(len(self.temperatures) >= 1 and all(t > 0 for t in self.temperatures),
-            f"temperatures must be > 0 (the likelihood is exp(-Σ(y - f)²/2T)); got {self.temperatures}")
-        req(self.prior > 0, f"prior (the weight precision λ) must be > 0; got {self.prior}")
+            f"--temperatures must be > 0 (the likelihood is exp(-Σ(y - f)²/2T)); got "
+            f"{','.join(f'{t:g}' for t in self.temperatures)}")
+        req(self.prior > 0, f"--prior (the weight precision λ) must be > 0; got {self.prior}")
         req(self.variant in ("auto", "vanilla", "nested", "noncentral"),
-            f"variant must be auto, vanilla, nested or noncentral; got {self.variant!r}")
-        req(self.sampler in SAMPLERS, f"sampler must be one of {', '.join(SAMPLERS)}; got {self.sampler!r}")
-        req(self.step >= 0 and self.step_scale > 0 and self.friction > 0,
-            f"need step >= 0 (0: automatic), step_scale > 0, friction > 0; got {self.step}, {self.step_scale}, "
-            f"{self.friction}")
-        req(0 < self.measure_time <= self.sample_time and self.burn_in_time >= 0,
-            f"need 0 < measure_time <= sample_time and burn_in_time >= 0; got {self.measure_time}, "
-            f"{self.sample_time}, {self.burn_in_time}")
+            f"--variant must be auto, vanilla, nested or noncentral; got {self.variant!r}")
+        req(self.sampler in SAMPLERS, f"--sampler must be one of {', '.join(SAMPLERS)}; got {self.sampler!r}")
+        req(self.step >= 0, f"--step must be >= 0 (0: automatic); got {self.step}")
+        req(self.step_scale > 0, f"--step-scale must be > 0; got {self.step_scale}")
+        req(self.friction > 0, f"--friction must be > 0; got {self.friction}")
+        req(self.burn_in_time >= 0, f"--burn-in-time must be >= 0; got {self.burn_in_time}")
+        req(0 < self.measure_time <= self.sample_time,
+            f"need 0 < --measure-time <= --sample-time; got {self.measure_time}, {self.sample_time}")
         req(self.sample_time / self.measure_time >= 8,
-            f"sample_time / measure_time must give >= 8 measurements for the diagnostics; got "
+            f"--sample-time / --measure-time must give >= 8 measurements for the diagnostics; got "
             f"{self.sample_time / self.measure_time:.1f}")
-        req(self.chains >= 2, f"need >= 2 chains (R-hat compares chains); got {self.chains}")
-        req(self.checkpoint_every >= 1, f"checkpoint_every must be >= 1; got {self.checkpoint_every}")
+        req(self.chains >= 2, f"--chains must be >= 2 (R-hat compares chains); got {self.chains}")
+        req(self.checkpoint_every >= 1, f"--checkpoint-every must be >= 1; got {self.checkpoint_every}")
+        req(self.seed >= 0, f"--seed must be >= 0; got {self.seed}")
 
 
 PRESETS = {

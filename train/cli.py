@@ -1,7 +1,7 @@
 """What every experiment shares: its description, presets, command line, data record, output folder and timing.
 
 An experiment module defines a frozen-dataclass `Config` whose fields are declared with `param(default, help,
-unit=..., choices=...)`, presets `{"quick": Config(...), "study"/"paper": ...}`, and
+unit=..., choices=..., valid=...)`, presets `{"quick": Config(...), "study"/"paper": ...}`, and
 
     EXPERIMENT = Experiment(name, title, question, Config, PRESETS, run, report, load_data=None)
 
@@ -11,14 +11,17 @@ and figures drawn from results.json alone; `train.report`). It ends with
 
     python -m deeptheory.train.<name> --preset quick --out DIR [--field value ...] [--distributed]
 
-works: every field is a flag whose help names its meaning, unit, choices and preset values; values may be
-negative (`--shift -0.5`); flags are never abbreviated; a bad value is one line on stderr (exit status 2).
+works: every field is a flag whose help names its meaning, unit, valid range or choices and preset values; values
+may be negative (`--target-shift -0.25`); flags are never abbreviated; a bad value is one line on stderr (exit
+status 2) naming the flag.
 
 The output folder is claimed only after the config is valid and the data are loaded: DIR/config.json records the
 config *and the data actually loaded* (name, source, sizes, preprocessing, a fingerprint of the arrays).
 Rerunning into DIR resumes from DIR/checkpoints; a different config or different data is refused, naming what
-differs, so results of two runs are never mixed. results.json keeps a ledger of the invocations (fresh, resumed,
-re-analysed from finished checkpoints) and the compute time of those that did the work.
+differs, so results of two runs are never mixed. A finished run rerun with the same config, data, code and package
+versions reuses its metrics (nothing is recomputed; figures and report are redrawn); with other code or versions
+it re-analyses the finished checkpoints. results.json keeps a ledger of the invocations (fresh, resumed, re-analysed,
+reused) and the compute time of those that did the work.
 """
 
 from __future__ import annotations
@@ -41,10 +44,10 @@ import jax
 from jax.experimental import multihost_utils
 
 from deeptheory.train.data import DataError
-from deeptheory.train.results import read_results, to_jsonable, write_results
+from deeptheory.train.results import code_fingerprint, package_versions, read_results, to_jsonable, write_results
 
-__all__ = ["ConfigError", "Experiment", "param", "require", "parse_config", "init_runtime", "execute", "main",
-           "claim_record", "check_claim"]
+__all__ = ["ConfigError", "Experiment", "param", "require", "flag", "parse_config", "init_runtime", "execute",
+           "main", "claim_record", "check_claim"]
 
 _CLUSTER_ENV = ("SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE")
 
@@ -68,9 +71,13 @@ class Experiment:
     description: str = ""  # the module docstring, shown by --help
 
 
-def param(default, help: str, *, unit: str = "", choices=None):  # noqa: A002 (argparse's word)
-    """A config field with its documentation: `n_train: int = param(64, "training points P")`."""
-    return dataclasses.field(default=default, metadata={"help": help, "unit": unit, "choices": choices})
+def param(default, help: str, *, unit: str = "", choices=None, valid: str = ""):  # noqa: A002 (argparse's word)
+    """A config field with its documentation: `n_train: int = param(64, "training points P", valid="≥ 2")`.
+
+    `valid`: the values `validate` accepts, in words ("≥ 2", "each > 0, increasing"); every field that is neither
+    free text nor a choice states one, and --help shows it."""
+    return dataclasses.field(default=default, metadata={"help": help, "unit": unit, "choices": choices,
+                                                        "valid": valid})
 
 
 def require(condition: bool, message: str) -> None:
@@ -82,18 +89,22 @@ def require_binary_task(config) -> None:
     """The data fields every binary-task experiment shares: dataset, classes, n_train, n_test."""
     from deeptheory.train.data import DATASETS
 
-    require(config.dataset in DATASETS, f"dataset must be one of {', '.join(DATASETS)}; got {config.dataset!r}")
+    require(config.dataset in DATASETS, f"--dataset must be one of {', '.join(DATASETS)}; got {config.dataset!r}")
     require(len(config.classes) == 2 and config.classes[0] != config.classes[1],
-            f"classes must be two different labels; got {config.classes}")
-    require(config.n_train >= 2 and config.n_test >= 1,
-            f"need n_train >= 2 and n_test >= 1; got {config.n_train}, {config.n_test}")
+            f"--classes must be two different class indices; got {_shown(config.classes)}")
+    require(config.n_train >= 2, f"--n-train must be >= 2; got {config.n_train}")
+    require(config.n_test >= 1, f"--n-test must be >= 1; got {config.n_test}")
 
 
 # ------------------------------------------------------------------------------------------------ command line
 
 
-def _flag(name: str) -> str:
+def flag(name: str) -> str:
+    """The command-line flag of a config field: n_train → --n-train (what error messages name)."""
     return "--" + name.replace("_", "-")
+
+
+_flag = flag
 
 
 def _type_text(kind) -> str:
@@ -120,7 +131,8 @@ def _help_text(field, kind, presets: dict) -> str:
     if meta.get("unit"):
         text += f" [{meta['unit']}]"
     choices = meta.get("choices")
-    text += f"; {_type_text(kind)}" + (f", among {', '.join(map(str, choices))}" if choices else "")
+    text += f"; {_type_text(kind)}" + (f", {meta['valid']}" if meta.get("valid") else "")
+    text += f", among {', '.join(map(str, choices))}" if choices else ""
     values = {name: getattr(preset, field.name) for name, preset in presets.items()}
     if len(set(map(repr, values.values()))) == 1:
         text += f"; every preset: {_shown(next(iter(values.values())))}"
@@ -234,7 +246,14 @@ def claim_record(experiment: Experiment, config, data) -> dict:
             "data": None if data is None else to_jsonable(data.info)}
 
 
+def _short(value, width: int = 60) -> str:
+    text = _shown(tuple(value)) if isinstance(value, list | tuple) else repr(value)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
 def _differences(previous: dict, record: dict) -> list[str]:
+    """One short line per difference: config fields by their flag (`--draws: 4 → 8`), data fields as
+    `data.<field>` (what was loaded, not a flag)."""
     out = []
     if previous.get("experiment") != record["experiment"]:
         out.append(f"experiment: {previous.get('experiment')!r} → {record['experiment']!r}")
@@ -248,22 +267,27 @@ def _differences(previous: dict, record: dict) -> list[str]:
             continue
         for key in sorted(set(old) | set(new)):
             if old.get(key) != new.get(key):
-                out.append(f"{part}.{key}: {old.get(key, '(absent)')!r} → {new.get(key, '(absent)')!r}")
+                name = flag(key) if part == "config" else f"data.{key}"
+                out.append(f"{name}: {_short(old.get(key, '(absent)'))} → {_short(new.get(key, '(absent)'))}")
     return out
 
 
-def check_claim(out_dir: Path, record: dict) -> bool:
-    """True if out_dir already holds this run (resume), False if it holds none; ConfigError if another."""
+def check_claim(out_dir: Path, record: dict, *, fresh_folder: str | None = None) -> bool:
+    """True if out_dir already holds this run (resume), False if it holds none; ConfigError if another.
+
+    The refusal lists every difference, one per line, and suggests a fresh folder: `fresh_folder` (the caller's
+    own wording, e.g. train.reproduce's `make demo OUT=...`), else `--out <out_dir>-2`."""
     path = Path(out_dir) / "config.json"
     if not path.exists():
         return False
     previous = json.loads(path.read_text())
     differences = _differences(previous, record)
     if differences:
+        fresh = fresh_folder or f"--out {out_dir}-2"
         raise ConfigError(
-            f"{out_dir} holds a {previous.get('experiment')} run with a different config or data — "
-            + "; ".join(differences[:6]) + (f"; and {len(differences) - 6} more" if len(differences) > 6 else "")
-            + f". Resume it with the same flags and data, or choose another --out (or delete {out_dir})"
+            f"{out_dir} holds a {previous.get('experiment')} run with a different config or data:\n"
+            + "".join(f"  {line}\n" for line in differences)
+            + f"Resume it with the same flags and data, write to a fresh folder ({fresh}), or delete {out_dir}."
         )
     return True
 
@@ -297,13 +321,31 @@ def _open_ledger(out_dir: Path, kind: str) -> list[dict]:
     return ledger
 
 
+NO_COMPUTE = ("reanalysed", "reused")  # invocations that redo no sampling or training: not compute time
+
+
 def _close_ledger(out_dir: Path, ledger: list[dict], wall: float) -> dict:
-    """Record this invocation's wall time; compute_s sums the invocations that did work (not re-analyses)."""
+    """Record this invocation's wall time; compute_s sums the invocations that did work (not re-analyses or
+    reuses)."""
     ledger[-1]["wall_s"] = wall
     if jax.process_index() == 0:
         (out_dir / "timing.json").write_text(json.dumps(ledger, indent=2) + "\n")
-    compute = sum(e["wall_s"] for e in ledger if e["kind"] != "reanalysed")
+    compute = sum(e["wall_s"] for e in ledger if e["kind"] not in NO_COMPUTE)
     return {"compute_s": compute, "last": ledger[-1]["kind"], "invocations": ledger}
+
+
+def _reusable(out_dir: Path, record: dict) -> bool:
+    """True when out_dir/results.json holds the finished metrics of this very run: the same config and data
+    (`record`), the same code (`results.code_fingerprint`) and the same package versions. Then rerunning would
+    only recompute the same numbers (the analysis of finished checkpoints is deterministic), so it is skipped."""
+    try:
+        previous = read_results(out_dir)
+    except (OSError, ValueError):
+        return False
+    env = previous.get("environment") or {}
+    return (previous.get("config") == record["config"] and previous.get("data") == record["data"]
+            and previous.get("metrics") is not None and env.get("code_fingerprint") == code_fingerprint()
+            and env.get("packages") == package_versions())
 
 
 def execute(experiment: Experiment, config, out_dir, *, data=None) -> dict:
@@ -322,15 +364,19 @@ def execute(experiment: Experiment, config, out_dir, *, data=None) -> dict:
     if jax.process_index() == 0:
         _claim(out_dir, record)
         checkpoints = _checkpoint_mtime(out_dir) is not None
-        finished = (out_dir / "results.json").exists()
-        ledger = _open_ledger(out_dir, "reanalysed" if finished and checkpoints else ("resumed" if checkpoints
-                                                                                     else "fresh"))
+        finished = checkpoints and (out_dir / "results.json").exists()
+        kind = ("reused" if _reusable(out_dir, record) else "reanalysed") if finished else (
+            "resumed" if checkpoints else "fresh")
+        ledger = _open_ledger(out_dir, kind)
     _barrier("deeptheory.train.cli.execute: claimed")
     if jax.process_index() != 0:
         check_claim(out_dir, record)
         ledger = json.loads((out_dir / "timing.json").read_text())
     start = time.perf_counter()
-    metrics = experiment.run(config, data, out_dir)
+    if ledger[-1]["kind"] == "reused":  # the finished metrics of this very run: nothing to recompute
+        metrics = read_results(out_dir)["metrics"]
+    else:
+        metrics = experiment.run(config, data, out_dir)
     timing = _close_ledger(out_dir, ledger, time.perf_counter() - start)
     record = dict(record, metrics=to_jsonable(metrics))
     if jax.process_index() == 0:

@@ -65,61 +65,71 @@ KDE_GRID = (0.05, 0.1, 0.2, 0.4, 0.8)  # h²/σ² for the tuned Tweedie–KDE
 @dataclass(frozen=True)
 class Config:
     priors: tuple[str, ...] = param(("gaussian", "two_mode", "gmm"), "priors ρ₀ of the clean tokens", choices=PRIORS)
-    dims: tuple[int, ...] = param((1,), "token dimensions d")
-    mode_variance: float = param(0.25, "variance s₀ of each mixture component")
-    components: int = param(4, "components K of the gmm prior (means ~ N(0, 4 I))")
-    sigma2s: tuple[float, ...] = param((0.25, 0.5, 0.75, 1.0), "noise variances σ² (increasing)")
-    eps: float = param(0.2, "Stage-1 attention bandwidth ε")
-    step: float = param(0.1, "residual step α of each layer (flow time per layer: α ε)")
-    horizon: float = param(1.6, "integrate to horizon × the largest T*(ε), past the minimum (the U-shape)")
-    context: int = param(512, "tokens N per prompt for the depth curves")
-    prompts: int = param(4, "prompts per (prior, d, σ²)")
-    context_sizes: tuple[int, ...] = param((32, 128, 512, 2048), "context sizes N of the MSE-vs-N study")
-    convergence_sigma2: float = param(1.0, "σ² of the MSE-vs-N study")
-    convergence_tokens: int = param(8192, "prompts × N at every N of the MSE-vs-N study (at least 2 prompts)")
-    ode_steps: int = param(32, "RK4 steps of the oracle probability-flow ODE")
-    directions: int = param(16, "random directions of the sliced Wasserstein distance")
+    dims: tuple[int, ...] = param((1,), "token dimensions d", valid="each ≥ 1")
+    mode_variance: float = param(0.25, "variance s₀ of each mixture component", valid="> 0")
+    components: int = param(4, "components K of the gmm prior (means ~ N(0, 4 I))", valid="≥ 2")
+    sigma2s: tuple[float, ...] = param((0.25, 0.5, 0.75, 1.0), "noise variances σ²",
+                                       valid="at least two, each > 0, increasing")
+    eps: float = param(0.2, "Stage-1 attention bandwidth ε", valid="> 0")
+    step: float = param(0.1, "residual step α of each layer (flow time per layer: α ε)", valid="> 0")
+    horizon: float = param(1.6, "integrate to horizon × the largest T*(ε), past the minimum (the U-shape)", valid="> 1")
+    context: int = param(512, "tokens N per prompt for the depth curves", valid="≥ 2")
+    prompts: int = param(4, "prompts per (prior, d, σ²)", valid="≥ 2")
+    context_sizes: tuple[int, ...] = param((32, 128, 512, 2048), "context sizes N of the MSE-vs-N study",
+                                           valid="at least two, each ≥ 2, increasing")
+    convergence_sigma2: float = param(1.0, "σ² of the MSE-vs-N study", valid="> 0")
+    convergence_tokens: int = param(8192, "prompts × N at every N of the MSE-vs-N study (at least 2 prompts)",
+                                    valid="≥ 2 × max(context_sizes)")
+    ode_steps: int = param(32, "RK4 steps of the oracle probability-flow ODE", valid="≥ 1")
+    directions: int = param(16, "random directions of the sliced Wasserstein distance", valid="≥ 1")
     train_priors: tuple[str, ...] = param(("gaussian", "two_mode"), "priors of the trained transformers (d = min(dims))",
                                           choices=PRIORS)
     train_readout: tuple[str, ...] = param(("fixed", "learned"), "readout bandwidth τ fixed at σ² and/or learned",
                                            choices=("fixed", "learned"))
-    depth_trained: int = param(8, "layers of the trained transformers")
-    train_context: int = param(64, "tokens per training prompt")
-    train_batch: int = param(8, "prompts per training step")
-    train_steps: int = param(300, "Adam steps")
-    learning_rate: float = param(0.03, "Adam learning rate")
-    init_bandwidth: float = param(0.1, "initial ε_l of the trained models")
-    init_step: float = param(0.25, "initial α_l of the trained models")
-    init_readout_bandwidth: float = param(1.0, "initial τ when it is learned")
-    bayes_samples: int = param(65536, "Monte Carlo draws of the Bayes MSE where it has no closed form")
-    chunk_size: int = param(0, "online-softmax key chunk (0: dense attention)")
-    seed: int = param(0, "seed of every prompt, prior and training stream")
+    depth_trained: int = param(8, "layers of the trained transformers", valid="≥ 1")
+    train_context: int = param(64, "tokens per training prompt", valid="≥ 2")
+    train_batch: int = param(8, "prompts per training step", valid="≥ 1")
+    train_steps: int = param(300, "Adam steps", valid="≥ 1")
+    learning_rate: float = param(0.03, "Adam learning rate", valid="> 0")
+    init_bandwidth: float = param(0.1, "initial ε_l of the trained models", valid="> 0")
+    init_step: float = param(0.25, "initial α_l of the trained models", valid="> 0")
+    init_readout_bandwidth: float = param(1.0, "initial τ when it is learned", valid="> 0")
+    bayes_samples: int = param(65536, "Monte Carlo draws of the Bayes MSE where it has no closed form", valid="≥ 1024")
+    chunk_size: int = param(0, "online-softmax key chunk (0: dense attention)", valid="≥ 0")
+    seed: int = param(0, "seed of every prompt, prior and training stream", valid="≥ 0")
 
     def validate(self):
         req = cli.require
+
+        def positive(*names):
+            for name in names:
+                req(getattr(self, name) > 0, f"{cli.flag(name)} must be > 0; got {getattr(self, name)}")
+
+        def at_least(bound, *names):
+            for name in names:
+                req(getattr(self, name) >= bound, f"{cli.flag(name)} must be >= {bound}; got {getattr(self, name)}")
+
         req(len(self.priors) >= 1 and all(p in PRIORS for p in self.priors),
-            f"priors must be among {', '.join(PRIORS)}; got {self.priors}")
-        req(all(p in PRIORS for p in self.train_priors), f"train_priors must be among {', '.join(PRIORS)}")
-        req(len(self.dims) >= 1 and all(d >= 1 for d in self.dims), f"dims must be >= 1; got {self.dims}")
+            f"--priors must be among {', '.join(PRIORS)}; got {','.join(self.priors)}")
+        req(all(p in PRIORS for p in self.train_priors), f"--train-priors must be among {', '.join(PRIORS)}")
+        req(all(v in ("fixed", "learned") for v in self.train_readout), "--train-readout must be among fixed, learned")
+        req(len(self.dims) >= 1 and all(d >= 1 for d in self.dims),
+            f"--dims must be >= 1; got {','.join(map(str, self.dims))}")
         req(len(self.sigma2s) >= 2 and all(s > 0 for s in self.sigma2s) and list(self.sigma2s) == sorted(set(self.sigma2s)),
-            f"sigma2s must be >= 2 increasing positive noise variances; got {self.sigma2s}")
-        req(self.eps > 0 and self.step > 0 and self.mode_variance > 0,
-            f"need eps > 0, step > 0, mode_variance > 0; got {self.eps}, {self.step}, {self.mode_variance}")
-        req(self.horizon > 1, f"horizon must be > 1 (the curve must pass the minimum); got {self.horizon}")
-        req(self.context >= 2 and self.prompts >= 2,
-            f"need context >= 2 and prompts >= 2; got {self.context}, {self.prompts}")
+            f"--sigma2s must be >= 2 increasing positive noise variances; got {','.join(f'{s:g}' for s in self.sigma2s)}")
+        positive("eps", "step", "mode_variance", "convergence_sigma2", "learning_rate", "init_bandwidth", "init_step",
+                 "init_readout_bandwidth")
+        req(self.horizon > 1, f"--horizon must be > 1 (the curve must pass the minimum); got {self.horizon}")
+        at_least(2, "context", "prompts", "components", "train_context")
         req(len(self.context_sizes) >= 2 and all(n >= 2 for n in self.context_sizes)
             and list(self.context_sizes) == sorted(set(self.context_sizes)),
-            f"context_sizes must be >= 2 increasing sizes >= 2; got {self.context_sizes}")
-        req(self.convergence_sigma2 > 0 and self.convergence_tokens >= 2 * self.context_sizes[-1],
-            "need convergence_sigma2 > 0 and convergence_tokens >= 2 × max(context_sizes)")
-        req(self.components >= 2 and self.ode_steps >= 1 and self.directions >= 1 and self.bayes_samples >= 1024,
-            "need components >= 2, ode_steps >= 1, directions >= 1, bayes_samples >= 1024")
-        req(self.depth_trained >= 1 and self.train_context >= 2 and self.train_batch >= 1 and self.train_steps >= 1,
-            "need depth_trained, train_context >= 2, train_batch and train_steps >= 1")
-        req(self.learning_rate > 0 and min(self.init_bandwidth, self.init_step, self.init_readout_bandwidth) > 0,
-            "learning_rate and the initial bandwidth/step/readout bandwidth must be > 0")
-        req(self.chunk_size >= 0, f"chunk_size must be >= 0 (0: dense); got {self.chunk_size}")
+            f"--context-sizes must be >= 2 increasing sizes >= 2; got {','.join(map(str, self.context_sizes))}")
+        req(self.convergence_tokens >= 2 * self.context_sizes[-1],
+            f"--convergence-tokens must be >= 2 × max(--context-sizes) = {2 * self.context_sizes[-1]}; got "
+            f"{self.convergence_tokens}")
+        at_least(1, "ode_steps", "directions", "depth_trained", "train_batch", "train_steps")
+        at_least(1024, "bayes_samples")
+        at_least(0, "chunk_size", "seed")
 
 
 PRESETS = {
@@ -311,7 +321,7 @@ def _train(config: Config, name: str, out_dir: Path) -> dict:
         losses = np.asarray(state["losses"]).copy()
         core = {"params": state["params"], "opt_state": state["opt_state"]}
         for t in progress(range(start, config.train_steps), desc=f"{NAME}: train {name}",
-                          total=config.train_steps, initial=start):
+                          total=config.train_steps, initial=start, unit="steps"):
             core, value = train_step(core, t)
             losses[t] = np.asarray(value)
             if (t + 1) % every == 0 or t + 1 == config.train_steps:
@@ -362,7 +372,7 @@ def _case_template(config: Config) -> dict:
 def run(config: Config, data, out_dir: Path) -> dict:
     cases = _cases(config)
     results = {}
-    for name, dim in progress(cases, desc=f"{NAME}: depth curves"):
+    for name, dim in progress(cases, desc=f"{NAME}: depth curves", unit="cases"):
         with Checkpointer(out_dir / "checkpoints" / f"case_{name}_{dim}") as ckpt:  # resume: finished cases load
             done, state = ckpt.restore(_case_template(config))
             if not done:

@@ -6,8 +6,9 @@
 
 Before any work, every experiment's config is built, its data are loaded, and its folder DIR/<name> is checked:
 a folder holding a run with another config or other data (say MNIST-1D results, now that Fashion-MNIST is
-installed) stops everything with one message naming the differences, so results are never mixed. Rerunning on
-the same DIR resumes each experiment from its checkpoints.
+installed) stops everything with one message listing the differences, so results are never mixed. Rerunning on
+the same DIR resumes each experiment from its checkpoints; a finished experiment whose config, data, code and
+package versions are unchanged is not recomputed (its metrics are reused; the report is rewritten).
 """
 
 from __future__ import annotations
@@ -53,16 +54,17 @@ def main(argv=None) -> Path:
     names = args.only or list(registry.EXPERIMENTS)
     overrides = {"dataset": args.dataset, "data_dir": args.data_dir}
 
+    fresh = f"`make demo OUT={out}-2`, or `--out {out}-2`" if args.preset == "quick" else f"`--out {out}-2`"
     plan, problems = {}, []
     for name in names:  # everything that can be refused is refused before any work starts
         experiment = registry.get(name)
         try:
             config = _config(experiment, args.preset, overrides)
             data = cli.load_data(experiment, config)
-            cli.check_claim(out / name, cli.claim_record(experiment, config, data))
+            cli.check_claim(out / name, cli.claim_record(experiment, config, data), fresh_folder=fresh)
             plan[name] = (experiment, config, data)
         except cli.ConfigError as e:
-            problems.append(f"{name}: {e}")
+            problems.append(f"{name}: {e}".replace("\n", "\n    "))
     if problems:
         print("error: nothing was run:\n  " + "\n  ".join(problems), file=sys.stderr)
         raise SystemExit(2)

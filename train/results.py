@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
+import hashlib
+import importlib
 import importlib.metadata
 import json
 import math
@@ -16,7 +19,7 @@ import jax
 import numpy as np
 from jax.experimental import multihost_utils
 
-__all__ = ["environment", "to_jsonable", "write_results", "read_results"]
+__all__ = ["environment", "code_fingerprint", "package_versions", "to_jsonable", "write_results", "read_results"]
 
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "chex", "orbax-checkpoint", "numpy", "matplotlib", "tqdm", "mnist1d")
 
@@ -33,19 +36,41 @@ def _git_commit() -> str:
         return "unknown"
 
 
-def environment() -> dict:
+_CODE_PACKAGES = ("deeptheory.theory", "deeptheory.models", "deeptheory.train")
+
+
+@functools.cache
+def code_fingerprint() -> str:
+    """sha256 (16 hex digits) of every .py file of the packages that compute results (theory, models, train): two
+    runs with the same fingerprint, config, data and package versions compute the same metrics. Cached: the
+    code a process imported is the code it runs."""
+    digest = hashlib.sha256()
+    for package in _CODE_PACKAGES:
+        folder = Path(importlib.import_module(package).__path__[0])
+        for path in sorted(folder.glob("*.py")):
+            digest.update(f"{package}/{path.name}\0".encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def package_versions() -> dict:
     versions = {}
     for name in PACKAGES:
         try:
             versions[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
             versions[name] = None
+    return versions
+
+
+def environment() -> dict:
     devices = jax.devices()
     return {
         "python": sys.version.split()[0],
         "platform": platform.platform(),
-        "packages": versions,
+        "packages": package_versions(),
         "git_commit": _git_commit(),
+        "code_fingerprint": code_fingerprint(),
         "backend": jax.default_backend(),
         "device_kind": devices[0].device_kind,
         "device_count": len(devices),

@@ -60,41 +60,52 @@ NAME = "rf_scaling"
 
 @dataclass(frozen=True)
 class Config:
-    s_values: tuple[float, ...] = param((0.75, 1.0, 1.25, 1.5, 1.75, 2.0), "spectral exponents s (λ_k = k^-s)")
-    target_shift: float = param(1.0, "a − s: task power v_k² = k^-a with a = s + shift (0: isotropic teacher)")
-    dim: int = param(2048, "input dimension D (≫ max N)")
-    widths: tuple[int, ...] = param((8, 16, 32, 64, 128), "feature counts N (geometric; the fit window of α)")
-    steps: int = param(200, "step budget T of every optimizer")
-    seeds: int = param(5, "feature draws per (s, N); α's CI is a bootstrap over them")
+    s_values: tuple[float, ...] = param((0.75, 1.0, 1.25, 1.5, 1.75, 2.0), "spectral exponents s (λ_k = k^-s)",
+                                        valid="each > 0")
+    target_shift: float = param(1.0, "a − s: task power v_k² = k^-a with a = s + shift (0: isotropic teacher; "
+                                "negative: teacher weights w̄_k² = k^-shift growing with k; the converged exponent is "
+                                "min(a − 1, s), so a ≤ 1 has no power law to fit)",
+                                valid="any number with a = s + shift > 0 for every s")
+    dim: int = param(2048, "input dimension D (≫ max N)", valid="> 2 × max(widths)")
+    widths: tuple[int, ...] = param((8, 16, 32, 64, 128), "feature counts N (geometric; the fit window of α)",
+                                    valid="at least three, each ≥ 1, increasing")
+    steps: int = param(200, "step budget T of every optimizer", valid="≥ 1")
+    seeds: int = param(5, "feature draws per (s, N); α's CI is a bootstrap over them", valid="≥ 2")
     optimizers: tuple[str, ...] = param(OPTIMIZERS, "optimizers", choices=OPTIMIZERS)
     lr_multipliers: tuple[float, ...] = param((0.25, 0.5, 1.0, 2.0), "learning-rate grid, multiples of each "
-                                               "optimizer's base rate (the best per (s, N) is kept)")
-    momentum: float = param(0.9, "heavy-ball β")
-    damping: float = param(1e-3, "ε of natural gradient and of the diagonal preconditioner (λ₁ = 1)")
-    adam_lr: float = param(0.01, "Adam's base learning rate")
-    noise: float = param(0.0, "label noise σ² (a floor under L; 0 keeps the fits clean)")
-    confidence: float = param(0.95, "confidence level of α's interval")
-    chunk: int = param(0, "configurations trained at once (0: all; set on a GPU to bound memory)")
-    seed: int = param(0, "seed of the feature draws and the bootstrap")
+                                               "optimizer's base rate (the best per (s, N) is kept)", valid="each > 0")
+    momentum: float = param(0.9, "heavy-ball β", valid="0 ≤ β < 1")
+    damping: float = param(1e-3, "ε of natural gradient and of the diagonal preconditioner (λ₁ = 1)", valid="> 0")
+    adam_lr: float = param(0.01, "Adam's base learning rate", valid="> 0")
+    noise: float = param(0.0, "label noise σ² (a floor under L; 0 keeps the fits clean)", valid="≥ 0")
+    confidence: float = param(0.95, "confidence level of α's interval", valid="0 < level < 1")
+    chunk: int = param(0, "configurations trained at once (0: all; set on a GPU to bound memory)", valid="≥ 0")
+    seed: int = param(0, "seed of the feature draws and the bootstrap", valid="≥ 0")
 
     def validate(self):
         req = cli.require
         req(len(self.s_values) >= 1 and all(s > 0 for s in self.s_values),
-            f"s_values must be > 0 (λ_k = k^-s decays); got {self.s_values}")
-        req(self.target_shift >= 0, f"target_shift must be >= 0 (a = s + shift); got {self.target_shift}")
+            f"--s-values must be > 0 (λ_k = k^-s decays); got {','.join(f'{s:g}' for s in self.s_values)}")
+        a_min = min(self.s_values) + self.target_shift
+        req(a_min > 0, f"--target-shift {self.target_shift:g} gives a task power k^-a with a = s + shift = {a_min:g} "
+            f"at s = {min(self.s_values):g}; it must decay (a > 0): use --target-shift > {-min(self.s_values):g}")
         req(len(self.widths) >= 3 and all(w >= 1 for w in self.widths) and list(self.widths) == sorted(set(self.widths)),
-            f"widths must be >= 3 increasing positive integers; got {self.widths}")
-        req(self.dim > 2 * max(self.widths), f"dim must exceed 2 × max(widths) (D ≫ N); got {self.dim}")
-        req(self.steps >= 1 and self.seeds >= 2, f"need steps >= 1 and seeds >= 2; got {self.steps}, {self.seeds}")
+            f"--widths must be >= 3 increasing positive integers; got {','.join(map(str, self.widths))}")
+        req(self.dim > 2 * max(self.widths), f"--dim must exceed 2 × max(--widths) = {2 * max(self.widths)} (D ≫ N); "
+            f"got {self.dim}")
+        req(self.steps >= 1, f"--steps must be >= 1; got {self.steps}")
+        req(self.seeds >= 2, f"--seeds must be >= 2 (the CI is a bootstrap over seeds); got {self.seeds}")
         req(len(self.optimizers) >= 1 and all(o in OPTIMIZERS for o in self.optimizers),
-            f"optimizers must be among {', '.join(OPTIMIZERS)}; got {self.optimizers}")
+            f"--optimizers must be among {', '.join(OPTIMIZERS)}; got {','.join(self.optimizers)}")
         req(len(self.lr_multipliers) >= 1 and all(m > 0 for m in self.lr_multipliers),
-            f"lr_multipliers must be > 0; got {self.lr_multipliers}")
-        req(0 <= self.momentum < 1, f"momentum must be in [0, 1); got {self.momentum}")
-        req(self.damping > 0 and self.adam_lr > 0 and self.noise >= 0,
-            f"need damping > 0, adam_lr > 0, noise >= 0; got {self.damping}, {self.adam_lr}, {self.noise}")
-        req(0 < self.confidence < 1 and self.chunk >= 0,
-            f"need 0 < confidence < 1 and chunk >= 0; got {self.confidence}, {self.chunk}")
+            f"--lr-multipliers must be > 0; got {','.join(f'{m:g}' for m in self.lr_multipliers)}")
+        req(0 <= self.momentum < 1, f"--momentum must be in [0, 1); got {self.momentum}")
+        req(self.damping > 0, f"--damping must be > 0; got {self.damping}")
+        req(self.adam_lr > 0, f"--adam-lr must be > 0; got {self.adam_lr}")
+        req(self.noise >= 0, f"--noise must be >= 0; got {self.noise}")
+        req(0 < self.confidence < 1, f"--confidence must be in (0, 1); got {self.confidence}")
+        req(self.chunk >= 0, f"--chunk must be >= 0 (0: all at once); got {self.chunk}")
+        req(self.seed >= 0, f"--seed must be >= 0; got {self.seed}")
 
 
 PRESETS = {
@@ -260,7 +271,7 @@ def run(config: Config, data, out_dir: Path) -> dict:
     S, R, W, M, O = config.s_values, config.seeds, config.widths, config.lr_multipliers, config.optimizers
     n_max = W[-1]
     problems = {}
-    for si in progress(range(len(S)), desc=f"{NAME}: features"):
+    for si in progress(range(len(S)), desc=f"{NAME}: features", unit="spectra"):
         for r in range(R):
             problems[si, r] = _Problem(config, si, r)
     # what the test loss of every trained readout needs, converted once (not once per optimizer)
@@ -268,7 +279,7 @@ def run(config: Config, data, out_dir: Path) -> dict:
     initial = {"losses": np.full((len(O), len(S), R, len(W), len(M)), np.nan)}
     with Checkpointer(out_dir / "checkpoints", every=1) as ckpt:
         start, state = ckpt.restore(initial)
-        for oi in progress(range(start, len(O)), desc=NAME, total=len(O), initial=start):
+        for oi in progress(range(start, len(O)), desc=NAME, total=len(O), initial=start, unit="optimizers"):
             name = O[oi]
             readouts = sweep(_train_fn(name, config), _sweep_params(name, config, problems), seed=config.seed,
                              chunk_size=config.chunk or None)
@@ -438,7 +449,8 @@ def report(record: dict) -> ReportSpec:
     headline = (f"eigenbasis theory inside CI {inside}/{len(with_theory)}, "
                 f"ridge equivalent {closed_inside}/{len(with_theory)}")
     setup = (f"Inputs x ~ N(0, diag k^-s) in D = {config['dim']} dimensions, s ∈ {{{', '.join(f'{s:g}' for s in S)}}}, "
-             f"teacher with task power k^-(s + {config['target_shift']:g}); N ∈ {{{', '.join(map(str, W))}}} linear "
+             f"teacher with task power k^-(s {'−' if config['target_shift'] < 0 else '+'} "
+             f"{abs(config['target_shift']):g}); N ∈ {{{', '.join(map(str, W))}}} linear "
              f"random features (nested: the first N rows of one draw per seed, {config['seeds']} seeds); the readout is "
              f"trained from zero for T = {config['steps']} full-batch steps on the exact population loss by "
              f"{', '.join(LABELS[o] for o in O)}, each at its best learning-rate multiplier of "
