@@ -229,6 +229,32 @@ def test_agreement_wording():
         "outside CI by +0.1")
 
 
+def test_report_text_subscripts_stars_and_titles():
+    assert report._md("T_{best} vs T*(ε) and N*(T); **Fallback:**") == (
+        "T<sub>best</sub> vs T\\*(ε) and N\\*(T); **Fallback:**")  # two lone stars never italicise what lies between
+    assert report._html_inline("T_{eff} & `code`") == "T<sub>eff</sub> &amp; <code>code</code>"
+    assert report._plain("deeptheory report — preset `quick`, T_{best}") == "deeptheory report — preset quick, Tbest"
+    assert report.dataset_label(None) == "synthetic"
+    assert report.dataset_label({"dataset": "mnist1d", "requested": "auto", "note": "not installed"}) == (
+        "MNIST-1D (fallback: Fashion-MNIST not found)")
+    assert report.dataset_label({"dataset": "fashion-mnist", "requested": "auto", "note": ""}) == "Fashion-MNIST"
+
+
+@pytest.mark.parametrize("lo, hi", [(0.012, 0.08), (0.2, 0.6), (0.009, 0.075), (0.01, 10.0), (0.31, 0.39)])
+def test_every_log_axis_has_three_labelled_ticks(lo, hi):
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    ax.set_yscale("log")
+    ax.set_ylim(lo, hi)
+    report._plain_log_labels(ax.yaxis, lo, hi)
+    fig.canvas.draw()
+    labelled = [t for t in ax.yaxis.get_majorticklabels() + ax.yaxis.get_minorticklabels()
+                if t.get_text() and lo <= t.get_position()[1] <= hi]
+    plt.close(fig)
+    assert len(labelled) >= 3, [t.get_text() for t in labelled]
+
+
 def test_quick_presets_on_the_fallback_data(no_fashion, tmp_path):
     """What a newcomer without Fashion-MNIST runs: every data experiment's quick preset (fewer widths/draws/steps
     for time, but the quick preset's data sizes, which exceed what a default MNIST-1D holds per class) falls back to

@@ -8,6 +8,9 @@ An experiment's `report(record) -> ReportSpec` reads nothing but its results.jso
   without covering data,
 - a setup paragraph, findings and known deviations (sentences computed from the metrics).
 
+Text (captions, findings, tables) writes subscripts as `T_{best}`: report.md and report.html show T<sub>best</sub>.
+Figure text (titles, axis labels, legend entries) uses matplotlib mathtext instead: `$T_{\rm best}$`.
+
 `render_figures` draws the PNGs, `write_report` writes report.md and report.html (same content), and
 
     python -m deeptheory.train.report DIR          # DIR holding results.json, or one folder per experiment
@@ -23,6 +26,7 @@ import datetime
 import html
 import json
 import math
+import re
 import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -263,15 +267,30 @@ def _dodge(figure_panel: Panel, styles: dict) -> dict:
     return out
 
 
-def _plain_log_labels(axis) -> None:
-    """Log-axis labels as plain numbers (0.2, not 2×10⁻¹); minor ticks at 2 and 5 labelled only when the axis
-    spans less than a decade (otherwise they collide)."""
-    lo, hi = axis.get_view_interval()
-    few = lo > 0 and hi / lo < 10
-    axis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
-    axis.set_minor_locator(matplotlib.ticker.LogLocator(subs=(2.0, 3.0, 5.0) if few else (2.0, 5.0)))
-    axis.set_minor_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}") if few
-                             else matplotlib.ticker.NullFormatter())
+_LOG_SUBS = ((), (2.0, 5.0), (2.0, 3.0, 5.0), (2.0, 3.0, 4.0, 5.0, 6.0, 8.0))
+
+
+def _log_ticks_inside(lo: float, hi: float, subs) -> int:
+    """How many of the values m·10^k, m ∈ {1} ∪ subs, lie in [lo, hi]."""
+    count = 0
+    for k in range(math.floor(math.log10(lo)) - 1, math.ceil(math.log10(hi)) + 1):
+        count += sum(lo <= m * 10.0**k <= hi for m in (1.0, *subs))
+    return count
+
+
+def _plain_log_labels(axis, lo: float, hi: float) -> None:
+    """Log-axis labels as plain numbers (0.2, not 2×10⁻¹), at least three of them: the powers of ten, and as few
+    minor ticks (2 and 5; 2, 3 and 5; ...) labelled as it takes to reach three on the axis's final view [lo, hi]."""
+    fmt = matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}")
+    axis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0,)))
+    axis.set_major_formatter(fmt)
+    labelled = next((subs for subs in _LOG_SUBS if lo > 0 and _log_ticks_inside(lo, hi, subs) >= 3), _LOG_SUBS[-1])
+    if labelled:
+        axis.set_minor_locator(matplotlib.ticker.LogLocator(subs=labelled))
+        axis.set_minor_formatter(fmt)
+    else:
+        axis.set_minor_locator(matplotlib.ticker.LogLocator(subs=(2.0, 5.0)))
+        axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
 
 
 def draw(figure: Figure, path: Path) -> Path:
@@ -295,21 +314,24 @@ def draw(figure: Figure, path: Path) -> Path:
             _draw_series(ax, s, styles)
         ax.set_xscale(panel.xscale)
         ax.set_yscale(panel.yscale)
-        for axis, scale in ((ax.xaxis, panel.xscale), (ax.yaxis, panel.yscale)):
-            if scale == "log":
-                _plain_log_labels(axis)
-        if panel.xticks is not None:
-            ticks = sorted(set(float(t) for t in panel.xticks))
-            ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
-            ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
         if panel.ylim is not None:
             ax.set_ylim(*panel.ylim)
         if panel.xlim is not None:
             ax.set_xlim(*panel.xlim)
+        # the final view (autoscaling is lazy: get_xlim/get_ylim settle it) decides which log ticks get labels
+        for axis, scale, (lo, hi) in ((ax.xaxis, panel.xscale, ax.get_xlim()), (ax.yaxis, panel.yscale, ax.get_ylim())):
+            if scale == "log":
+                _plain_log_labels(axis, min(lo, hi), max(lo, hi))
+        if panel.xticks is not None:
+            ticks = sorted(set(float(t) for t in panel.xticks))
+            ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+            ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+            if panel.xlim is not None:
+                ax.set_xlim(*panel.xlim)  # set_xticks widens the view to every tick
         ax.set_title(textwrap.fill(panel.title, width=int(width * 10.5)), fontsize=9)
         ax.set_xlabel(panel.xlabel, fontsize=9)
         ax.set_ylabel(panel.ylabel, fontsize=9)
-        ax.tick_params(labelsize=8)
+        ax.tick_params(which="both", labelsize=8)
         ax.grid(alpha=0.25, lw=0.5)
     if labels:
         fig.legend(handles, labels, loc="outside lower center", ncols=_legend_columns(labels, width * cols), fontsize=8,
@@ -390,34 +412,55 @@ def _timing_sentence(record: dict) -> str:
     return f"{text}, on {where}, commit `{env.get('git_commit', 'unknown')}`, finished {record.get('finished', '?')}."
 
 
+_SUBSCRIPT = re.compile(r"_\{([^{}]*)\}")
+
+
+def _sub(text) -> str:
+    """`T_{best}` → `T<sub>best</sub>` (Markdown renders the tag; so does HTML)."""
+    return _SUBSCRIPT.sub(r"<sub>\1</sub>", str(text))
+
+
+_LONE_STAR = re.compile(r"(?<!\*)\*(?!\*)")
+
+
+def _md(text) -> str:
+    """Text for report.md: subscripts as tags, and a lone * (T*(ε), N*(T)) escaped so that two of them never
+    italicise what lies between (the report's own **bold** stays)."""
+    return _LONE_STAR.sub(r"\\*", _sub(text))
+
+
 def _md_cell(value) -> str:
-    return str(value).replace("|", "\\|").replace("\n", " ")
+    return _md(value).replace("|", "\\|").replace("\n", " ")
 
 
 def _md_table(table: Table) -> list[str]:
-    lines = [f"**{table.title}**", "", "| " + " | ".join(map(_md_cell, table.columns)) + " |",
+    lines = [f"**{_md(table.title)}**", "", "| " + " | ".join(map(_md_cell, table.columns)) + " |",
              "|" + "---|" * len(table.columns)]
     lines += ["| " + " | ".join(map(_md_cell, row)) + " |" for row in table.rows]
     if table.note:
-        lines += ["", table.note]
+        lines += ["", _md(table.note)]
     return lines + [""]
 
 
+def _html_text(text) -> str:
+    return _sub(html.escape(str(text)))
+
+
 def _html_table(table: Table) -> str:
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in table.columns)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in table.rows)
+    head = "".join(f"<th>{_html_text(c)}</th>" for c in table.columns)
+    body = "".join("<tr>" + "".join(f"<td>{_html_text(c)}</td>" for c in row) + "</tr>" for row in table.rows)
     note = f"<p class='note'>{_html_inline(table.note)}</p>" if table.note else ""
-    return f"<h4>{html.escape(table.title)}</h4><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{note}"
+    return f"<h4>{_html_text(table.title)}</h4><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{note}"
 
 
 def _plain(text: str) -> str:
     """Markdown marks removed (for an HTML <title>, which shows text literally)."""
-    return text.replace("**", "").replace("`", "")
+    return _SUBSCRIPT.sub(r"\1", text.replace("**", "").replace("`", ""))
 
 
 def _html_inline(text: str) -> str:
-    """Escape, then the two Markdown marks the report uses: **bold** and `code`."""
-    out = html.escape(text)
+    """Escape, then the Markdown marks the report uses: **bold**, `code` and subscripts T_{best}."""
+    out = _html_text(text)
     parts = out.split("**")
     out = "".join(f"<strong>{p}</strong>" if i % 2 else p for i, p in enumerate(parts))
     parts = out.split("`")
@@ -464,7 +507,7 @@ def write_report(out_dir, records: dict, *, preset: str = "", single: bool = Fal
         blocks = [("Question", experiment.question), ("Data", _data_sentence(record.get("data"))),
                   ("Run", _timing_sentence(record) + f" Full record: [`{prefix}results.json`]({prefix}results.json)."),
                   ("Setup", spec.setup)]
-        md += [f"## {heading}", ""] + [f"**{k}.** {v}\n" for k, v in blocks]
+        md += [f"## {heading}", ""] + [f"**{k}.** {_md(v)}\n" for k, v in blocks]
         body_html.append(f"<h2>{_html_inline(heading)}</h2>" + "".join(
             f"<p><strong>{k}.</strong> {_html_inline(v)}</p>" for k, v in blocks))
         for table in spec.tables:
@@ -472,12 +515,12 @@ def write_report(out_dir, records: dict, *, preset: str = "", single: bool = Fal
             body_html.append(_html_table(table))
         for title_, items in (("What it shows", spec.findings), ("Known deviations and limits", spec.deviations)):
             if items:
-                md += [f"**{title_}.**", ""] + [f"- {item}" for item in items] + [""]
+                md += [f"**{title_}.**", ""] + [f"- {_md(item)}" for item in items] + [""]
                 body_html.append(f"<h4>{title_}</h4><ul>" + "".join(f"<li>{_html_inline(i)}</li>" for i in items)
                                  + "</ul>")
         for figure in spec.figures:
             src = f"{prefix}{figure.name}.png"
-            md += [f"![{figure.name}]({src})", "", f"*{figure.caption}*", ""]
+            md += [f"![{figure.name}]({src})", "", f"*{_md(figure.caption)}*", ""]
             body_html.append(f"<figure><img src='{html.escape(src)}' alt='{html.escape(figure.name)}'>"
                              f"<figcaption>{_html_inline(figure.caption)}</figcaption></figure>")
     path = out_dir / "report.md"
