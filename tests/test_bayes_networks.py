@@ -74,11 +74,11 @@ def test_killed_run_resumes_bitwise(fashion_dir, tmp_path):
 
 
 @pytest.mark.parametrize(("argv", "message"), [
-    (["--temperatures", "0"], "temperatures must be > 0"),
-    (["--step", "-1"], "step >= 0"),
-    (["--chains", "1"], ">= 2 chains"),
-    (["--image-side", "5"], "image_side must divide 28"),
-    (["--sampler", "hmc"], "sampler must be one of"),
+    (["--temperatures", "0"], "--temperatures must be > 0"),
+    (["--step", "-1"], "--step must be >= 0"),
+    (["--chains", "1"], "--chains must be >= 2"),
+    (["--image-side", "5"], "--image-side must divide 28"),
+    (["--sampler", "hmc"], "--sampler must be one of"),
 ])
 def test_bad_config_is_refused(argv, message, capsys):
     with pytest.raises(SystemExit):
@@ -88,7 +88,7 @@ def test_bad_config_is_refused(argv, message, capsys):
 
 def test_more_points_than_the_data_holds_is_a_clear_error(fashion_dir, tmp_path):
     config = dataclasses.replace(bayes_networks.Config(), **{**TINY, "n_train": 10**6})
-    with pytest.raises(cli.ConfigError, match="lower n_train"):
+    with pytest.raises(cli.ConfigError, match="--n-train 1000000: .* enough for a balanced --n-train of at most"):
         cli.execute(bayes_networks.EXPERIMENT, config, tmp_path / "run")
 
 
