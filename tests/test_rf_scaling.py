@@ -132,12 +132,13 @@ def test_experiment_matches_eigenbasis_theory_and_resumes(tmp_path):
 
 
 @pytest.mark.parametrize("override,message", [
-    (dict(s_values=(0.0, 1.0)), "s_values must be > 0"),
+    (dict(s_values=(0.0, 1.0)), "--s-values must be > 0"),
     (dict(widths=(0, 4, 8)), "widths must be"),
     (dict(widths=(8, 4, 16)), "widths must be"),
     (dict(dim=20), "dim must exceed"),
     (dict(optimizers=("gd", "sgd")), "optimizers must be among"),
-    (dict(damping=-1.0), "damping > 0"),
+    (dict(damping=-1.0), "--damping must be > 0"),
+    (dict(target_shift=-0.8), "--target-shift -0.8 gives a task power"),
 ])
 def test_bad_config_is_one_clear_error(override, message):
     with pytest.raises(cli.ConfigError, match=message):
