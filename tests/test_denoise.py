@@ -52,10 +52,10 @@ def test_experiment_results_and_resume(tmp_path):
     (dict(priors=("laplace",)), "priors must be among"),
     (dict(sigma2s=(0.5,)), "sigma2s must be"),
     (dict(sigma2s=(1.0, 0.5)), "sigma2s must be"),
-    (dict(eps=0.0), "eps > 0"),
+    (dict(eps=0.0), "--eps must be > 0"),
     (dict(horizon=1.0), "horizon must be > 1"),
-    (dict(context_sizes=(64, 32)), "context_sizes must be"),
-    (dict(convergence_tokens=10), "convergence_tokens"),
+    (dict(context_sizes=(64, 32)), "--context-sizes must be"),
+    (dict(convergence_tokens=10), "--convergence-tokens"),
 ])
 def test_bad_config_is_one_clear_error(override, message):
     with pytest.raises(cli.ConfigError, match=message):
