@@ -58,6 +58,8 @@ class _LogProgress:
         return text
 
     def _start_line(self) -> str:
+        if self._initial and self._initial == self._total:
+            return f"[{self._desc}] all {self._total} {self._unit} done already (from the checkpoints)"
         if self._initial:
             return f"[{self._desc}] resuming at {self._initial}/{self._total or '?'} {self._unit}"
         return f"[{self._desc}] starting" + (f": {self._total} {self._unit}" if self._total else "")
