@@ -78,7 +78,7 @@ def main(argv=None):
                                                             variant=variant), 1)
             print(f"L = {depth} one solve + prediction ({variant:7s}, kernels included): {t:8.3f} s   "
                   f"Q = {np.round(np.asarray(r.order_params), 5).tolist()}   ε_g = {float(r.test_loss):.5f}")
-        t_grid, grid = _time(lambda kw=kw: R.fc_theory_grid(*data, **kw, widths=widths, temperatures=temps), args.repeats)
+        t_grid, grid = _time(lambda kw=kw: R.fc_theory_grid(*data, **kw, width=widths, temperature=temps), args.repeats)
         n_points = args.grid**2
         args_k = dict(activation="erf", depth=depth)
         K = nngp_kernel(jnp.asarray(x), **args_k)
@@ -91,7 +91,7 @@ def main(argv=None):
             point = (K, K0, k0, jnp.asarray(y), jnp.asarray(y0), jnp.full((depth,), widths[i]), temps[j])
             t, (Q, loss, ok) = _time(lambda point=point: dense_point(*point), 1)
             times.append(t)
-            worst = max(worst, abs(float(Q) / float(grid.order_param[i, j]) - 1),
+            worst = max(worst, abs(float(Q) / float(grid.order_params[i, j]) - 1),
                         abs(float(loss) / float(grid.test_loss[i, j]) - 1))
         t_dense = float(np.median(times))
         per_point = t_grid / n_points

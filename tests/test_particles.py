@@ -321,7 +321,7 @@ def test_bad_input_raises_clear_errors():
         tp.rbf_attention(y, np.zeros((5, 3)), bandwidth=1.0)
     with pytest.raises(ValueError, match="mismatched dimensions"):
         tp.bayes_posterior_mean(y, tp.make_prior("gaussian", dim=3), 1.0)
-    with pytest.raises(ValueError, match="depth must be an integer >= 0"):
+    with pytest.raises(ValueError, match=r"depth \(the number of Stage-1 layers\) must be an integer >= 0"):
         tp.two_stage_denoise(y, sigma2=1.0, eps=0.1, step=0.5, depth=-1)
     with pytest.raises(ValueError, match="one value per layer"):
         tp.particle_flow(y, eps=jnp.ones(3), step=0.5, depth=2)

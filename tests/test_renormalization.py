@@ -76,7 +76,8 @@ def test_noncentral_relu_is_stationary_and_differs_from_central(depth):
     x0 = x0 + 0.5
     T, N = 0.01, 60.0
     r = R.fc_theory(x, y, x0, y0, activation="relu", depth=depth, width=N, temperature=T, variant="noncentral")
-    Qbar, Q = r.order_params
+    Qbar, Q = r.order_params.q_bar, r.order_params.q
+    assert np.asarray(r.order_params).shape == (2, depth)  # the (2, L) array of rows (Q̄_l, Q_l)
     K, _, _ = _kernels(x, y, x0, "relu", depth)
     c_prev = nngp_diag(x, activation="relu", depth=depth - 1) if depth > 1 else jnp.sum(x * x, 1) / x.shape[1]
     mu = jnp.sqrt(c_prev / (2 * jnp.pi))
@@ -101,8 +102,8 @@ def test_noncentral_reduces_to_vanilla_for_odd_activation():
     kw = dict(activation="erf", depth=2, width=80, temperature=0.01)
     nc = R.fc_theory(x, y, x0, y0, variant="noncentral", **kw)
     van = R.fc_theory(x, y, x0, y0, **kw)
-    np.testing.assert_allclose(nc.order_params[0], van.order_params, rtol=1e-9)
-    np.testing.assert_allclose(nc.order_params[1], 1 / van.order_params - 1, rtol=1e-8)
+    np.testing.assert_allclose(nc.order_params.q_bar, van.order_params, rtol=1e-9)
+    np.testing.assert_allclose(nc.order_params.q, 1 / van.order_params - 1, rtol=1e-8)
     np.testing.assert_allclose(nc.test_loss, van.test_loss, rtol=1e-9)
 
 
@@ -211,12 +212,12 @@ def test_eigenbasis_equals_dense_prediction_and_grid_equals_pointwise():
         np.testing.assert_allclose(e.var, d.var, rtol=1e-6, atol=1e-10)
         np.testing.assert_allclose(e.test_loss, d.test_loss, rtol=1e-9)
     widths, temps = [30.0, 100.0, 1000.0], [1e-3, 0.1]
-    grid = R.fc_theory_grid(x, y, x0, y0, activation="erf", depth=2, widths=widths, temperatures=temps)
+    grid = R.fc_theory_grid(x, y, x0, y0, activation="erf", depth=2, width=widths, temperature=temps)
     assert bool(jnp.all(grid.converged))
     for i, N in enumerate(widths):
         for j, T in enumerate(temps):
             r = R.fc_theory(x, y, x0, y0, activation="erf", depth=2, width=N, temperature=T)
-            np.testing.assert_allclose(grid.order_param[i, j], r.order_params[0], rtol=1e-10)
+            np.testing.assert_allclose(grid.order_params[i, j], r.order_params[0], rtol=1e-10)
             np.testing.assert_allclose(grid.test_loss[i, j], r.test_loss, rtol=1e-8)
             np.testing.assert_allclose(grid.bias2[i, j], r.bias2, rtol=1e-8)
 

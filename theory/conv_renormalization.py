@@ -34,6 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from deeptheory.theory import _solvers
+from deeptheory.theory._checks import as_array, float64_theory
 from deeptheory.theory.nngp import conv_patch_kernels
 from deeptheory.theory.renormalization import (
     DEFAULT_TOL,
@@ -41,7 +42,6 @@ from deeptheory.theory.renormalization import (
     Prediction,
     _cholesky_terms,
     _dense_prediction,
-    _in_float64,
     _positive_scalar,
 )
 
@@ -62,9 +62,14 @@ class ConvTheory(NamedTuple):
     pooled_nngp: Prediction  # global average pooling readout, infinite width
 
 
+@float64_theory
 def conv_kernel(Q_nxn, K_nxnxAxB, readout_var):
-    """K_R = Σ_ij Q_ij K^{ij} σ_L² / n (docs/nngp_and_renormalization.md, eq. (R-23))."""
+    """K_R = Σ_ij Q_ij K^{ij} σ_L² / n (docs/nngp_and_renormalization.md, eq. (R-23)). Float64."""
+    Q_nxn = as_array(Q_nxn, "Q_nxn", dtype=jnp.float64, ndim=2, what="the (n, n) order parameter Q")
+    K_nxnxAxB = as_array(K_nxnxAxB, "K_nxnxAxB", dtype=jnp.float64, ndim=4, what="(n, n, A, B) patch kernels")
     n = Q_nxn.shape[0]
+    if Q_nxn.shape != (n, n) or K_nxnxAxB.shape[:2] != (n, n):
+        raise ValueError(f"Q is {Q_nxn.shape} and the patch kernels {K_nxnxAxB.shape}: expected (n, n) and (n, n, A, B)")
     return jnp.einsum("ij,ijab->ab", Q_nxn, K_nxnxAxB) * readout_var / n
 
 
@@ -74,8 +79,12 @@ def _prior_term(Q, depth: int):
     return depth * jnp.sum(lam ** (1.0 / depth)) - jnp.sum(jnp.log(lam)) - depth * Q.shape[0]
 
 
+@float64_theory
 def conv_action(Q, K_patch, y, T, channels, readout_var, depth: int = 1):
-    """𝒮(Q) = N_c [L Tr Q^{1/L} − log det Q − L n] + yᵀA⁻¹y + log det A (module docstring)."""
+    """𝒮(Q) = N_c [L Tr Q^{1/L} − log det Q − L n] + yᵀA⁻¹y + log det A (module docstring). Float64."""
+    Q = as_array(Q, "Q", dtype=jnp.float64, ndim=2, what="the (n, n) order parameter Q")
+    y = as_array(y, "y", dtype=jnp.float64, ndim=1, what="(P,) targets")
+    T, channels = jnp.asarray(T, jnp.float64), jnp.asarray(channels, jnp.float64)
     return channels * _prior_term(Q, depth) + _cholesky_terms(conv_kernel(Q, K_patch, readout_var), y, T)
 
 
@@ -118,7 +127,7 @@ def _solve(K_patch, y, T, channels, readout_var, depth, tol, max_iter):
     return unpack(sol.x), sol.value, sol.residual, sol.iterations
 
 
-@_in_float64
+@float64_theory
 def conv_theory(
     x_train,
     y_train,
@@ -147,21 +156,25 @@ def conv_theory(
     Raises:
       ValueError on bad input; ConvergenceError if the saddle point is not reached.
     """
-    patches = (int(patches),) if np.ndim(patches) == 0 else tuple(int(m) for m in patches)
+    sides = np.asarray(patches)
+    if sides.ndim > 1 or sides.size == 0 or sides.dtype.kind not in "iu" or np.any(sides < 1):
+        raise ValueError(f"patches must be a patch side M >= 1 or a non-empty list (M_1, …, M_L) of them; got {patches!r}")
+    patches = tuple(int(m) for m in sides.reshape(-1))
     depth = len(patches)
     T = _positive_scalar(temperature, "temperature", "the posterior temperature T")
     Nc = _positive_scalar(channels, "channels", "the number of channels N_c")
-    lam = np.asarray(priors, np.float64)
+    lam = np.asarray(as_array(priors, "priors", dtype=jnp.float64, ndim=(0, 1)))
     lam = np.full(depth + 1, float(lam)) if lam.ndim == 0 else lam
     if lam.shape != (depth + 1,) or not np.all(np.isfinite(lam)) or np.any(lam <= 0):
         raise ValueError(
             f"priors must be a scalar or [λ_0, …, λ_L] with L = {depth} convolutional layers (length {depth + 1}), "
             f"all finite and > 0; got {priors!r}"
         )
-    x, x0 = jnp.asarray(np.asarray(x_train, np.float64)), jnp.asarray(np.asarray(x_test, np.float64))
-    y, y0 = jnp.asarray(np.asarray(y_train, np.float64)), jnp.asarray(np.asarray(y_test, np.float64))
-    if x0.shape[0] == 0:
-        raise ValueError("x_test has no points; the theory predicts on P_test >= 1 test images")
+    images = "(P, H, W) or (P, H, W, c_in) images"
+    x = as_array(x_train, "x_train", dtype=jnp.float64, ndim=(3, 4), what=images)
+    x0 = as_array(x_test, "x_test", dtype=jnp.float64, ndim=(3, 4), what=images + "; the theory predicts on P_test >= 1")
+    y = as_array(y_train, "y_train", dtype=jnp.float64, ndim=1, what="(P,) targets")
+    y0 = as_array(y_test, "y_test", dtype=jnp.float64, ndim=1, what="(P_test,) targets")
     if y.shape != (x.shape[0],) or y0.shape != (x0.shape[0],):
         raise ValueError(f"y_train, y_test must have shapes ({x.shape[0]},), ({x0.shape[0]},); got {y.shape}, {y0.shape}")
     sw2 = 1.0 / lam

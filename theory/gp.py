@@ -18,10 +18,10 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax.scipy.linalg import cho_solve, solve_triangular
 
-from deeptheory.theory.nngp import _float64_if_given, _is_concrete, nngp_diag, nngp_kernel
+from deeptheory.theory._checks import as_array, check_scalar, fails, float64_theory
+from deeptheory.theory.nngp import nngp_diag, nngp_kernel
 
 __all__ = ["GPPosterior", "TestLoss", "gp_posterior", "gp_test_loss", "nngp_regression", "jitter_for"]
 
@@ -46,19 +46,13 @@ class TestLoss(NamedTuple):
 def jitter_for(K_PxP) -> jax.Array:
     """The documented jitter: 10 · machine-ε(dtype) · mean(diag K), added to the diagonal on top of T.
 
-    It changes results by a relative ~1e-15 (float64) / ~1e-6 (float32), and keeps T = 0
+    `gp_posterior` factorises in float64, where it changes results by a relative ~1e-15, and keeps T = 0
     (noiseless interpolation) factorisable for kernels that are PSD up to rounding.
     """
     return JITTER_EPS_MULTIPLE * jnp.finfo(K_PxP.dtype).eps * jnp.mean(jnp.diagonal(K_PxP))
 
 
-def _check_noise(noise):
-    if _is_concrete(noise):
-        value = np.asarray(noise, dtype=np.float64)
-        if value.ndim != 0 or not np.isfinite(value) or value < 0:
-            raise ValueError(f"noise (the temperature T) must be a finite scalar >= 0; got {noise!r}")
-
-
+@float64_theory
 def gp_posterior(K_PxP, K_QxP, k_Q, y_train, *, noise, jitter=None) -> GPPosterior:
     """GP posterior mean and variance at Q test points (Rasmussen & Williams 2006, eqs. 2.25–2.26).
 
@@ -72,7 +66,13 @@ def gp_posterior(K_PxP, K_QxP, k_Q, y_train, *, noise, jitter=None) -> GPPosteri
       ValueError: on bad shapes or noise, or (for concrete inputs) when K + T I is not positive
         definite in working precision, instead of returning NaN.
     """
-    _check_noise(noise)
+    check_scalar("noise", noise, minimum=0, strict=False, hint=" (the temperature T: the observation-noise variance)")
+    if jitter is not None:
+        check_scalar("jitter", jitter, minimum=0, strict=False, hint=" (added to the diagonal; None: jitter_for(K))")
+    K_PxP = as_array(K_PxP, "K_PxP", ndim=2, what="the (P, P) train kernel")
+    K_QxP = as_array(K_QxP, "K_QxP", ndim=2, what="the (Q, P) test × train kernel", allow_empty=True)
+    k_Q = as_array(k_Q, "k_Q", ndim=1, what="the (Q,) test variances", allow_empty=True)
+    y_train = as_array(y_train, "y_train", ndim=(1, 2), what="(P,) or (P, C) targets")
     P = K_PxP.shape[0]
     if K_PxP.shape != (P, P) or K_QxP.ndim != 2 or K_QxP.shape[1] != P or k_Q.shape != (K_QxP.shape[0],):
         raise ValueError(
@@ -81,15 +81,16 @@ def gp_posterior(K_PxP, K_QxP, k_Q, y_train, *, noise, jitter=None) -> GPPosteri
         )
     if y_train.shape[0] != P or y_train.ndim not in (1, 2):
         raise ValueError(f"y_train must be (P,) or (P, C) with P = {P}; got shape {y_train.shape}")
-    dtype = K_PxP.dtype
+    dtype = jnp.float64  # a solver: float64 whatever the inputs (theory._checks, precision policy)
+    K_PxP, K_QxP, k_Q = K_PxP.astype(dtype), K_QxP.astype(dtype), k_Q.astype(dtype)
     jitter = jitter_for(K_PxP) if jitter is None else jitter
     A_PxP = K_PxP + (jnp.asarray(noise, dtype) + jnp.asarray(jitter, dtype)) * jnp.eye(P, dtype=dtype)
     L_PxP = jnp.linalg.cholesky(A_PxP)
-    if _is_concrete(L_PxP) and not bool(jnp.all(jnp.isfinite(L_PxP))):
+    if fails(jnp.isfinite, L_PxP):
         raise ValueError(
             "Cholesky of K + T I failed: the kernel matrix is not positive definite in "
-            f"{dtype} (P = {P}, T = {float(noise)}). Increase `noise` or `jitter`, remove duplicate "
-            "training points, or compute in float64 (jax.config.update('jax_enable_x64', True))."
+            f"float64 (P = {P}, T = {float(noise)}). Increase `noise` or `jitter`, or remove duplicate "
+            "training points."
         )
     alpha = cho_solve((L_PxP, True), y_train.astype(dtype))
     mean = K_QxP @ alpha
@@ -99,9 +100,11 @@ def gp_posterior(K_PxP, K_QxP, k_Q, y_train, *, noise, jitter=None) -> GPPosteri
     return GPPosterior(mean, var)
 
 
+@float64_theory
 def gp_test_loss(posterior: GPPosterior, y_test) -> TestLoss:
     """ε_g = ⟨(y0 − mean)²⟩ + ⟨var⟩ over test points (docs/nngp_and_renormalization.md, eq. (R-10))."""
     mean, var = posterior
+    y_test = as_array(y_test, "y_test", ndim=(1, 2), what="(Q,) or (Q, C) test targets")
     if y_test.shape != mean.shape:
         raise ValueError(f"y_test has shape {y_test.shape} but the posterior mean has shape {mean.shape}")
     bias2 = jnp.mean((y_test.astype(mean.dtype) - mean) ** 2)
@@ -109,7 +112,7 @@ def gp_test_loss(posterior: GPPosterior, y_test) -> TestLoss:
     return TestLoss(bias2 + variance, bias2, variance)
 
 
-@_float64_if_given
+@float64_theory
 def nngp_regression(
     x_train,
     y_train,
@@ -131,11 +134,12 @@ def nngp_regression(
       (GPPosterior, TestLoss) if y_test is given, else GPPosterior.
     """
     kernel_args = dict(activation=activation, depth=depth, weight_var=weight_var, bias_var=bias_var)
-    x_train, x_test = jnp.asarray(x_train), jnp.asarray(x_test)
+    x_train = as_array(x_train, "x_train", ndim=2, what="a (P, d) array of training inputs")
+    x_test = as_array(x_test, "x_test", ndim=2, what="a (Q, d) array of test inputs", allow_empty=True)
     K_PxP = nngp_kernel(x_train, **kernel_args)
     K_QxP = nngp_kernel(x_test, x_train, **kernel_args)
     k_Q = nngp_diag(x_test.astype(K_PxP.dtype), **kernel_args)
-    posterior = gp_posterior(K_PxP, K_QxP, k_Q, jnp.asarray(y_train), noise=noise, jitter=jitter)
+    posterior = gp_posterior(K_PxP, K_QxP, k_Q, y_train, noise=noise, jitter=jitter)
     if y_test is None:
         return posterior
-    return posterior, gp_test_loss(posterior, jnp.asarray(y_test))
+    return posterior, gp_test_loss(posterior, y_test)

@@ -42,6 +42,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from deeptheory.theory._checks import as_array, check_depth, check_finite, data_map, fails, is_concrete, working_dtype
+
 __all__ = [
     "Activation",
     "get_activation",
@@ -58,6 +60,8 @@ __all__ = [
 # tanh, measured near ρ = 1 (the hard case): relative error ~1e-8 with 96 nodes at pre-activation variances
 # ≲ 3, ~5e-6 at variance 4.6 (tanh's poles come closer to the real axis as √variance grows).
 DEFAULT_QUAD_POINTS = 96
+# NumPy's Gauss–Hermite weights overflow to NaN from ~370 nodes (the weights ∝ 1/He_{n-1}(z_i)² leave float64).
+MAX_QUAD_POINTS = 360
 DEFAULT_BLOCK_SIZE = 512  # measured best of {256, 512, 1024, 2048, 4096} on CPU: benchmarks/RESULTS.md
 
 
@@ -263,8 +267,12 @@ def get_activation(activation: str | Callable, quad_points: int | None = None) -
     Cached, so that a given activation maps to the same (hashable) object and jit does not
     recompile; pass a module-level function rather than a fresh lambda for the same reason.
     """
-    if quad_points is not None and (not isinstance(quad_points, int) or quad_points < 2):
-        raise ValueError(f"quad_points must be an integer >= 2, got {quad_points!r}")
+    if quad_points is not None and (isinstance(quad_points, bool) or not isinstance(quad_points, int | np.integer)
+                                    or not 2 <= quad_points <= MAX_QUAD_POINTS):
+        raise ValueError(
+            f"quad_points must be an integer in [2, {MAX_QUAD_POINTS}] (Gauss–Hermite nodes per dimension; the "
+            f"weights are not representable beyond {MAX_QUAD_POINTS}), or None; got {quad_points!r}"
+        )
     if callable(activation):
         name, fn, closed = getattr(activation, "__name__", repr(activation)), activation, None
     elif isinstance(activation, str) and activation.lower() in _CLOSED_FORMS:
@@ -287,27 +295,17 @@ def get_activation(activation: str | Callable, quad_points: int | None = None) -
 # Input checks (run on concrete values; skipped under tracing)
 
 
-def _is_concrete(x) -> bool:
-    return not isinstance(x, jax.core.Tracer)
-
-
 def _as_points(x, name: str):
-    x = jnp.asarray(x) if _is_concrete(x) else x
-    if x.ndim != 2:
-        raise ValueError(f"{name} must be a (P, d) array of P points in d dimensions; got shape {x.shape}")
+    """(P, d) points, d >= 1 (P = 0 is allowed: the kernel is then empty), numeric, finite."""
+    x = as_array(x, name, ndim=2, what="a (P, d) array of P points in d dimensions", allow_empty=True)
     if x.shape[1] == 0:
         raise ValueError(f"{name} has zero features (shape {x.shape}); the kernel needs d >= 1")
     return x
 
 
-def _compute_dtype(*arrays):
-    dtype = jnp.result_type(*[a.dtype for a in arrays])
-    return dtype if jnp.issubdtype(dtype, jnp.floating) else jnp.result_type(float)
-
-
 def _layer_values(value, depth: int, name: str, dtype):
     """A scalar or one value per layer (input layer first) → array of shape (depth + 1,)."""
-    arr = jnp.asarray(value) if _is_concrete(value) else value
+    arr = jnp.asarray(value) if is_concrete(value) else value
     if arr.ndim == 0:
         arr = jnp.broadcast_to(arr, (depth + 1,))
     elif arr.shape != (depth + 1,):
@@ -315,7 +313,7 @@ def _layer_values(value, depth: int, name: str, dtype):
             f"{name} must be a scalar or have one value per layer, input layer first: length depth + 1 = "
             f"{depth + 1}; got shape {arr.shape}"
         )
-    if _is_concrete(arr):
+    if is_concrete(arr):
         values = np.asarray(arr, dtype=np.float64)
         if not np.all(np.isfinite(values)) or np.any(values < 0):
             raise ValueError(f"{name} must be finite and >= 0 (it is a variance); got {values.tolist()}")
@@ -323,24 +321,17 @@ def _layer_values(value, depth: int, name: str, dtype):
 
 
 def _check_depth(depth) -> int:
-    if isinstance(depth, bool) or not isinstance(depth, int | np.integer) or depth < 0:
-        raise ValueError(f"depth (the number of hidden layers) must be an integer >= 0; got {depth!r}")
-    return int(depth)
+    return check_depth(depth, minimum=0, what="the number of hidden layers")
 
 
-def _float64_if_given(fn):
-    """Float64 in, float64 out: run under `jax.enable_x64` when a float64 array comes in while the
-    global x64 flag is off (otherwise jnp would silently round the inputs to float32)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        wants64 = any(getattr(a, "dtype", None) == np.float64 for a in args if _is_concrete(a))
-        if wants64 and not jax.config.read("jax_enable_x64"):
-            with jax.enable_x64(True):
-                return fn(*args, **kwargs)
-        return fn(*args, **kwargs)
-
-    return wrapper
+def _finite_result(K):
+    """Finite inputs can still overflow (|x|² ~ 1e60 in float32, or variances growing through many layers): say so."""
+    if fails(jnp.isfinite, K):
+        raise ValueError(
+            f"the kernel overflowed {K.dtype} (inputs or variances too large for it, e.g. |x|² beyond "
+            f"{float(jnp.finfo(K.dtype).max):.1e}): pass float64 inputs, or rescale x or weight_var"
+        )
+    return K
 
 
 # ---------------------------------------------------------------------------------------------
@@ -446,7 +437,7 @@ def _cross_kernel(x1_AxD, x2_BxD, sw2, sb2, *, act: Activation, depth: int, bloc
     return _fill_blocks(jnp.zeros((x1_AxD.shape[0], x2_BxD.shape[0]), x1_AxD.dtype), jobs, write)
 
 
-@_float64_if_given
+@data_map
 def nngp_kernel(
     x1,
     x2=None,
@@ -498,21 +489,21 @@ def nngp_kernel(
             raise ValueError(
                 f"x1 and x2 must have the same number of features; got x1 {x1.shape} and x2 {x2.shape}"
             )
-    dtype = _compute_dtype(x1) if x2 is None else _compute_dtype(x1, x2)
+    dtype = working_dtype(x1, x2)
     sw2 = _layer_values(weight_var, depth, "weight_var", dtype)
     sb2 = _layer_values(bias_var, depth, "bias_var", dtype)
     x1 = x1.astype(dtype)
     if x2 is None:
         if x1.shape[0] == 0:
             return jnp.zeros((0, 0), dtype)
-        return _symmetric_kernel(x1, sw2, sb2, act=act, depth=depth, block=int(block))
+        return _finite_result(_symmetric_kernel(x1, sw2, sb2, act=act, depth=depth, block=int(block)))
     x2 = x2.astype(dtype)
     if x1.shape[0] == 0 or x2.shape[0] == 0:
         return jnp.zeros((x1.shape[0], x2.shape[0]), dtype)
-    return _cross_kernel(x1, x2, sw2, sb2, act=act, depth=depth, block=int(block))
+    return _finite_result(_cross_kernel(x1, x2, sw2, sb2, act=act, depth=depth, block=int(block)))
 
 
-@_float64_if_given
+@data_map
 def nngp_diag(
     x,
     *,
@@ -530,12 +521,13 @@ def nngp_diag(
     depth = _check_depth(depth)
     act = get_activation(activation, quad_points)
     x = _as_points(x, "x")
-    dtype = _compute_dtype(x)
+    dtype = working_dtype(x)
     sw2 = _layer_values(weight_var, depth, "weight_var", dtype)
     sb2 = _layer_values(bias_var, depth, "bias_var", dtype)
-    return _diag_layers(x.astype(dtype), sw2, sb2, act, depth)[depth]
+    return _finite_result(_diag_layers(x.astype(dtype), sw2, sb2, act, depth)[depth])
 
 
+@data_map
 def covariance_chain(K0_AxB, k0_A, k0_B, *, activation: str | Callable | Activation, layer_weight_var, layer_bias_var=0.0,
                      quad_points: int | None = None):
     """Layers 1..L of the NNGP recursion applied to a given layer-0 covariance (all arrays, any shapes).
@@ -559,21 +551,37 @@ def covariance_chain(K0_AxB, k0_A, k0_B, *, activation: str | Callable | Activat
       exact diagonal map F_φ(q, q, q), so the diagonal of a square K^L equals k^L when K^0's does.
     """
     act = activation if isinstance(activation, Activation) else get_activation(activation, quad_points)
-    sw2 = jnp.atleast_1d(jnp.asarray(layer_weight_var))
+    K0_AxB = as_array(K0_AxB, "K0_AxB", allow_empty=True)
+    k0_A = as_array(k0_A, "k0_A", allow_empty=True)
+    k0_B = as_array(k0_B, "k0_B", allow_empty=True)
+    if k0_A.ndim < 1 or k0_B.ndim < 1:
+        raise ValueError(f"k0_A and k0_B must be variances of shape (..., P1) and (..., P2); got {k0_A.shape}, {k0_B.shape}")
+    try:
+        jnp.broadcast_shapes(K0_AxB.shape, k0_A.shape + (1,), k0_B.shape[:-1] + (1, k0_B.shape[-1]))
+    except ValueError as err:
+        raise ValueError(
+            f"K0_AxB {K0_AxB.shape} does not broadcast with k0_A[..., :, None] {k0_A.shape + (1,)} and "
+            f"k0_B[..., None, :] {k0_B.shape[:-1] + (1, k0_B.shape[-1])}"
+        ) from err
+    dtype = working_dtype(K0_AxB, k0_A, k0_B)
+    sw2 = jnp.atleast_1d(jnp.asarray(layer_weight_var)).astype(dtype)
     if sw2.ndim != 1:
         raise ValueError(f"layer_weight_var must be a scalar or a vector (one per layer); got shape {sw2.shape}")
-    sb2 = jnp.broadcast_to(jnp.asarray(layer_bias_var, sw2.dtype), sw2.shape)
-    K, a, b = K0_AxB, k0_A, k0_B
+    check_finite("layer_weight_var", sw2)
+    sb2 = jnp.broadcast_to(jnp.asarray(layer_bias_var, dtype), sw2.shape)
+    check_finite("layer_bias_var", sb2)
+    K, a, b = K0_AxB.astype(dtype), k0_A.astype(dtype), k0_B.astype(dtype)
     for l in range(sw2.shape[0]):
         K = sw2[l] * act.pair(a[..., :, None], K, b[..., None, :]) + sb2[l]
         a = sw2[l] * act.diag(a) + sb2[l]
         b = sw2[l] * act.diag(b) + sb2[l]
-    return K, a, b
+    return _finite_result(K), _finite_result(a), _finite_result(b)
 
 
 _ODD = ("linear", "erf", "tanh")
 
 
+@data_map
 def mean_activation(activation: str | Callable, q, quad_points: int | None = None):
     """μ(q) = E[φ(u)], u ~ N(0, q): the prior mean activation (non-central Wishart ansatz;
     docs/nngp_and_renormalization.md, eqs. (R-8) and (R-21)).
@@ -581,7 +589,10 @@ def mean_activation(activation: str | Callable, q, quad_points: int | None = Non
     Closed forms: 0 for odd φ (linear, erf, tanh); ReLU √(q/2π); exact GELU q/√(2π(1 + q)) (Stein's
     lemma: E[uΦ(u)] = q E[Φ'(u)] = q/√(2π(1 + q))). Any other callable: 1-D Gauss–Hermite.
     """
-    q = jnp.asarray(q)
+    q = as_array(q, "q", allow_empty=True)
+    if fails(lambda q: q >= 0, q):
+        raise ValueError("q (a pre-activation variance) must be >= 0")
+    q = q.astype(working_dtype(q))
     if isinstance(activation, str) and quad_points is None:
         name = activation.lower()
         if name in _ODD:
@@ -597,7 +608,7 @@ def mean_activation(activation: str | Callable, q, quad_points: int | None = Non
 
 
 def _as_images(x, name: str):
-    x = jnp.asarray(x)
+    x = as_array(x, name, ndim=(3, 4), what="images of shape (P, H, W) or (P, H, W, channels)")
     if x.ndim == 3:
         x = x[..., None]
     if x.ndim != 4:
@@ -612,6 +623,7 @@ def _pool_pairs(C_YXYXpq, M: int):
     return jnp.einsum("YaXbZaWb...->YXZW...", r)
 
 
+@data_map
 def conv_patch_kernels(x1, x2=None, *, activation: str | Callable, patches: Sequence[int], weight_var,
                        quad_points: int | None = None):
     """Kernels K^{ij}(x, x') between final-layer positions i, j of a stack of non-overlapping patch convolutions.
@@ -641,6 +653,8 @@ def conv_patch_kernels(x1, x2=None, *, activation: str | Callable, patches: Sequ
     act = get_activation(activation, quad_points)
     x1 = _as_images(x1, "x1")
     x2 = x1 if x2 is None else _as_images(x2, "x2")
+    dtype = working_dtype(x1, x2)
+    x1, x2 = x1.astype(dtype), x2.astype(dtype)
     if x1.shape[1:] != x2.shape[1:]:
         raise ValueError(f"x1 and x2 must have the same image shape; got {x1.shape[1:]} and {x2.shape[1:]}")
     patches = tuple(int(m) for m in patches)
@@ -651,6 +665,9 @@ def conv_patch_kernels(x1, x2=None, *, activation: str | Callable, patches: Sequ
     if H % side or W % side:
         raise ValueError(f"image size {H}x{W} is not divisible by the product of the patch sides {patches} = {side}")
     sw2 = jnp.broadcast_to(jnp.asarray(weight_var, x1.dtype), (len(patches),))
+    check_finite("weight_var", sw2)
+    if fails(lambda v: v >= 0, sw2):
+        raise ValueError(f"weight_var must be >= 0 (a variance); got {weight_var!r}")
 
     def patchify(x):  # (P, H, W, c) → (h, w, P, M² c)
         M = patches[0]
@@ -669,4 +686,5 @@ def conv_patch_kernels(x1, x2=None, *, activation: str | Callable, patches: Sequ
         v2 = act.diag(v2).reshape(h, M, w, M, -1).sum((1, 3)) * sw2[l] / M**2
     K = act.pair(v1[:, :, None, None, :, None], C, v2[None, None, :, :, None, :])
     n = v1.shape[0] * v1.shape[1]
-    return (K.reshape(n, n, K.shape[-2], K.shape[-1]), act.diag(v1).reshape(n, -1), act.diag(v2).reshape(n, -1))
+    return tuple(_finite_result(a) for a in (K.reshape(n, n, K.shape[-2], K.shape[-1]), act.diag(v1).reshape(n, -1),
+                                              act.diag(v2).reshape(n, -1)))

@@ -65,6 +65,17 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from deeptheory.theory._checks import (
+    as_array,
+    check_depth,
+    check_positive,
+    data_map,
+    fails,
+    float64_theory,
+    is_concrete,
+    working_dtype,
+)
+
 __all__ = [
     "rbf_attention",
     "dot_product_attention",
@@ -99,16 +110,8 @@ __all__ = [
 # ----------------------------------------------------------------------------------------------- input checks
 
 
-def _concrete(x) -> bool:
-    return not isinstance(x, jax.core.Tracer)
-
-
-def _check_positive(name: str, value, hint: str) -> None:
-    """value > 0 everywhere (skipped under tracing: the check needs concrete numbers)."""
-    if _concrete(value):
-        v = np.asarray(value, dtype=np.float64)
-        if v.size == 0 or not np.all(v > 0) or not np.all(np.isfinite(v)):
-            raise ValueError(f"{name} must be finite and > 0 ({hint}); got {value!r}")
+_concrete = is_concrete
+_check_positive = check_positive
 
 
 def _check_tokens(name: str, x) -> None:
@@ -121,16 +124,14 @@ def _check_tokens(name: str, x) -> None:
 
 
 def _check_depth(depth) -> int:
-    if isinstance(depth, bool) or int(depth) != depth or int(depth) < 0:
-        raise ValueError(f"depth must be an integer >= 0 (the number of Stage-1 layers); got {depth!r}")
-    return int(depth)
+    return check_depth(depth, minimum=0, what="the number of Stage-1 layers")
 
 
-def _as_tokens(y):
-    """(N,) → (N, 1) so that 1-D data can be passed as a vector; returns (array, was_vector)."""
-    y = jnp.asarray(y)
-    if not jnp.issubdtype(y.dtype, jnp.floating):
-        y = y.astype(jnp.float64 if jax.config.jax_enable_x64 else jnp.float32)
+def _as_tokens(y, name: str = "tokens"):
+    """(N,) → (N, 1) so that 1-D data can be passed as a vector; returns (array, was_vector). Finite, in the
+    working dtype of a data map (theory._checks: float32 stays float32, anything else becomes float64)."""
+    y = as_array(y, name, ndim=(1, 2), what="a (N, d) array of N tokens in dimension d, or (N,) for d = 1", allow_empty=True)
+    y = y.astype(working_dtype(y))
     return (y[:, None], True) if y.ndim == 1 else (y, False)
 
 
@@ -145,8 +146,27 @@ def _logits(q_MxD, k_NxD, inv_bandwidth, key_norm_bias: bool):
     return logits * inv_bandwidth
 
 
+def _power_of_two_at_least(x):
+    """The smallest power of two >= max(|x|, 1): dividing by it is exact and brings every entry into [−1, 1]."""
+    largest = jnp.max(jnp.abs(x))
+    return jnp.exp2(jnp.maximum(jnp.ceil(jnp.log2(jnp.where(largest > 0, largest, 1.0))), 0.0)).astype(x.dtype)
+
+
+def _one_hot_where_degenerate(out, normaliser, fallback):
+    """Where every weight underflowed (normaliser 0) or one overflowed (inf), the softmax is one-hot to working
+    precision: return the value at the largest logit instead of 0/0. This happens only at logits so large that their
+    rounding exceeds ~88: XLA fuses the row max and exp(logit − max) separately, and with FMA the largest entry minus
+    "itself" is its rounding residual, not 0 (at logits ~1e34 in float32 it came out 1.7e27)."""
+    ok = jnp.isfinite(normaliser) & (normaliser > 0)
+    return jnp.where(ok[:, None], out, fallback)
+
+
 def _dense_attention(q_MxD, k_NxD, v_NxV, inv_bandwidth, key_norm_bias):
-    return jax.nn.softmax(_logits(q_MxD, k_NxD, inv_bandwidth, key_norm_bias), axis=-1) @ v_NxV
+    logits = _logits(q_MxD, k_NxD, inv_bandwidth, key_norm_bias)
+    unnormalised = jnp.exp(logits - lax.stop_gradient(jnp.max(logits, axis=-1, keepdims=True)))
+    normaliser = jnp.sum(unnormalised, axis=-1)
+    out = (unnormalised / normaliser[:, None]) @ v_NxV  # = jax.nn.softmax(logits) @ v
+    return _one_hot_where_degenerate(out, normaliser, v_NxV[jnp.argmax(logits, axis=-1)])
 
 
 def _online_attention(q_MxD, k_NxD, v_NxV, inv_bandwidth, key_norm_bias, chunk: int):
@@ -162,23 +182,26 @@ def _online_attention(q_MxD, k_NxD, v_NxV, inv_bandwidth, key_norm_bias, chunk: 
     M = q_MxD.shape[0]
 
     def step(carry, block):
-        m, l, a = carry
+        m, l, a, best = carry
         k_c, v_c, valid_c = block
         s = jnp.where(valid_c[None, :], _logits(q_MxD, k_c, inv_bandwidth, key_norm_bias), -jnp.inf)
-        m_new = jnp.maximum(m, jnp.max(s, axis=-1))  # finite: the first chunk holds a real key
+        chunk_max = jnp.max(s, axis=-1)
+        m_new = jnp.maximum(m, chunk_max)  # finite: the first chunk holds a real key
+        best = jnp.where((chunk_max > m)[:, None], v_c[jnp.argmax(s, axis=-1)], best)  # value at the largest logit
         scale = jnp.exp(m - m_new)
         p = jnp.exp(s - m_new[:, None])
-        return (m_new, l * scale + jnp.sum(p, axis=-1), a * scale[:, None] + p @ v_c), None
+        return (m_new, l * scale + jnp.sum(p, axis=-1), a * scale[:, None] + p @ v_c, best), None
 
-    init = (jnp.full((M,), -jnp.inf, dtype), jnp.zeros((M,), dtype), jnp.zeros((M, v_NxV.shape[1]), dtype))
-    (_, l, a), _ = lax.scan(step, init, (k, v, valid))
-    return a / l[:, None]
+    V = v_NxV.shape[1]
+    init = (jnp.full((M,), -jnp.inf, dtype), jnp.zeros((M,), dtype), jnp.zeros((M, V), dtype), jnp.zeros((M, V), dtype))
+    (_, l, a, best), _ = lax.scan(step, init, (k, v, valid))
+    return _one_hot_where_degenerate(a / l[:, None], l, best)
 
 
 def _attention(queries, keys, values, bandwidth, *, key_norm_bias: bool, chunk_size):
-    q, q_vector = _as_tokens(queries)
-    k, _ = _as_tokens(keys)
-    v = k if values is None else _as_tokens(values)[0]
+    q, q_vector = _as_tokens(queries, "queries")
+    k, _ = _as_tokens(keys, "keys")
+    v = k if values is None else _as_tokens(values, "values")[0]
     _check_tokens("queries", q)
     _check_tokens("keys", k)
     _check_tokens("values", v)
@@ -187,7 +210,19 @@ def _attention(queries, keys, values, bandwidth, *, key_norm_bias: bool, chunk_s
     if v.shape[0] != k.shape[0]:
         raise ValueError(f"values need one row per key; got {v.shape[0]} values for {k.shape[0]} keys")
     _check_positive("bandwidth", bandwidth, "the attention temperature ε in softmax(−|q − k|²/(2ε))")
-    inv_bandwidth = 1.0 / jnp.asarray(bandwidth, q.dtype)
+    dtype = working_dtype(q, k, v)
+    q, k, v = q.astype(dtype), k.astype(dtype), v.astype(dtype)
+    # Overflow guard for huge tokens (|x| ~ 1e30 in float32 squares to inf, and inf − inf is NaN): divide queries and
+    # keys by a power of two s >= 1 that brings them into [−1, 1] and multiply the logits by s²/ε instead of 1/ε —
+    # exact, so results are bitwise unchanged unless something overflowed. The factor is capped where it would
+    # overflow: the logits of the scaled tokens are at most 1.5 d in size, so the cap keeps them and their differences
+    # finite, and a softmax at the cap is one-hot to working precision, as the uncapped one would be. Values are
+    # scaled by their own power of two and the output scaled back.
+    s_qk = jnp.maximum(_power_of_two_at_least(q), _power_of_two_at_least(k))
+    s_v = _power_of_two_at_least(v)
+    q, k, v = q / s_qk, k / s_qk, v / s_v
+    cap = jnp.finfo(dtype).max / (8.0 * q.shape[1])
+    inv_bandwidth = jnp.minimum((1.0 / jnp.asarray(bandwidth, dtype)) * s_qk * s_qk, cap)
     if chunk_size is None or int(chunk_size) >= k.shape[0]:
         out = _dense_attention(q, k, v, inv_bandwidth, key_norm_bias)
     else:
@@ -202,9 +237,11 @@ def _attention(queries, keys, values, bandwidth, *, key_norm_bias: bool, chunk_s
             q_blocks = jnp.pad(q, ((0, n_blocks * chunk - M), (0, 0))).reshape(n_blocks, chunk, -1)
             out = lax.map(lambda qb: _online_attention(qb, k, v, inv_bandwidth, key_norm_bias, chunk), q_blocks)
             out = out.reshape(n_blocks * chunk, -1)[:M]
+    out = out * s_v
     return out[:, 0] if q_vector and values is None else out
 
 
+@data_map
 def rbf_attention(queries, keys, values=None, *, bandwidth, chunk_size=None) -> jax.Array:
     """RBF (Gaussian-kernel) attention m_ε(q) = Σ_j softmax_j(−|q − k_j|²/(2ε)) v_j (eq. 1; docs/attention.md,
     eqs. (A-2)–(A-3)).
@@ -218,6 +255,7 @@ def rbf_attention(queries, keys, values=None, *, bandwidth, chunk_size=None) -> 
     return _attention(queries, keys, values, bandwidth, key_norm_bias=True, chunk_size=chunk_size)
 
 
+@data_map
 def dot_product_attention(queries, keys, values=None, *, bandwidth, key_norm_bias: bool = False,
                           chunk_size=None) -> jax.Array:
     """Dot-product attention softmax_j(q·k_j/ε − b|k_j|²/(2ε)) v_j (docs/attention.md, eq. (A-4)).
@@ -242,6 +280,7 @@ def _per_layer(name: str, value, depth: int, dtype, hint: str):
     return value
 
 
+@data_map
 def particle_flow(tokens, *, eps, step, depth, return_trajectory: bool = False, chunk_size=None):
     """Stage 1 (eq. 2; docs/attention.md, eq. (A-5)): x^{l+1} = x^l + α_l (m_{ε_l}(x^l; {x^l}) − x^l), x^0 = tokens.
 
@@ -267,6 +306,7 @@ def particle_flow(tokens, *, eps, step, depth, return_trajectory: bool = False, 
     return final[:, 0] if vector else final
 
 
+@data_map
 def stage2_readout(noisy, particles, *, sigma2, chunk_size=None) -> jax.Array:
     """Stage 2 (eq. 4; docs/attention.md, eq. (A-10)): x̂_i = m_{σ²}(y_i; {x_j^L}) = E_{ρ̂_L}[X | Y = y_i], the
     noisy token y_i (the long skip connection) as query over the refined particles, bandwidth the noise variance σ²."""
@@ -274,6 +314,7 @@ def stage2_readout(noisy, particles, *, sigma2, chunk_size=None) -> jax.Array:
     return rbf_attention(noisy, particles, bandwidth=sigma2, chunk_size=chunk_size)
 
 
+@data_map
 def two_stage_denoise(y, *, sigma2, eps, step, depth, return_trajectory: bool = False, chunk_size=None):
     """The two-stage empirical-Bayes denoiser of Smart et al. 2026 (eqs. 2 and 4; docs/attention.md, eqs. (A-5), (A-10)).
 
@@ -297,6 +338,7 @@ def two_stage_denoise(y, *, sigma2, eps, step, depth, return_trajectory: bool = 
     return (estimate, path) if return_trajectory else estimate
 
 
+@data_map
 def blurring_mean_shift(y, *, eps, depth, return_trajectory: bool = False, chunk_size=None):
     """Gaussian blurring mean shift (Cheng 1995): x ← m_ε(x; {x}) `depth` times, i.e. Stage 1 with α = 1; as a
     denoiser the particles themselves are the estimates (no Stage 2)."""
@@ -304,6 +346,7 @@ def blurring_mean_shift(y, *, eps, depth, return_trajectory: bool = False, chunk
                          chunk_size=chunk_size)
 
 
+@data_map
 def kde_bandwidth(y) -> jax.Array:
     """Silverman's rule for a d-dimensional Gaussian KDE, h² = (4/((d + 2) N))^{2/(d+4)} · mean per-coordinate
     variance (Silverman 1986, eq. 4.14): the default bandwidth of `tweedie_kde`."""
@@ -312,6 +355,7 @@ def kde_bandwidth(y) -> jax.Array:
     return (4.0 / ((d + 2) * N)) ** (2.0 / (d + 4)) * jnp.mean(jnp.var(y, axis=0))
 
 
+@data_map
 def tweedie_kde(y, *, sigma2, bandwidth=None, chunk_size=None) -> jax.Array:
     """Single-step baseline: Tweedie's formula on a Gaussian KDE of the noisy tokens (docs/attention.md, eq. (A-12)),
     y + σ² ∇ log p̂_{h²}(y) = (1 − σ²/h²) y + (σ²/h²) m_{h²}(y; {y_j}); bandwidth h² (default Silverman's
@@ -414,6 +458,7 @@ def _f(x, dtype):
     return jnp.asarray(x, dtype)
 
 
+@float64_theory
 def make_prior(kind: str, *, dim: int | None = None, mean=None, cov=None, variance=None, means=None, atoms=None,
                weights=None, basis=None, radius=None, dtype=jnp.float64) -> Prior:
     """A prior from its kind and parameters, validated (each wrong value raises one ValueError that says how).
@@ -511,9 +556,12 @@ def _log_weights(weights):
     return jnp.log(weights) - jnp.log(jnp.sum(weights))
 
 
+@float64_theory
 def sample_prior(key, prior: Prior, n: int) -> jax.Array:
     """n i.i.d. draws (n, d) from the prior, in the prior's dtype."""
     _check_prior(prior)
+    if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 0:
+        raise ValueError(f"n (the number of draws) must be an integer >= 0; got {n!r}")
     k_comp, k_noise = jax.random.split(key)
     if prior.kind == "gaussian":
         lam, U = jnp.linalg.eigh(prior.cov)  # a PSD square root: also for singular covariances
@@ -532,6 +580,7 @@ def sample_prior(key, prior: Prior, n: int) -> jax.Array:
     return prior.radius * (z / jnp.linalg.norm(z, axis=-1, keepdims=True)) @ prior.basis.T
 
 
+@float64_theory
 def vmf_mean_length(kappa, dim: int) -> jax.Array:
     """A_k(κ) = I_{k/2}(κ)/I_{k/2−1}(κ), the mean resultant length of the von Mises–Fisher law on S^{k−1}.
 
@@ -540,11 +589,14 @@ def vmf_mean_length(kappa, dim: int) -> jax.Array:
     the recurrence contracts errors, so the start is forgotten. Large κ: the ratio of Hankel's expansions
     I_ν(κ) ~ e^κ/√(2πκ) Σ_m (−1)^m a_m(ν)/κ^m (DLMF 10.40.1), 12 terms. Both agree with SciPy to ~1e-13.
     """
+    if isinstance(dim, bool) or not isinstance(dim, int | np.integer) or dim < 1:
+        raise ValueError(f"the sphere dimension k must be an integer >= 1; got {dim!r}")
     k = int(dim)
-    if k < 1:
-        raise ValueError(f"the sphere dimension k must be >= 1; got {dim}")
     nu = 0.5 * k
-    kappa = jnp.asarray(kappa)
+    kappa = as_array(kappa, "kappa", dtype=working_dtype(kappa) if hasattr(kappa, "dtype") else jnp.float64,
+                     allow_empty=True)
+    if fails(lambda k: k >= 0, kappa):
+        raise ValueError("kappa (the von Mises–Fisher concentration) must be >= 0")
     kappa_c = 50.0 + 2.0 * nu * nu
     extra = int(math.ceil(kappa_c)) + 64
     small = jnp.minimum(kappa, kappa_c)
@@ -569,6 +621,7 @@ def vmf_mean_length(kappa, dim: int) -> jax.Array:
     return jnp.where(kappa <= kappa_c, r_small, r_large)
 
 
+@float64_theory
 def bayes_posterior_mean(y, prior: Prior, sigma2) -> jax.Array:
     """E_{ρ₀}[X | Y = y] for Y = X + σ Z, Z ~ N(0, I) (docs/attention.md, eq. (A-14); formulas in the module docstring).
 
@@ -578,7 +631,7 @@ def bayes_posterior_mean(y, prior: Prior, sigma2) -> jax.Array:
     _check_prior(prior)
     _check_positive("sigma2", sigma2, "the noise variance σ² of y = x + σ z")
     dtype = prior[0].dtype
-    y = jnp.asarray(y, dtype)
+    y = as_array(y, "y", dtype=dtype, what="(..., d) noisy observations", allow_empty=True)
     squeeze = prior.dim == 1 and (y.ndim == 1 and y.shape[-1] != 1 or y.ndim == 0)
     if squeeze:
         y = y[..., None]
@@ -612,6 +665,7 @@ def bayes_posterior_mean(y, prior: Prior, sigma2) -> jax.Array:
     return out[..., 0] if squeeze else out
 
 
+@float64_theory
 def prior_second_moment(prior: Prior) -> jax.Array:
     """E|X|² under the prior."""
     _check_prior(prior)
@@ -626,6 +680,7 @@ def prior_second_moment(prior: Prior) -> jax.Array:
     return prior.radius ** 2
 
 
+@float64_theory
 def bayes_mmse(prior: Prior, sigma2, *, key=None, num_samples: int = 2 ** 16) -> jax.Array:
     """The Bayes risk E|X − E[X | Y]|² summed over the d coordinates (divide by d for per-coordinate MSE).
 
@@ -649,11 +704,14 @@ def bayes_mmse(prior: Prior, sigma2, *, key=None, num_samples: int = 2 ** 16) ->
     return prior_second_moment(prior) - jnp.mean(jnp.sum(bayes_posterior_mean(y, prior, s2) ** 2, axis=-1))
 
 
+@float64_theory
 def prior_score(x, prior: Prior, variance) -> jax.Array:
     """∇ log (ρ₀ * N(0, sI))(x) = (E_{ρ₀}[X | X + √s Z = x] − x)/s (Tweedie), s = `variance` > 0."""
+    _check_positive("variance", variance, "the variance s of the Gaussian smoothing")
     return (bayes_posterior_mean(x, prior, variance) - jnp.asarray(x, prior[0].dtype)) / variance
 
 
+@float64_theory
 def probability_flow(y, prior: Prior, *, sigma2, final_variance=None, steps: int = 64) -> jax.Array:
     """Oracle-score probability-flow ODE: carry y ~ ρ₀ * N(0, σ²I) to ρ₀ * N(0, s_end I) deterministically.
 
@@ -667,7 +725,10 @@ def probability_flow(y, prior: Prior, *, sigma2, final_variance=None, steps: int
     _check_positive("final_variance", s_end, "the variance s_end left at the end of the flow")
     if _concrete(s_end) and _concrete(sigma2) and not float(s_end) < float(sigma2):
         raise ValueError(f"final_variance must be < sigma2; got {s_end} >= {sigma2}")
-    x = jnp.asarray(y, prior[0].dtype)
+    _check_prior(prior)
+    if isinstance(steps, bool) or not isinstance(steps, int | np.integer) or steps < 1:
+        raise ValueError(f"steps (RK4 steps) must be an integer >= 1; got {steps!r}")
+    x = as_array(y, "y", dtype=prior[0].dtype, what="(..., d) noisy observations", allow_empty=True)
     u0, u1 = jnp.log(jnp.asarray(sigma2, x.dtype)), jnp.log(jnp.asarray(s_end, x.dtype))
     h = (u1 - u0) / steps
 
@@ -688,17 +749,21 @@ def probability_flow(y, prior: Prior, *, sigma2, final_variance=None, steps: int
 # ------------------------------------------------------------------------------------------ depth–noise law
 
 
+@float64_theory
 def gaussian_t_star(sigma2, eps, prior_variance) -> jax.Array:
     """T*(ε) = σ²/2 + (ε/2) ln(1 + σ²/s₀): the time at which the mean-field Stage-1 flow brings N(μ, (s₀ + σ²)I)
     back to the prior N(μ, s₀I) (eq. 3; docs/attention.md, eq. (A-7)). Anisotropic priors: pass the eigenvalues,
     get one T* each."""
     _check_positive("sigma2", sigma2, "the noise variance σ²")
     _check_positive("prior_variance", prior_variance, "the prior variance s₀")
-    if _concrete(eps) and not np.all(np.asarray(eps) >= 0):
+    eps = as_array(eps, "eps", dtype=jnp.float64, allow_empty=True)
+    if fails(lambda e: e >= 0, eps):
         raise ValueError(f"eps must be >= 0 (ε = 0 is the backward heat equation); got {eps!r}")
-    return 0.5 * sigma2 + 0.5 * eps * jnp.log1p(sigma2 / jnp.asarray(prior_variance))
+    sigma2 = jnp.asarray(sigma2, jnp.float64)
+    return 0.5 * sigma2 + 0.5 * eps * jnp.log1p(sigma2 / jnp.asarray(prior_variance, jnp.float64))
 
 
+@float64_theory
 def gaussian_flow_variance(initial_variance, *, eps, step, depth: int) -> jax.Array:
     """Mean-field particle variance along depth for a Gaussian prior with Euler steps (eq. 2):
     m_ε(x) − x = −ε (x − μ)/(v + ε), so x − μ scales by 1 − αε/(v + ε) and v ← v (1 − αε/(v + ε))². Returns
@@ -706,12 +771,14 @@ def gaussian_flow_variance(initial_variance, *, eps, step, depth: int) -> jax.Ar
     _check_positive("eps", eps, "the Stage-1 attention bandwidth")
     _check_positive("step", step, "the residual step size α")
     L = _check_depth(depth)
+    _check_positive("initial_variance", initial_variance, "the particle variance at depth 0")
+    v0 = jnp.asarray(initial_variance, jnp.float64)
+    eps, step = jnp.asarray(eps, jnp.float64), jnp.asarray(step, jnp.float64)
 
     def layer(v, _):
         v = v * (1 - step * eps / (v + eps)) ** 2
         return v, v
 
-    v0 = jnp.asarray(initial_variance)
     return jnp.concatenate([v0[None], lax.scan(layer, v0, None, length=L)[1]])
 
 
@@ -722,6 +789,7 @@ class TStar(NamedTuple):
     mse: jax.Array  # (L + 1,) per-coordinate Stage-2 MSE against the clean signal
 
 
+@float64_theory
 def find_t_star(key, prior: Prior, *, sigma2, eps, step, max_depth: int, num_particles: int = 1024,
                 chunk_size=None) -> TStar:
     """Numerical T* for any prior: draw N clean x ~ ρ₀ and noisy y = x + σ z, run Stage 1 for max_depth layers,
@@ -730,6 +798,8 @@ def find_t_star(key, prior: Prior, *, sigma2, eps, step, max_depth: int, num_par
     slightly below the mean-field T*(ε) (eq. 3) because the empirical prior at finite N is a little too spread."""
     _check_positive("sigma2", sigma2, "the noise variance σ²")
     L = _check_depth(max_depth)
+    if isinstance(num_particles, bool) or not isinstance(num_particles, int | np.integer) or num_particles < 1:
+        raise ValueError(f"num_particles must be an integer >= 1; got {num_particles!r}")
     k_x, k_z = jax.random.split(key)
     x = sample_prior(k_x, prior, num_particles)
     y = x + jnp.sqrt(jnp.asarray(sigma2, x.dtype)) * jax.random.normal(k_z, x.shape, x.dtype)
@@ -740,10 +810,17 @@ def find_t_star(key, prior: Prior, *, sigma2, eps, step, max_depth: int, num_par
     return TStar(parabolic_minimum(times, mse), jnp.argmin(mse), times, mse)
 
 
+@data_map
 def parabolic_minimum(t, f) -> jax.Array:
     """The minimiser of f sampled at increasing t, refined by the vertex of the parabola through the grid
     minimum i and its neighbours (non-uniform spacing; Numerical Recipes §10.3), clipped to [t_{i−1}, t_{i+1}];
     t[i] itself at the ends of the grid or where the three points are not convex."""
+    t = as_array(t, "t", ndim=1, what="increasing sample points")
+    f = as_array(f, "f", ndim=1, what="one value per t")
+    if t.shape != f.shape:
+        raise ValueError(f"t and f must have the same length; got {t.shape} and {f.shape}")
+    dtype = working_dtype(t, f)
+    t, f = t.astype(dtype), f.astype(dtype)
     i = jnp.argmin(f)
     n = t.shape[0]
     j = jnp.clip(i, 1, max(n - 2, 1))

@@ -49,6 +49,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from deeptheory.theory._checks import as_array, check_scalar, fails, float64_theory
 from deeptheory.theory._solvers import bisect
 
 __all__ = [
@@ -70,67 +71,64 @@ _F64 = jnp.float64
 
 
 def _check_exponent(name: str, value) -> None:
-    if not isinstance(value, jax.core.Tracer) and not float(value) > 0:
-        raise ValueError(f"{name} must be > 0 (a decaying power law k^-{name}); got {value!r}")
+    check_scalar(name, value, minimum=0, strict=True, hint=f" (a decaying power law k^-{name})")
 
 
+def _check_dim(dim) -> int:
+    if isinstance(dim, bool) or not isinstance(dim, int | np.integer) or dim < 1:
+        raise ValueError(f"dim (the input dimension D) must be an integer >= 1; got {dim!r}")
+    return int(dim)
+
+
+@float64_theory
 def power_law_spectrum(dim: int, exponent) -> jax.Array:
     """Covariance eigenvalues λ_k = k^-s, k = 1..D, in float64 (computed as exp(−s log k): no underflow
     to 0 for large k, which float32 k**-s suffers; docs/random_features.md, eq. (RF-1))."""
-    if int(dim) < 1:
-        raise ValueError(f"dim (the input dimension D) must be >= 1; got {dim!r}")
+    dim = _check_dim(dim)
     _check_exponent("s", exponent)
-    k = jnp.arange(1, int(dim) + 1, dtype=_F64)
+    k = jnp.arange(1, dim + 1, dtype=_F64)
     return jnp.exp(-jnp.asarray(exponent, _F64) * jnp.log(k))
 
 
+@float64_theory
 def power_law_target(dim: int, exponent) -> jax.Array:
     """Task power v_k² = λ_k w̄_k² = k^-a, k = 1..D (float64). An isotropic teacher on λ_k = k^-s has a = s;
     the converged exponent of L(N) is then a − 1 (docs/random_features.md, eq. (RF-9)), so `a` is a knob of its own."""
     return power_law_spectrum(dim, exponent)
 
 
+def _check_eigenvalues(eigenvalues):
+    lam = as_array(eigenvalues, "eigenvalues", dtype=_F64, ndim=1, what="the (D,) covariance eigenvalues λ_k")
+    if fails(lambda v: v > 0, lam):
+        raise ValueError("eigenvalues must be finite and > 0 (drop zero modes: they carry no signal)")
+    return lam
+
+
 def _check_spectrum(eigenvalues, target_power):
-    lam = jnp.asarray(eigenvalues, _F64)
-    v2 = jnp.asarray(target_power, _F64)
-    if lam.ndim != 1 or lam.shape[0] < 1:
-        raise ValueError(f"eigenvalues must be a non-empty 1-d array; got shape {lam.shape}")
+    lam = _check_eigenvalues(eigenvalues)
+    v2 = as_array(target_power, "target_power", dtype=_F64, ndim=1, what="v_k² = λ_k w̄_k², one per eigenvalue")
     if v2.shape != lam.shape:
         raise ValueError(
             f"target_power must have one entry per eigenvalue ({lam.shape[0]}); got shape {v2.shape}"
         )
-    # Checked on concrete inputs only (under jit/vmap the values are unknown; the caller checked them eagerly).
-    if not isinstance(eigenvalues, jax.core.Tracer):
-        lam_np = np.asarray(eigenvalues, np.float64)
-        if not (np.all(lam_np > 0) and np.all(np.isfinite(lam_np))):
-            raise ValueError("eigenvalues must be finite and > 0 (drop zero modes: they carry no signal)")
-    if not isinstance(target_power, jax.core.Tracer):
-        v2_np = np.asarray(target_power, np.float64)
-        if not (np.all(v2_np >= 0) and np.all(np.isfinite(v2_np))):
-            raise ValueError("target_power (v_k² = λ_k w̄_k²) must be finite and >= 0")
+    if fails(lambda v: v >= 0, v2):
+        raise ValueError("target_power (v_k² = λ_k w̄_k²) must be finite and >= 0")
     return lam, v2
 
 
-def _check_scalar(name: str, value, *, minimum: float, strict: bool, allow_inf: bool = False, hint: str = ""):
-    if isinstance(value, jax.core.Tracer):
-        return
-    v = np.asarray(value)
-    if v.ndim != 0:
-        raise ValueError(f"{name} must be a scalar (vmap over it for a grid); got shape {v.shape}")
-    v = float(v)
-    bad = (v <= minimum) if strict else (v < minimum)
-    if bad or v != v or (v == float("inf") and not allow_inf):
-        relation = ">" if strict else ">="
-        raise ValueError(f"{name} must be {relation} {minimum:g}{' or inf' if allow_inf else ''}{hint}; got {value!r}")
-
-
+@float64_theory
 def degrees_of_freedom(eigenvalues, kappa):
     """(Df1, Df2) = (Σ λ/(λ+κ), Σ λ²/(λ+κ)²) (Atanasov et al. eq. 4.4)."""
-    lam = jnp.asarray(eigenvalues, _F64)
+    check_scalar("kappa", kappa, minimum=0, strict=False, allow_inf=True, hint=" (a ridge)")
+    return _degrees_of_freedom(_check_eigenvalues(eigenvalues), jnp.asarray(kappa, _F64))
+
+
+def _degrees_of_freedom(lam, kappa):
     r = lam / (lam + kappa)
     return jnp.sum(r), jnp.sum(r * r)
 
 
+@float64_theory
 def effective_ridge(eigenvalues, *, n_features, n_samples, ridge):
     """κ₂, the root of eq. (1) on the branch Df1(κ₂) ≤ min(N, P); N or P may be inf.
 
@@ -141,7 +139,10 @@ def effective_ridge(eigenvalues, *, n_features, n_samples, ridge):
     ridge = 0 converges to the ridgeless point Df1 = min(N, P) itself (or to ~0 when D < min(N, P)).
     160 halvings of a bracket at most ~10³ wide in log κ leave it below float64 resolution.
     """
-    lam = jnp.asarray(eigenvalues, _F64)
+    lam = _check_eigenvalues(eigenvalues)
+    check_scalar("n_features", n_features, minimum=1, strict=False, allow_inf=True, hint=" (N, the number of features)")
+    check_scalar("n_samples", n_samples, minimum=1, strict=False, allow_inf=True, hint=" (P, the number of samples)")
+    check_scalar("ridge", ridge, minimum=0, strict=False, hint=" (per-sample ridge; 0 is ridgeless)")
     N = jnp.asarray(n_features, _F64)
     P = jnp.asarray(n_samples, _F64)
     ridge = jnp.asarray(ridge, _F64)
@@ -150,7 +151,7 @@ def effective_ridge(eigenvalues, *, n_features, n_samples, ridge):
 
     def go_right(u):
         kappa = jnp.exp(u)
-        df1 = degrees_of_freedom(lam, kappa)[0]
+        df1 = _degrees_of_freedom(lam, kappa)[0]
         h = kappa * jnp.maximum(1.0 - df1 / P, 0.0) * jnp.maximum(1.0 - df1 / N, 0.0)
         return (h < ridge) | (df1 > m)
 
@@ -170,22 +171,23 @@ class RidgeEquivalent(NamedTuple):
     df2: jax.Array
 
 
+@float64_theory
 def rf_equivalent(eigenvalues, target_power, *, n_features, n_samples, ridge, noise=0.0, ensemble=1) -> RidgeEquivalent:
     """Every piece of the deterministic equivalent (eqs. 1–3) of random-feature ridge regression.
 
     Args: as `rf_risk`. Returns `RidgeEquivalent`. Float64; jit- and vmap-friendly in every scalar.
     """
     lam, v2 = _check_spectrum(eigenvalues, target_power)
-    _check_scalar("n_features", n_features, minimum=1, strict=False, allow_inf=True, hint=" (N, the number of features)")
-    _check_scalar("n_samples", n_samples, minimum=1, strict=False, allow_inf=True, hint=" (P, the number of samples)")
-    _check_scalar("ridge", ridge, minimum=0, strict=False, hint=" (per-sample ridge; 0 is ridgeless)")
-    _check_scalar("noise", noise, minimum=0, strict=False, hint=" (label-noise variance σ²)")
-    _check_scalar("ensemble", ensemble, minimum=1, strict=False, allow_inf=True, hint=" (K, models averaged)")
+    check_scalar("n_features", n_features, minimum=1, strict=False, allow_inf=True, hint=" (N, the number of features)")
+    check_scalar("n_samples", n_samples, minimum=1, strict=False, allow_inf=True, hint=" (P, the number of samples)")
+    check_scalar("ridge", ridge, minimum=0, strict=False, hint=" (per-sample ridge; 0 is ridgeless)")
+    check_scalar("noise", noise, minimum=0, strict=False, hint=" (label-noise variance σ²)")
+    check_scalar("ensemble", ensemble, minimum=1, strict=False, allow_inf=True, hint=" (K, models averaged)")
     N = jnp.asarray(n_features, _F64)
     P = jnp.asarray(n_samples, _F64)
     noise = jnp.asarray(noise, _F64)
     k2 = effective_ridge(lam, n_features=N, n_samples=P, ridge=ridge)
-    df1, df2 = degrees_of_freedom(lam, k2)
+    df1, df2 = _degrees_of_freedom(lam, k2)
     tf = jnp.sum(v2 / (lam + k2))
     minus_tf_prime = jnp.sum(v2 / (lam + k2) ** 2)
     # ρ → 1 as N → ∞; written as 1 − (Df1 − Df2)/(N − Df2) so that N = inf needs no special case.
@@ -203,6 +205,7 @@ def rf_equivalent(eigenvalues, target_power, *, n_features, n_samples, ridge, no
     return RidgeEquivalent(risk, single, infinite, k2, kappa1, df1, df2)
 
 
+@float64_theory
 def rf_risk(eigenvalues, target_power, *, n_features, n_samples, ridge, noise=0.0, ensemble=1):
     """Test MSE of random-feature ridge regression (Atanasov et al. 2024 §6; eqs. 1–3 above, i.e.
     docs/random_features.md, eqs. (RF-5)–(RF-7)).
@@ -221,6 +224,7 @@ def rf_risk(eigenvalues, target_power, *, n_features, n_samples, ridge, noise=0.
                          noise=noise, ensemble=ensemble).risk
 
 
+@float64_theory
 def krr_risk(eigenvalues, target_power, *, n_samples, ridge, noise=0.0):
     """Test MSE of kernel ridge regression with P samples (Atanasov et al. 2024 eqs. 4.4–4.6;
     docs/random_features.md, eqs. (RF-2)–(RF-3)).
@@ -234,9 +238,9 @@ def krr_risk(eigenvalues, target_power, *, n_samples, ridge, noise=0.0):
     the interpolating KRR (Df1 = P).
     """
     lam, v2 = _check_spectrum(eigenvalues, target_power)
-    _check_scalar("n_samples", n_samples, minimum=1, strict=False, allow_inf=True, hint=" (P, the number of samples)")
-    _check_scalar("ridge", ridge, minimum=0, strict=False, hint=" (per-sample ridge; 0 is ridgeless)")
-    _check_scalar("noise", noise, minimum=0, strict=False, hint=" (label-noise variance σ²)")
+    check_scalar("n_samples", n_samples, minimum=1, strict=False, allow_inf=True, hint=" (P, the number of samples)")
+    check_scalar("ridge", ridge, minimum=0, strict=False, hint=" (per-sample ridge; 0 is ridgeless)")
+    check_scalar("noise", noise, minimum=0, strict=False, hint=" (label-noise variance σ²)")
     P = jnp.asarray(n_samples, _F64)
     ridge = jnp.asarray(ridge, _F64)
     population = jnp.isinf(P)  # P = ∞: the equation reads κ = ridge
@@ -257,21 +261,23 @@ def krr_risk(eigenvalues, target_power, *, n_samples, ridge, noise=0.0):
     return E0 * (jnp.sum((1.0 - L) ** 2 * v2) + jnp.asarray(noise, _F64))
 
 
+@float64_theory
 def preconditioner(eigenvalues, kind: str, *, damping=0.0, power=0.0):
     """f(λ) of a spectral preconditioner (docs/random_features.md, eq. (RF-12)): "gd" 1, "natural" 1/(λ + ε)
     (damped natural gradient), "power" λ^-γ (power preconditioning; γ = 1 is undamped natural gradient)."""
-    lam = jnp.asarray(eigenvalues, _F64)
+    lam = _check_eigenvalues(eigenvalues)
     if kind == "gd":
         return jnp.ones_like(lam)
     if kind == "natural":
-        _check_scalar("damping", damping, minimum=0, strict=False, hint=" (ε in 1/(λ + ε))")
+        check_scalar("damping", damping, minimum=0, strict=False, hint=" (ε in 1/(λ + ε))")
         return 1.0 / (lam + damping)
     if kind == "power":
-        _check_scalar("power", power, minimum=0, strict=False, hint=" (γ in λ^-γ)")
+        check_scalar("power", power, minimum=0, strict=False, hint=" (γ in λ^-γ)")
         return jnp.exp(-jnp.asarray(power, _F64) * jnp.log(lam))
     raise ValueError(f"preconditioner kind must be 'gd', 'natural' or 'power'; got {kind!r}")
 
 
+@float64_theory
 def learning_curve(eigenvalues, excess_power, n_steps: int, *, learning_rate, preconditioner_values=None,
                    momentum=0.0, floor=0.0):
     """Exact loss L(t), t = 0..n_steps, of a linear model trained on ½·(population MSE) (docs/random_features.md,
@@ -287,15 +293,16 @@ def learning_curve(eigenvalues, excess_power, n_steps: int, *, learning_rate, pr
     For a finite-N random-feature model pass the eigenvalues of the N-feature covariance Σ_N = FΛFᵀ and
     c_j² = (u_jᵀ b)²/μ_j with b = FΛw̄; floor = the best loss reachable with those N features.
     """
-    lam = jnp.asarray(eigenvalues, _F64)
-    c2 = jnp.asarray(excess_power, _F64)
-    if c2.shape != lam.shape or lam.ndim != 1:
+    lam = as_array(eigenvalues, "eigenvalues", dtype=_F64, ndim=1, what="the Hessian eigenvalues λ_k")
+    c2 = as_array(excess_power, "excess_power", dtype=_F64, ndim=1, what="c_k², the excess loss of mode k at t = 0")
+    if c2.shape != lam.shape:
         raise ValueError(f"excess_power must match eigenvalues (1-d, same length); got {c2.shape} and {lam.shape}")
-    if int(n_steps) < 0:
-        raise ValueError(f"n_steps must be >= 0; got {n_steps!r}")
-    _check_scalar("learning_rate", learning_rate, minimum=0, strict=True)
-    _check_scalar("momentum", momentum, minimum=0, strict=False, hint=" (β of heavy ball, below 1)")
-    f = jnp.ones_like(lam) if preconditioner_values is None else jnp.asarray(preconditioner_values, _F64)
+    if isinstance(n_steps, bool) or not isinstance(n_steps, int | np.integer) or n_steps < 0:
+        raise ValueError(f"n_steps must be an integer >= 0; got {n_steps!r}")
+    check_scalar("floor", floor, minimum=0, strict=False, hint=" (the loss the model cannot go below)")
+    check_scalar("learning_rate", learning_rate, minimum=0, strict=True)
+    check_scalar("momentum", momentum, minimum=0, strict=False, hint=" (β of heavy ball, below 1)")
+    f = _preconditioner_values(preconditioner_values, lam)
     rate = jnp.asarray(learning_rate, _F64) * lam * f
     beta = jnp.asarray(momentum, _F64)
 
@@ -310,6 +317,16 @@ def learning_curve(eigenvalues, excess_power, n_steps: int, *, learning_rate, pr
     return jnp.asarray(floor, _F64) + jnp.concatenate([jnp.sum(c2)[None], losses])
 
 
+def _preconditioner_values(values, lam):
+    if values is None:
+        return jnp.ones_like(lam)
+    f = as_array(values, "preconditioner_values", dtype=_F64, ndim=1, what="f(λ_k), one per eigenvalue")
+    if f.shape != lam.shape:
+        raise ValueError(f"preconditioner_values must have one value per eigenvalue ({lam.shape[0]}); got {f.shape}")
+    return f
+
+
+@float64_theory
 def time_bottleneck(eigenvalues, n_steps, *, learning_rate, preconditioner_values=None):
     """N*(T): the number of modes learned within T steps, #{k : T·η λ_k f(λ_k) ≥ 1} (docs/random_features.md, eq. (RF-13)).
 
@@ -317,17 +334,30 @@ def time_bottleneck(eigenvalues, n_steps, *, learning_rate, preconditioner_value
     its extra features in T steps, so its fitted L(N) flattens (the "time bottleneck"). A preconditioner
     raises N* (damped natural gradient: modes with λ ≫ ε are learned in O(1/η) steps).
     """
-    lam = jnp.asarray(eigenvalues, _F64)
-    f = jnp.ones_like(lam) if preconditioner_values is None else jnp.asarray(preconditioner_values, _F64)
+    lam = as_array(eigenvalues, "eigenvalues", dtype=_F64, ndim=1, what="the Hessian eigenvalues λ_k")
+    check_scalar("n_steps", n_steps, minimum=0, strict=False, hint=" (the training budget T)")
+    check_scalar("learning_rate", learning_rate, minimum=0, strict=True)
+    f = _preconditioner_values(preconditioner_values, lam)
     return jnp.sum(jnp.asarray(n_steps, _F64) * jnp.asarray(learning_rate, _F64) * lam * f >= 1.0)
 
 
+@float64_theory
 def loglog_slope(n, loss):
     """α of L ∝ N^-α by least squares of log L on log N (points with a non-finite or non-positive L are
     dropped by weight 0). The fitted exponent every experiment reports (docs/random_features.md, eq. (RF-17))."""
-    x = jnp.log(jnp.asarray(n, _F64))
+    n = as_array(n, "n", dtype=_F64, ndim=1, what="the sizes N of the fit")
+    if fails(lambda v: v > 0, n):
+        raise ValueError("n (the sizes N of L ∝ N^-α) must be > 0")
     y = jnp.asarray(loss, _F64)
+    if y.shape != n.shape:
+        raise ValueError(f"loss must have one value per n; got shapes {y.shape} and {n.shape}")
+    x = jnp.log(n)
     w = (jnp.isfinite(y) & (y > 0)).astype(_F64)
+    if not isinstance(w, jax.core.Tracer) and np.unique(np.asarray(n)[np.asarray(w) > 0]).size < 2:
+        raise ValueError(
+            "loglog_slope needs at least two distinct n with a finite, positive loss; got "
+            f"{int(jnp.sum(w))} usable point(s) of {n.shape[0]}"
+        )
     y = jnp.log(jnp.where(w > 0, y, 1.0))
     xm = jnp.sum(w * x) / jnp.sum(w)
     ym = jnp.sum(w * y) / jnp.sum(w)

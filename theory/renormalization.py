@@ -49,12 +49,14 @@ import numpy as np
 from jax.scipy.linalg import cho_solve
 
 from deeptheory.theory import _solvers
+from deeptheory.theory._checks import as_array, check_depth, check_scalar, fails, float64_theory
 from deeptheory.theory.gp import gp_posterior, gp_test_loss
 from deeptheory.theory.nngp import covariance_chain, get_activation, mean_activation, nngp_diag, nngp_kernel
 
 __all__ = [
     "Prediction",
     "FCTheory",
+    "NoncentralOrderParams",
     "Spectrum",
     "VanillaSolution",
     "TheoryGrid",
@@ -93,10 +95,18 @@ class Prediction(NamedTuple):
     variance: jax.Array  # ⟨var⟩
 
 
+class NoncentralOrderParams(NamedTuple):
+    """Order parameters of the non-central ansatz (eq. (R-21)), one per hidden layer. `np.asarray` of it is the
+    (2, L) array with rows (Q̄_l, Q_l); `renormalized_kernel` takes either form."""
+
+    q_bar: jax.Array  # (L,) Q̄_l: multiplies Θ_l (for l = L, the posterior readout norm λ_L |v|²/N_L)
+    q: jax.Array  # (L,) Q_l: its conjugate, Q = 1/Q̄ − 1 when the mean activation vanishes
+
+
 class FCTheory(NamedTuple):
     """Renormalized-kernel prediction for a deep fully connected Bayesian network (`fc_theory`)."""
 
-    order_params: jax.Array  # (L,) Q_l; noncentral: (2, L), rows (Q̄_l, Q_l)
+    order_params: jax.Array | NoncentralOrderParams  # (L,) Q_l; noncentral: NoncentralOrderParams(q_bar, q)
     mean: jax.Array
     var: jax.Array
     test_loss: jax.Array
@@ -113,20 +123,16 @@ class FCTheory(NamedTuple):
 
 
 def _positive_scalar(value, name: str, hint: str) -> float:
-    arr = np.asarray(value, dtype=np.float64)
-    if arr.ndim != 0 or not np.isfinite(arr) or arr <= 0:
-        raise ValueError(f"{name} must be a finite scalar > 0 ({hint}); got {value!r}")
-    return float(arr)
+    check_scalar(name, value, minimum=0, strict=True, hint=f" ({hint})")
+    return float(value)
 
 
 def _check_depth(depth) -> int:
-    if isinstance(depth, bool) or not isinstance(depth, int | np.integer) or depth < 1:
-        raise ValueError(f"depth (the number of hidden layers) must be an integer >= 1; got {depth!r}")
-    return int(depth)
+    return check_depth(depth, minimum=1, what="the number of hidden layers")
 
 
 def _widths(width, depth: int) -> np.ndarray:
-    arr = np.asarray(width, dtype=np.float64)
+    arr = np.asarray(as_array(width, "width", dtype=jnp.float64, ndim=(0, 1)))
     if arr.ndim == 0:
         arr = np.full(depth, float(arr))
     if arr.shape != (depth,):
@@ -137,7 +143,7 @@ def _widths(width, depth: int) -> np.ndarray:
 
 
 def _priors(priors, depth: int) -> np.ndarray:
-    arr = np.asarray(priors, dtype=np.float64)
+    arr = np.asarray(as_array(priors, "priors", dtype=jnp.float64, ndim=(0, 1)))
     if arr.ndim == 0:
         arr = np.full(depth + 1, float(arr))
     if arr.shape != (depth + 1,):
@@ -151,8 +157,11 @@ def _priors(priors, depth: int) -> np.ndarray:
 
 
 def _data(x_train, y_train, x_test, y_test):
-    x, x0 = np.asarray(x_train, np.float64), np.asarray(x_test, np.float64)
-    y, y0 = np.asarray(y_train, np.float64), np.asarray(y_test, np.float64)
+    x = np.asarray(as_array(x_train, "x_train", dtype=jnp.float64, ndim=2, what="a (P, N_0) array"))
+    x0 = np.asarray(as_array(x_test, "x_test", dtype=jnp.float64, ndim=2,
+                             what="a (P_test, N_0) array with P_test >= 1: the theory predicts on test points"))
+    y = np.asarray(as_array(y_train, "y_train", dtype=jnp.float64, ndim=(1, 2), what="(P,) targets"))
+    y0 = np.asarray(as_array(y_test, "y_test", dtype=jnp.float64, ndim=(1, 2), what="(P_test,) targets"))
     if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
         raise ValueError(f"x_train must be a (P, N_0) array with P, N_0 >= 1; got shape {x.shape}")
     if x0.ndim != 2 or x0.shape[0] == 0:
@@ -169,23 +178,7 @@ def _data(x_train, y_train, x_test, y_test):
             f"y_train and y_test must hold one scalar target per point: shapes ({x.shape[0]},) and ({x0.shape[0]},); "
             f"got {y.shape} and {y0.shape}"
         )
-    for name, arr in (("x_train", x), ("y_train", y), ("x_test", x0), ("y_test", y0)):
-        if not np.all(np.isfinite(arr)):
-            raise ValueError(f"{name} contains NaN or infinite values")
     return jnp.asarray(x), jnp.asarray(y), jnp.asarray(x0), jnp.asarray(y0)
-
-
-def _in_float64(fn):
-    """Theory runs in float64 whatever the global flag (deep kernels and small T need it)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        if jax.config.read("jax_enable_x64"):
-            return fn(*args, **kwargs)
-        with jax.enable_x64(True):
-            return fn(*args, **kwargs)
-
-    return wrapper
 
 
 # ---------------------------------------------------------------------------------------------
@@ -203,8 +196,20 @@ class Spectrum(NamedTuple):
     y_test: jax.Array  # (Q,)
 
 
+@float64_theory
 def spectrum(K_PxP, y_train, K_QxP, k_Q, y_test) -> Spectrum:
-    """Eigendecompose the train kernel once (docs/nngp_and_renormalization.md, eq. (R-16))."""
+    """Eigendecompose the train kernel once (docs/nngp_and_renormalization.md, eq. (R-16)). Float64."""
+    K_PxP = as_array(K_PxP, "K_PxP", dtype=jnp.float64, ndim=2, what="the (P, P) NNGP train kernel")
+    y_train = as_array(y_train, "y_train", dtype=jnp.float64, ndim=1, what="(P,) targets")
+    K_QxP = as_array(K_QxP, "K_QxP", dtype=jnp.float64, ndim=2, what="the (Q, P) test × train kernel")
+    k_Q = as_array(k_Q, "k_Q", dtype=jnp.float64, ndim=1, what="the (Q,) test variances")
+    y_test = as_array(y_test, "y_test", dtype=jnp.float64, ndim=1, what="(Q,) test targets")
+    P, Q = K_PxP.shape[0], K_QxP.shape[0]
+    if K_PxP.shape != (P, P) or y_train.shape != (P,) or K_QxP.shape != (Q, P) or k_Q.shape != (Q,) or y_test.shape != (Q,):
+        raise ValueError(
+            f"shapes do not fit: K_PxP {K_PxP.shape}, y_train {y_train.shape}, K_QxP {K_QxP.shape}, k_Q {k_Q.shape}, "
+            f"y_test {y_test.shape} (expected (P, P), (P,), (Q, P), (Q,), (Q,))"
+        )
     k, U_PxP = jnp.linalg.eigh(K_PxP)
     y_tilde = U_PxP.T @ y_train
     return Spectrum(jnp.maximum(k, 0.0), y_tilde**2, y_tilde, K_QxP @ U_PxP, k_Q, y_test)
@@ -223,8 +228,15 @@ def _g(c, T, sp: Spectrum):
     return jnp.sum(r * (1.0 - sp.target_power / a))
 
 
+def _as_float64(sp: Spectrum) -> Spectrum:
+    return Spectrum(*(jnp.asarray(a, jnp.float64) for a in sp))
+
+
+@float64_theory
 def vanilla_action(Q, widths, T, sp: Spectrum):
     """𝒮(Q) = Σ_l N_l (Q_l − log Q_l) + yᵀA⁻¹y + log det A with A = (Π Q_l) K + T I (eq. (R-13))."""
+    Q, widths, T = (jnp.asarray(a, jnp.float64) for a in (Q, widths, T))
+    sp = _as_float64(sp)
     return jnp.sum(widths * (Q - jnp.log(Q))) + _data_term(jnp.prod(Q), T, sp)
 
 
@@ -239,6 +251,7 @@ class VanillaSolution(NamedTuple):
     converged: jax.Array
 
 
+@float64_theory
 def solve_vanilla(sp: Spectrum, widths, T, *, tol: float = DEFAULT_TOL) -> VanillaSolution:
     """Order parameters of the vanilla theory: global minimum of 𝒮, by a scan of h(log c) on a log grid
     and bisection of every sign change (module docstring). Pure jnp: jit and vmap over widths and T.
@@ -246,8 +259,11 @@ def solve_vanilla(sp: Spectrum, widths, T, *, tol: float = DEFAULT_TOL) -> Vanil
     The scan covers c ∈ [e⁻¹⁰⁰, e¹⁰⁰] at log-spacing 0.5 (O(400 P)), bisection adds 64 steps of O(P) per
     root. `converged` is False, never NaN-silent, if no crossing is found or the residual exceeds tol.
     """
-    widths = jnp.asarray(widths)
-    T = jnp.asarray(T, widths.dtype)
+    widths = as_array(widths, "widths", dtype=jnp.float64, ndim=1, what="(L,) one width N_l per hidden layer")
+    check_scalar("T", T, minimum=0, strict=True, hint=" (the temperature)")
+    if fails(lambda v: v > 0, widths):
+        raise ValueError(f"widths must be > 0; got {np.asarray(widths).tolist()}")
+    T, sp = jnp.asarray(T, jnp.float64), _as_float64(sp)
 
     def order_params(u):
         return 1.0 - _g(jnp.exp(u), T, sp) / widths
@@ -275,8 +291,10 @@ def solve_vanilla(sp: Spectrum, widths, T, *, tol: float = DEFAULT_TOL) -> Vanil
     return VanillaSolution(Q, jnp.prod(Q), actions[best], residual, n_minima, Qs, actions, converged)
 
 
+@float64_theory
 def eigen_prediction(scale, T, sp: Spectrum) -> Prediction:
     """Posterior mean/variance and ε_g with K_R = scale · K, from the eigenbasis in O(QP) (eqs. (R-16)–(R-17))."""
+    scale, T, sp = jnp.asarray(scale, jnp.float64), jnp.asarray(T, jnp.float64), _as_float64(sp)
     a = scale * sp.eigenvalues + T
     mean = sp.test_projection @ (scale * sp.y_tilde / a)
     var = scale * sp.test_variance - scale**2 * (sp.test_projection**2) @ (1.0 / a)
@@ -290,16 +308,19 @@ def eigen_prediction(scale, T, sp: Spectrum) -> Prediction:
 # One hidden layer: two-variable form (Baglioni et al. 2024)
 
 
+@float64_theory
 def one_layer_action(Q, Qbar, width, T, sp: Spectrum):
     """𝒮(Q, Q̄) = N[−Q Q̄ + log(1 + Q)] + yᵀA⁻¹y + log det A, A = Q̄ K + T I (eq. (R-20);
     Baglioni et al., PRL 2024). ∂𝒮/∂Q = 0 gives Q̄ = 1/(1 + Q); eliminating Q gives the vanilla action in Q̄
     up to the constant N, so Q̄ is the L = 1 vanilla order parameter. NNGP limit: Q̄ = 1, Q = 0."""
-    return width * (-Q * Qbar + jnp.log1p(Q)) + _data_term(Qbar, T, sp)
+    Q, Qbar, width, T = (jnp.asarray(a, jnp.float64) for a in (Q, Qbar, width, T))
+    return width * (-Q * Qbar + jnp.log1p(Q)) + _data_term(Qbar, T, _as_float64(sp))
 
 
+@float64_theory
 def one_layer_order_params(sp: Spectrum, width, T, *, tol: float = DEFAULT_TOL):
     """(Q, Q̄) of the two-variable one-hidden-layer theory: Q̄ from `solve_vanilla`, Q = 1/Q̄ − 1."""
-    sol = solve_vanilla(sp, jnp.reshape(jnp.asarray(width, sp.eigenvalues.dtype), (1,)), T, tol=tol)
+    sol = solve_vanilla(sp, jnp.reshape(jnp.asarray(width, jnp.float64), (1,)), T, tol=tol)
     Qbar = sol.order_params[0]
     return 1.0 / Qbar - 1.0, Qbar, sol.converged
 
@@ -308,6 +329,7 @@ def one_layer_order_params(sp: Spectrum, width, T, *, tol: float = DEFAULT_TOL):
 # T → 0 closed form (docs/nngp_and_renormalization.md, eq. (R-18))
 
 
+@float64_theory
 def zero_temperature_order_param(s_over_P, alpha, depth: int):
     """Q at T → 0, equal widths: Q^L (Q − 1 + α) = α s/P, α = P/N, s = yᵀK⁻¹y (eq. (R-18)).
 
@@ -316,7 +338,11 @@ def zero_temperature_order_param(s_over_P, alpha, depth: int):
     in log Q. Pure jnp (vmappable over s/P and α).
     """
     depth = _check_depth(depth)
-    s_over_P, alpha = jnp.asarray(s_over_P), jnp.asarray(alpha)
+    s_over_P = as_array(s_over_P, "s_over_P", dtype=jnp.float64, allow_empty=True)
+    alpha = as_array(alpha, "alpha", dtype=jnp.float64, allow_empty=True)
+    if fails(lambda a, s: (a > 0) & (s > 0), alpha, s_over_P):
+        raise ValueError("alpha = P/N and s/P = yᵀK⁻¹y/P must be > 0")
+    s_over_P, alpha = jnp.broadcast_arrays(s_over_P, alpha)
     if depth == 1:
         return 0.5 * ((1.0 - alpha) + jnp.sqrt((1.0 - alpha) ** 2 + 4.0 * alpha * s_over_P))
     floor = jnp.maximum(1.0 - alpha, 0.0)
@@ -355,7 +381,7 @@ def _noncentral_kernel(Qbar, Q, Theta, mu_outer, readout_var):
 # Public entry point
 
 
-@_in_float64
+@float64_theory
 def fc_theory(
     x_train,
     y_train,
@@ -519,7 +545,7 @@ def _fc_noncentral(C, c_diag, x, x0, y, y0, act, activation, quad_points, sw2, w
         )
     Qbar, Q = jnp.exp(sol.x[:depth]), jnp.expm1(sol.x[depth:])
     pred = _noncentral_prediction(Qbar, Q, x, x0, y, y0, act, activation, quad_points, sw2, T)
-    return FCTheory(jnp.stack([Qbar, Q]), *pred, action(Qbar, Q), sol.residual, (), nngp)
+    return FCTheory(NoncentralOrderParams(Qbar, Q), *pred, action(Qbar, Q), sol.residual, (), nngp)
 
 
 def _noncentral_prediction(Qbar, Q, x, x0, y, y0, act, activation, quad_points, sw2, T) -> Prediction:
@@ -531,10 +557,11 @@ def _noncentral_prediction(Qbar, Q, x, x0, y, y0, act, activation, quad_points, 
     return _dense_prediction(K_all[:P, :P], K_all[P:, :P], jnp.diagonal(K_all)[P:], y, y0, T)
 
 
-@_in_float64
+@float64_theory
 def renormalized_kernel(x, *, activation: str | Callable, depth: int, order_params, priors=1.0,
                         variant: str = "vanilla", quad_points: int | None = None):
-    """K_R on the points x (P×P), from the order parameters of `fc_theory` (its `.order_params`).
+    """K_R on the points x (P×P), from the order parameters of `fc_theory` (its `.order_params`; noncentral: the
+    `NoncentralOrderParams` or the equivalent (2, L) array of rows (Q̄_l, Q_l)).
 
     vanilla: (Π_l Q_l) K^(L); nested: K^(L) with σ_wl² = Q_l/λ_l (l = 1..L) inside the recursion; noncentral:
     (Π Q̄_l) Θ_L − m μ_L μ_Lᵀ/λ_L (module docstring). This is the kernel the theory says the readout sees: for
@@ -545,11 +572,17 @@ def renormalized_kernel(x, *, activation: str | Callable, depth: int, order_para
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {VARIANTS}; got {variant!r}")
     sw2 = jnp.asarray(1.0 / _priors(priors, depth))
-    x = jnp.asarray(x, jnp.float64)
-    Q = jnp.asarray(order_params, jnp.float64)
+    x = as_array(x, "x", dtype=jnp.float64, ndim=2, what="a (P, N_0) array of inputs")
+    Q = as_array(order_params, "order_params", dtype=jnp.float64)
     expected = (2, depth) if variant == "noncentral" else (depth,)
     if Q.shape != expected:
         raise ValueError(f"{variant} order parameters have shape {expected} for depth {depth}; got {Q.shape}")
+    in_range = (lambda Q: (Q[0] > 0) & (Q[1] > -1)) if variant == "noncentral" else (lambda Q: Q > 0)
+    if fails(in_range, Q):
+        raise ValueError(
+            "order parameters out of range: Q_l > 0 (vanilla, nested); Q̄_l > 0 and Q_l > −1 (noncentral); "
+            f"got {np.asarray(Q).tolist()}"
+        )
     act = get_activation(activation, quad_points)
     if variant == "vanilla":
         return jnp.prod(Q) * nngp_kernel(x, activation=activation, depth=depth, weight_var=sw2,
@@ -567,11 +600,12 @@ def renormalized_kernel(x, *, activation: str | Callable, depth: int, order_para
 
 
 class TheoryGrid(NamedTuple):
-    """Vanilla theory on a (width, temperature) grid; every array has shape (len(widths), len(temperatures))."""
+    """Vanilla theory on a (width, temperature) grid: `width` (W,) and `temperature` (T,) are the grid's axes; every
+    other array has shape (W, T). Field names follow `FCTheory`."""
 
-    widths: jax.Array
-    temperatures: jax.Array
-    order_param: jax.Array  # Q (equal widths: Q_l = Q for all l)
+    width: jax.Array
+    temperature: jax.Array
+    order_params: jax.Array  # Q (equal widths: Q_l = Q for every layer l)
     test_loss: jax.Array
     bias2: jax.Array
     variance: jax.Array
@@ -591,7 +625,7 @@ def _grid(sp: Spectrum, widths, temperatures, depth: int, tol: float):
     return jax.lax.map(lambda N: jax.vmap(lambda T: point(N, T))(temperatures), widths)
 
 
-@_in_float64
+@float64_theory
 def fc_theory_grid(
     x_train,
     y_train,
@@ -600,26 +634,36 @@ def fc_theory_grid(
     *,
     activation: str | Callable,
     depth: int,
-    widths: Sequence[float],
-    temperatures: Sequence[float],
+    width: float | Sequence[float],
+    temperature: float | Sequence[float],
     priors=1.0,
     quad_points: int | None = None,
     tol: float = DEFAULT_TOL,
+    **renamed,
 ) -> TheoryGrid:
     """Vanilla theory (equal widths) on a whole (width, temperature) grid from one eigendecomposition of K^(L):
     O(P³) once, then O(P · 400 + P · P_test) per point; temperatures vmapped, widths mapped row by row to bound
     memory (docs/nngp_and_renormalization.md, eq. (R-16)).
 
+    Arguments as in `fc_theory`, except that `width` (the same N in every hidden layer) and `temperature` are the
+    grid's axes: a scalar or a 1-D sequence each.
+
     Points that did not converge are flagged in `.converged` (not raised: one bad corner should not lose the
     grid); their values are NaN.
     """
+    if renamed:
+        names = {"widths": "width", "temperatures": "temperature"}
+        raise TypeError(
+            "fc_theory_grid() got unexpected keyword argument(s) "
+            + ", ".join(f"{k!r}" + (f" (now {names[k]}=, as in fc_theory)" if k in names else "") for k in renamed)
+        )
     depth = _check_depth(depth)
-    Ns = np.asarray(widths, np.float64).reshape(-1)
-    Ts = np.asarray(temperatures, np.float64).reshape(-1)
-    if Ns.size == 0 or not np.all(np.isfinite(Ns)) or np.any(Ns <= 0):
-        raise ValueError(f"widths must be a non-empty list of finite values > 0; got {widths!r}")
-    if Ts.size == 0 or not np.all(np.isfinite(Ts)) or np.any(Ts <= 0):
-        raise ValueError(f"temperatures must be a non-empty list of finite values > 0; got {temperatures!r}")
+    Ns = np.asarray(as_array(width, "width", dtype=jnp.float64, ndim=(0, 1))).reshape(-1)
+    Ts = np.asarray(as_array(temperature, "temperature", dtype=jnp.float64, ndim=(0, 1))).reshape(-1)
+    if np.any(Ns <= 0):
+        raise ValueError(f"width must be > 0 (the number of units per hidden layer); got {width!r}")
+    if np.any(Ts <= 0):
+        raise ValueError(f"temperature must be > 0; got {temperature!r}")
     sw2 = jnp.asarray(1.0 / _priors(priors, depth))
     x, y, x0, y0 = _data(x_train, y_train, x_test, y_test)
     kernel_args = dict(activation=activation, depth=depth, weight_var=sw2, quad_points=quad_points)

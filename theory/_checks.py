@@ -1,0 +1,214 @@
+"""The precision policy and the input checks shared by every public function of `theory`.
+
+Precision (docs/README.md, "Precision"). Every public theory function is one of two kinds:
+
+- closed forms and solvers (random_features, renormalization, conv_renormalization, gp, and the Bayes denoisers,
+  priors and T*(ε) of particles; `@float64_theory`) compute in float64, whatever the global `jax_enable_x64` flag;
+- maps applied to data (NNGP kernels, attention and particle flows; `@data_map`) compute in the precision of their
+  floating inputs (`working_dtype`): float32 in → float32, which is what float32 models want; float64, Python
+  numbers and lists, and integers → float64. float16/bfloat16 are computed in float32.
+
+Results come back in the caller's precision: as computed when the flag is on; with the flag off, float64 results
+are rounded to float32 once, at the end (JAX without x64 cannot operate on float64 arrays: `jnp.diagonal` of one
+raises a dtype error). So for concrete inputs the flag decides only the output dtype, never the arithmetic —
+rf_risk at the interpolation peak is +inf either way — and what one module returns feeds the next.
+
+Inside the caller's jit/vmap/grad with the flag off, the precision cannot change mid-program (JAX lowers a traced
+program in one mode): a data map then computes in float32, and a float64 theory function raises, saying to enable
+x64 or to call it outside the transformation.
+
+Checks. A public function checks its concrete inputs (shapes, dtypes, ranges, NaN/Inf) and raises one
+`ValueError` saying what was wrong and how to fix it. Under jit/vmap the values are tracers: the value checks are
+skipped (they would need the numbers) and cost nothing; the shape checks still run.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = [
+    "float64_theory",
+    "data_map",
+    "is_concrete",
+    "working_dtype",
+    "as_array",
+    "check_finite",
+    "fails",
+    "check_scalar",
+    "check_positive",
+    "check_depth",
+]
+
+
+def _traced(args, kwargs) -> bool:
+    return any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves((args, kwargs)))
+
+
+def _with_x64(fn, *, inside_x32_trace):
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        if jax.config.read("jax_enable_x64"):
+            return fn(*args, **kwargs)
+        if _traced(args, kwargs):
+            return inside_x32_trace(fn, args, kwargs)
+        with jax.enable_x64(True):
+            return jax.tree.map(_to_32_bit, fn(*args, **kwargs))
+
+    return wrapper
+
+
+def _refuse(fn, args, kwargs):
+    raise ValueError(
+        f"{fn.__module__.split('.')[-1]}.{fn.__name__} computes in float64, which a jit/vmap/grad traced with the x64 "
+        "flag off cannot hold. Enable it first (jax.config.update('jax_enable_x64', True); arrays you create stay "
+        "float32 when you ask for float32), or call the function on concrete values outside the transformation."
+    )
+
+
+def _as_traced(fn, args, kwargs):
+    return fn(*args, **kwargs)
+
+
+def float64_theory(fn):
+    """A closed form or solver: float64 arithmetic whatever the x64 flag; results in the caller's precision
+    (module docstring). With the flag off it runs under `jax.enable_x64(True)` and hands float64/int64 results back as
+    float32/int32; inside a transformation traced with the flag off it raises, naming the fix."""
+    return _with_x64(fn, inside_x32_trace=_refuse)
+
+
+def data_map(fn):
+    """A map applied to data: arithmetic in the inputs' precision (`working_dtype`), results in the caller's
+    precision (module docstring). Inside a transformation traced with the flag off it runs in float32."""
+    return _with_x64(fn, inside_x32_trace=_as_traced)
+
+
+_NARROW = {jnp.dtype(jnp.float64): jnp.float32, jnp.dtype(jnp.int64): jnp.int32, jnp.dtype(jnp.uint64): jnp.uint32,
+           jnp.dtype(jnp.complex128): jnp.complex64}
+
+
+def _to_32_bit(leaf):
+    if isinstance(leaf, jax.Array | jax.core.Tracer) and leaf.dtype in _NARROW:
+        return leaf.astype(_NARROW[leaf.dtype])
+    return leaf
+
+
+def is_concrete(x) -> bool:
+    """True unless x is a tracer (inside jit/vmap/grad, where its values are unknown)."""
+    return not isinstance(x, jax.core.Tracer)
+
+
+def _floating_dtype(x):
+    dtype = jnp.result_type(x)
+    if not jnp.issubdtype(dtype, jnp.floating):
+        return None
+    return jnp.dtype(jnp.float32) if jnp.finfo(dtype).bits < 32 else jnp.dtype(dtype)
+
+
+def default_float():
+    """float64, unless the x64 flag is off (then only inside a transformation traced in float32: `data_map`)."""
+    return jnp.dtype(jnp.float64 if jax.config.read("jax_enable_x64") else jnp.float32)
+
+
+def working_dtype(*arrays):
+    """The dtype a data map computes in: float32 if every floating array among `arrays` is float32 (or lower),
+    float64 if any is float64 or none is floating (integers, Python numbers, lists). `None` entries are ignored."""
+    if not jax.config.read("jax_enable_x64"):
+        return jnp.dtype(jnp.float32)
+    floats = [d for d in (_floating_dtype(a) for a in arrays if a is not None and hasattr(a, "dtype")) if d is not None]
+    if floats and all(d == jnp.float32 for d in floats):
+        return jnp.dtype(jnp.float32)
+    return jnp.dtype(jnp.float64)
+
+
+def as_array(x, name: str, *, dtype=None, ndim: int | tuple[int, ...] | None = None, what: str = "",
+             allow_empty: bool = False):
+    """`x` as a jax array of `dtype` (default: its own floating dtype, or float64), after checking that it is numeric,
+    has `ndim` dimensions, is not empty (unless allowed) and, when concrete, holds no NaN or Inf.
+
+    `what` describes the expected array in the error, e.g. "a (P, d) array of P points in d dimensions".
+    """
+    if isinstance(x, str) or (hasattr(x, "dtype") and x.dtype == object):
+        raise ValueError(f"{name} must be a numeric array; got {type(x).__name__}")
+    if is_concrete(x):
+        try:
+            raw = np.asarray(x) if not isinstance(x, jax.Array) else x
+        except Exception as err:  # ragged lists and the like
+            raise ValueError(f"{name} must be a numeric array{f' ({what})' if what else ''}; got {x!r:.80}") from err
+        kind = np.dtype(raw.dtype).kind
+        if kind not in "biuf":
+            raise ValueError(f"{name} must hold real numbers; got dtype {raw.dtype}")
+    else:
+        raw = x
+    ndims = (ndim,) if isinstance(ndim, int) else ndim
+    if ndims is not None and raw.ndim not in ndims:
+        expected = " or ".join(str(n) for n in ndims)
+        wanted = what if what else f"an array with {expected} dimension(s)"
+        raise ValueError(f"{name} must be {wanted}; got shape {tuple(raw.shape)}")
+    if not allow_empty and raw.size == 0:
+        raise ValueError(f"{name} is empty (shape {tuple(raw.shape)}){f'; expected {what}' if what else ''}")
+    target = dtype if dtype is not None else (_floating_dtype(raw) or default_float())
+    out = jnp.asarray(raw, target)
+    check_finite(name, out)
+    return out
+
+
+def fails(predicate, *arrays) -> bool:
+    """True when every array is concrete and the elementwise `predicate(*arrays)` is False somewhere. Evaluated
+    eagerly even while a caller's jit is tracing (closure constants are concrete there, but jnp on them is staged)."""
+    if not all(is_concrete(a) for a in arrays):
+        return False
+    with jax.ensure_compile_time_eval():
+        return not bool(jnp.all(predicate(*arrays)))
+
+
+def check_finite(name: str, x) -> None:
+    """Raise if concrete `x` holds NaN or Inf, naming the first bad entry."""
+    if not is_concrete(x) or not jnp.issubdtype(jnp.result_type(x), jnp.floating):
+        return
+    if not fails(jnp.isfinite, x):  # one reduction on the device, no copy
+        return
+    values = np.asarray(x)
+    bad = ~np.isfinite(values)
+    if bad.any():
+        index = tuple(int(i) for i in np.argwhere(bad)[0])
+        where = f" at index {index}" if values.ndim else ""
+        raise ValueError(
+            f"{name} holds {int(bad.sum())} non-finite value(s) (first: {values[index]}{where}); "
+            "remove or impute NaN/Inf entries before calling"
+        )
+
+
+def check_scalar(name: str, value, *, minimum: float, strict: bool, allow_inf: bool = False, hint: str = "") -> None:
+    """A concrete real scalar ≥ minimum (> minimum if strict), finite unless allow_inf; skipped for tracers."""
+    if not is_concrete(value):
+        return
+    v = np.asarray(value)
+    if v.ndim != 0:
+        raise ValueError(f"{name} must be a scalar (vmap over it for a grid); got shape {v.shape}")
+    if v.dtype.kind not in "biuf":
+        raise ValueError(f"{name} must be a real number{hint}; got {value!r}")
+    v = float(v)
+    bad = (v <= minimum) if strict else (v < minimum)
+    if bad or v != v or (v == float("inf") and not allow_inf):
+        relation = ">" if strict else ">="
+        raise ValueError(f"{name} must be {relation} {minimum:g}{' or inf' if allow_inf else ''}{hint}; got {value!r}")
+
+
+def check_positive(name: str, value, hint: str) -> None:
+    """Every entry finite and > 0 (a scalar or one value per layer); skipped for tracers."""
+    if not is_concrete(value):
+        return
+    v = np.asarray(value)
+    if v.dtype.kind not in "biuf" or v.size == 0 or not np.all(np.isfinite(v)) or not np.all(v > 0):
+        raise ValueError(f"{name} must be finite and > 0 ({hint}); got {value!r}")
+
+
+def check_depth(depth, *, minimum: int = 0, what: str = "the number of hidden layers") -> int:
+    """A Python or NumPy integer ≥ minimum (not a bool, not a float)."""
+    if isinstance(depth, bool) or not isinstance(depth, int | np.integer) or depth < minimum:
+        raise ValueError(f"depth ({what}) must be an integer >= {minimum}; got {depth!r}")
+    return int(depth)
