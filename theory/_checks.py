@@ -36,6 +36,7 @@ __all__ = [
     "is_concrete",
     "working_dtype",
     "as_array",
+    "all_finite",
     "check_finite",
     "fails",
     "check_scalar",
@@ -165,11 +166,22 @@ def fails(predicate, *arrays) -> bool:
         return not bool(jnp.all(predicate(*arrays)))
 
 
+# One fused reduction, max |x| (NaN propagates through max, Inf is the max): jnp.all(jnp.isfinite(x)) materialised a
+# boolean copy of x on XLA CPU, even under jit (2.5 GB more peak memory for a 50 000² float32 kernel; measured).
+_all_finite = jax.jit(lambda x: jnp.isfinite(jnp.max(jnp.abs(x), initial=0.0)))
+
+
+def all_finite(x) -> bool:
+    """True unless x is concrete and holds NaN or Inf (a fused reduction on the device, no copy of x)."""
+    if not is_concrete(x) or not jnp.issubdtype(jnp.result_type(x), jnp.floating):
+        return True
+    with jax.ensure_compile_time_eval():
+        return bool(_all_finite(x))
+
+
 def check_finite(name: str, x) -> None:
     """Raise if concrete `x` holds NaN or Inf, naming the first bad entry."""
-    if not is_concrete(x) or not jnp.issubdtype(jnp.result_type(x), jnp.floating):
-        return
-    if not fails(jnp.isfinite, x):  # one reduction on the device, no copy
+    if all_finite(x):
         return
     values = np.asarray(x)
     bad = ~np.isfinite(values)

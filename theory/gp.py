@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.linalg import cho_solve, solve_triangular
 
-from deeptheory.theory._checks import as_array, check_scalar, fails, float64_theory
+from deeptheory.theory._checks import all_finite, as_array, check_scalar, float64_theory
 from deeptheory.theory.nngp import nngp_diag, nngp_kernel
 
 __all__ = ["GPPosterior", "TestLoss", "gp_posterior", "gp_test_loss", "nngp_regression", "jitter_for"]
@@ -86,7 +86,7 @@ def gp_posterior(K_PxP, K_QxP, k_Q, y_train, *, noise, jitter=None) -> GPPosteri
     jitter = jitter_for(K_PxP) if jitter is None else jitter
     A_PxP = K_PxP + (jnp.asarray(noise, dtype) + jnp.asarray(jitter, dtype)) * jnp.eye(P, dtype=dtype)
     L_PxP = jnp.linalg.cholesky(A_PxP)
-    if fails(jnp.isfinite, L_PxP):
+    if not all_finite(L_PxP):
         raise ValueError(
             "Cholesky of K + T I failed: the kernel matrix is not positive definite in "
             f"float64 (P = {P}, T = {float(noise)}). Increase `noise` or `jitter`, or remove duplicate "

@@ -42,7 +42,16 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from deeptheory.theory._checks import as_array, check_depth, check_finite, data_map, fails, is_concrete, working_dtype
+from deeptheory.theory._checks import (
+    all_finite,
+    as_array,
+    check_depth,
+    check_finite,
+    data_map,
+    fails,
+    is_concrete,
+    working_dtype,
+)
 
 __all__ = [
     "Activation",
@@ -326,7 +335,7 @@ def _check_depth(depth) -> int:
 
 def _finite_result(K):
     """Finite inputs can still overflow (|x|² ~ 1e60 in float32, or variances growing through many layers): say so."""
-    if fails(jnp.isfinite, K):
+    if not all_finite(K):
         raise ValueError(
             f"the kernel overflowed {K.dtype} (inputs or variances too large for it, e.g. |x|² beyond "
             f"{float(jnp.finfo(K.dtype).max):.1e}): pass float64 inputs, or rescale x or weight_var"
