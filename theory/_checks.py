@@ -42,6 +42,7 @@ __all__ = [
     "check_scalar",
     "check_positive",
     "check_depth",
+    "check_integer",
 ]
 
 
@@ -219,8 +220,13 @@ def check_positive(name: str, value, hint: str) -> None:
         raise ValueError(f"{name} must be finite and > 0 ({hint}); got {value!r}")
 
 
+def check_integer(name: str, value, *, minimum: int, what: str = "") -> int:
+    """A Python or NumPy integer ≥ minimum (not a bool, not a float), as int."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
+        raise ValueError(f"{name}{f' ({what})' if what else ''} must be an integer >= {minimum}; got {value!r}")
+    return int(value)
+
+
 def check_depth(depth, *, minimum: int = 0, what: str = "the number of hidden layers") -> int:
-    """A Python or NumPy integer ≥ minimum (not a bool, not a float)."""
-    if isinstance(depth, bool) or not isinstance(depth, int | np.integer) or depth < minimum:
-        raise ValueError(f"depth ({what}) must be an integer >= {minimum}; got {depth!r}")
-    return int(depth)
+    """A layer count: `check_integer` named depth."""
+    return check_integer("depth", depth, minimum=minimum, what=what)

@@ -68,6 +68,7 @@ from jax import lax
 from deeptheory.theory._checks import (
     as_array,
     check_depth,
+    check_integer,
     check_positive,
     data_map,
     fails,
@@ -108,10 +109,6 @@ __all__ = [
 
 
 # ----------------------------------------------------------------------------------------------- input checks
-
-
-_concrete = is_concrete
-_check_positive = check_positive
 
 
 def _check_tokens(name: str, x) -> None:
@@ -209,7 +206,7 @@ def _attention(queries, keys, values, bandwidth, *, key_norm_bias: bool, chunk_s
         raise ValueError(f"queries and keys need the same dimension d; got {q.shape[1]} and {k.shape[1]}")
     if v.shape[0] != k.shape[0]:
         raise ValueError(f"values need one row per key; got {v.shape[0]} values for {k.shape[0]} keys")
-    _check_positive("bandwidth", bandwidth, "the attention temperature ε in softmax(−|q − k|²/(2ε))")
+    check_positive("bandwidth", bandwidth, "the attention temperature ε in softmax(−|q − k|²/(2ε))")
     dtype = working_dtype(q, k, v)
     q, k, v = q.astype(dtype), k.astype(dtype), v.astype(dtype)
     # Overflow guard for huge tokens (|x| ~ 1e30 in float32 squares to inf, and inf − inf is NaN): divide queries and
@@ -271,7 +268,7 @@ def dot_product_attention(queries, keys, values=None, *, bandwidth, key_norm_bia
 
 
 def _per_layer(name: str, value, depth: int, dtype, hint: str):
-    _check_positive(name, value, hint)
+    check_positive(name, value, hint)
     value = jnp.asarray(value, dtype)
     if value.ndim == 0:
         return jnp.full((depth,), value, dtype)
@@ -310,7 +307,7 @@ def particle_flow(tokens, *, eps, step, depth, return_trajectory: bool = False, 
 def stage2_readout(noisy, particles, *, sigma2, chunk_size=None) -> jax.Array:
     """Stage 2 (eq. 4; docs/attention.md, eq. (A-10)): x̂_i = m_{σ²}(y_i; {x_j^L}) = E_{ρ̂_L}[X | Y = y_i], the
     noisy token y_i (the long skip connection) as query over the refined particles, bandwidth the noise variance σ²."""
-    _check_positive("sigma2", sigma2, "the noise variance σ² of y = x + σ z")
+    check_positive("sigma2", sigma2, "the noise variance σ² of y = x + σ z")
     return rbf_attention(noisy, particles, bandwidth=sigma2, chunk_size=chunk_size)
 
 
@@ -328,7 +325,7 @@ def two_stage_denoise(y, *, sigma2, eps, step, depth, return_trajectory: bool = 
     """
     y_arr, vector = _as_tokens(y)
     _check_tokens("y", y_arr)
-    _check_positive("sigma2", sigma2, "the noise variance σ² of y = x + σ z")
+    check_positive("sigma2", sigma2, "the noise variance σ² of y = x + σ z")
     flow = particle_flow(y_arr, eps=eps, step=step, depth=depth, return_trajectory=return_trajectory,
                          chunk_size=chunk_size)
     path, final = (flow, flow[-1]) if return_trajectory else (None, flow)
@@ -362,9 +359,9 @@ def tweedie_kde(y, *, sigma2, bandwidth=None, chunk_size=None) -> jax.Array:
     rule, `kde_bandwidth`). Biased for every h² > 0: p̂ estimates ρ₀ * N(0, (σ² + h²)I), not p_{σ²}."""
     y_arr, _ = _as_tokens(y)
     _check_tokens("y", y_arr)
-    _check_positive("sigma2", sigma2, "the noise variance σ² of y = x + σ z")
+    check_positive("sigma2", sigma2, "the noise variance σ² of y = x + σ z")
     h2 = kde_bandwidth(y_arr) if bandwidth is None else jnp.asarray(bandwidth, y_arr.dtype)
-    _check_positive("bandwidth", h2, "the KDE bandwidth h²")
+    check_positive("bandwidth", h2, "the KDE bandwidth h²")
     ratio = jnp.asarray(sigma2, y_arr.dtype) / h2
     out = (1 - ratio) * y_arr + ratio * rbf_attention(y_arr, y_arr, bandwidth=h2, chunk_size=chunk_size)
     return out[:, 0] if jnp.ndim(y) == 1 else out
@@ -521,7 +518,7 @@ def _check_prior(prior) -> None:
         d = prior.mean.shape[-1] if prior.mean.ndim == 1 else -1
         if prior.mean.ndim != 1 or prior.cov.shape != (d, d):
             raise ValueError(f"Gaussian prior: mean must be (d,) and cov (d, d); got {prior.mean.shape}, {prior.cov.shape}")
-        if _concrete(prior.cov):
+        if is_concrete(prior.cov):
             c = np.asarray(prior.cov, np.float64)
             if not np.allclose(c, c.T, rtol=1e-10, atol=1e-12 * np.abs(c).max()) or np.linalg.eigvalsh(c).min() < \
                     -1e-10 * max(np.abs(c).max(), 1e-300):
@@ -531,23 +528,23 @@ def _check_prior(prior) -> None:
         if centres.ndim != 2 or centres.shape[0] == 0 or prior.weights.shape != (centres.shape[0],):
             raise ValueError(f"{prior.kind} prior: need centres (K, d), K >= 1, and weights (K,); got "
                              f"{centres.shape} and {prior.weights.shape}")
-        if _concrete(prior.weights):
+        if is_concrete(prior.weights):
             w = np.asarray(prior.weights)
             if not (np.all(w >= 0) and w.sum() > 0 and np.all(np.isfinite(w))):
                 raise ValueError(f"{prior.kind} prior: weights must be >= 0, finite, with a positive sum; got {w}")
-        if prior.kind == "mixture" and _concrete(prior.variance) and not float(prior.variance) >= 0:
+        if prior.kind == "mixture" and is_concrete(prior.variance) and not float(prior.variance) >= 0:
             raise ValueError(f"mixture prior: variance s₀ must be >= 0; got {prior.variance}")
     else:
         V = prior.basis
         if V.ndim != 2 or V.shape[1] == 0 or V.shape[1] > V.shape[0]:
             raise ValueError(f"{prior.kind} prior: basis must be (d, k) with 1 <= k <= d; got {V.shape}")
-        if _concrete(V):
+        if is_concrete(V):
             gram = np.asarray(V.T @ V, np.float64)
             if not np.allclose(gram, np.eye(V.shape[1]), atol=1e-6):
                 raise ValueError(f"{prior.kind} prior: basis columns must be orthonormal (VᵀV = I); "
                                  "orthonormalise with jnp.linalg.qr(V)[0]")
         scale = prior.variance if prior.kind == "subspace" else prior.radius
-        if _concrete(scale) and not float(scale) > 0:
+        if is_concrete(scale) and not float(scale) > 0:
             raise ValueError(f"{prior.kind} prior: {'variance' if prior.kind == 'subspace' else 'radius'} must be > 0; "
                              f"got {scale}")
 
@@ -560,8 +557,7 @@ def _log_weights(weights):
 def sample_prior(key, prior: Prior, n: int) -> jax.Array:
     """n i.i.d. draws (n, d) from the prior, in the prior's dtype."""
     _check_prior(prior)
-    if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 0:
-        raise ValueError(f"n (the number of draws) must be an integer >= 0; got {n!r}")
+    check_integer("n", n, minimum=0, what="the number of draws")
     k_comp, k_noise = jax.random.split(key)
     if prior.kind == "gaussian":
         lam, U = jnp.linalg.eigh(prior.cov)  # a PSD square root: also for singular covariances
@@ -589,9 +585,7 @@ def vmf_mean_length(kappa, dim: int) -> jax.Array:
     the recurrence contracts errors, so the start is forgotten. Large κ: the ratio of Hankel's expansions
     I_ν(κ) ~ e^κ/√(2πκ) Σ_m (−1)^m a_m(ν)/κ^m (DLMF 10.40.1), 12 terms. Both agree with SciPy to ~1e-13.
     """
-    if isinstance(dim, bool) or not isinstance(dim, int | np.integer) or dim < 1:
-        raise ValueError(f"the sphere dimension k must be an integer >= 1; got {dim!r}")
-    k = int(dim)
+    k = check_integer("dim", dim, minimum=1, what="the sphere dimension k")
     nu = 0.5 * k
     kappa = as_array(kappa, "kappa", dtype=working_dtype(kappa) if hasattr(kappa, "dtype") else jnp.float64,
                      allow_empty=True)
@@ -629,7 +623,7 @@ def bayes_posterior_mean(y, prior: Prior, sigma2) -> jax.Array:
     sigma2: σ² > 0. Returns an array shaped like y.
     """
     _check_prior(prior)
-    _check_positive("sigma2", sigma2, "the noise variance σ² of y = x + σ z")
+    check_positive("sigma2", sigma2, "the noise variance σ² of y = x + σ z")
     dtype = prior[0].dtype
     y = as_array(y, "y", dtype=dtype, what="(..., d) noisy observations", allow_empty=True)
     squeeze = prior.dim == 1 and (y.ndim == 1 and y.shape[-1] != 1 or y.ndim == 0)
@@ -689,7 +683,7 @@ def bayes_mmse(prior: Prior, sigma2, *, key=None, num_samples: int = 2 ** 16) ->
     than averaging squared errors because E[X | Y] varies less than X.
     """
     _check_prior(prior)
-    _check_positive("sigma2", sigma2, "the noise variance σ² of y = x + σ z")
+    check_positive("sigma2", sigma2, "the noise variance σ² of y = x + σ z")
     s2 = jnp.asarray(sigma2, prior[0].dtype)
     if prior.kind == "gaussian":
         lam = jnp.maximum(jnp.linalg.eigvalsh(prior.cov), 0)
@@ -707,7 +701,7 @@ def bayes_mmse(prior: Prior, sigma2, *, key=None, num_samples: int = 2 ** 16) ->
 @float64_theory
 def prior_score(x, prior: Prior, variance) -> jax.Array:
     """∇ log (ρ₀ * N(0, sI))(x) = (E_{ρ₀}[X | X + √s Z = x] − x)/s (Tweedie), s = `variance` > 0."""
-    _check_positive("variance", variance, "the variance s of the Gaussian smoothing")
+    check_positive("variance", variance, "the variance s of the Gaussian smoothing")
     return (bayes_posterior_mean(x, prior, variance) - jnp.asarray(x, prior[0].dtype)) / variance
 
 
@@ -720,14 +714,13 @@ def probability_flow(y, prior: Prior, *, sigma2, final_variance=None, steps: int
     For N(μ, s₀I) the exact map is x = μ + √((s₀ + s_end)/(s₀ + σ²)) (y − μ) (tested). With Stage 2 on top
     (`stage2_readout`) it is the ε → 0, N-sample oracle of Stage 1.
     """
-    _check_positive("sigma2", sigma2, "the noise variance σ² of y = x + σ z")
+    check_positive("sigma2", sigma2, "the noise variance σ² of y = x + σ z")
     s_end = 1e-4 * sigma2 if final_variance is None else final_variance
-    _check_positive("final_variance", s_end, "the variance s_end left at the end of the flow")
-    if _concrete(s_end) and _concrete(sigma2) and not float(s_end) < float(sigma2):
+    check_positive("final_variance", s_end, "the variance s_end left at the end of the flow")
+    if is_concrete(s_end) and is_concrete(sigma2) and not float(s_end) < float(sigma2):
         raise ValueError(f"final_variance must be < sigma2; got {s_end} >= {sigma2}")
     _check_prior(prior)
-    if isinstance(steps, bool) or not isinstance(steps, int | np.integer) or steps < 1:
-        raise ValueError(f"steps (RK4 steps) must be an integer >= 1; got {steps!r}")
+    check_integer("steps", steps, minimum=1, what="RK4 steps")
     x = as_array(y, "y", dtype=prior[0].dtype, what="(..., d) noisy observations", allow_empty=True)
     u0, u1 = jnp.log(jnp.asarray(sigma2, x.dtype)), jnp.log(jnp.asarray(s_end, x.dtype))
     h = (u1 - u0) / steps
@@ -754,8 +747,8 @@ def gaussian_t_star(sigma2, eps, prior_variance) -> jax.Array:
     """T*(ε) = σ²/2 + (ε/2) ln(1 + σ²/s₀): the time at which the mean-field Stage-1 flow brings N(μ, (s₀ + σ²)I)
     back to the prior N(μ, s₀I) (eq. 3; docs/attention.md, eq. (A-7)). Anisotropic priors: pass the eigenvalues,
     get one T* each."""
-    _check_positive("sigma2", sigma2, "the noise variance σ²")
-    _check_positive("prior_variance", prior_variance, "the prior variance s₀")
+    check_positive("sigma2", sigma2, "the noise variance σ²")
+    check_positive("prior_variance", prior_variance, "the prior variance s₀")
     eps = as_array(eps, "eps", dtype=jnp.float64, allow_empty=True)
     if fails(lambda e: e >= 0, eps):
         raise ValueError(f"eps must be >= 0 (ε = 0 is the backward heat equation); got {eps!r}")
@@ -768,10 +761,10 @@ def gaussian_flow_variance(initial_variance, *, eps, step, depth: int) -> jax.Ar
     """Mean-field particle variance along depth for a Gaussian prior with Euler steps (eq. 2):
     m_ε(x) − x = −ε (x − μ)/(v + ε), so x − μ scales by 1 − αε/(v + ε) and v ← v (1 − αε/(v + ε))². Returns
     the (depth + 1,) variances v_0..v_L."""
-    _check_positive("eps", eps, "the Stage-1 attention bandwidth")
-    _check_positive("step", step, "the residual step size α")
+    check_positive("eps", eps, "the Stage-1 attention bandwidth")
+    check_positive("step", step, "the residual step size α")
     L = _check_depth(depth)
-    _check_positive("initial_variance", initial_variance, "the particle variance at depth 0")
+    check_positive("initial_variance", initial_variance, "the particle variance at depth 0")
     v0 = jnp.asarray(initial_variance, jnp.float64)
     eps, step = jnp.asarray(eps, jnp.float64), jnp.asarray(step, jnp.float64)
 
@@ -796,10 +789,9 @@ def find_t_star(key, prior: Prior, *, sigma2, eps, step, max_depth: int, num_par
     apply Stage 2 at every depth, and return the depth minimising the per-coordinate MSE |x̂ − x|²/d, refined
     by the vertex of the parabola through the minimum and its neighbours (in T). The minimiser at finite N sits
     slightly below the mean-field T*(ε) (eq. 3) because the empirical prior at finite N is a little too spread."""
-    _check_positive("sigma2", sigma2, "the noise variance σ²")
+    check_positive("sigma2", sigma2, "the noise variance σ²")
     L = _check_depth(max_depth)
-    if isinstance(num_particles, bool) or not isinstance(num_particles, int | np.integer) or num_particles < 1:
-        raise ValueError(f"num_particles must be an integer >= 1; got {num_particles!r}")
+    check_integer("num_particles", num_particles, minimum=1)
     k_x, k_z = jax.random.split(key)
     x = sample_prior(k_x, prior, num_particles)
     y = x + jnp.sqrt(jnp.asarray(sigma2, x.dtype)) * jax.random.normal(k_z, x.shape, x.dtype)

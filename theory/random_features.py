@@ -49,7 +49,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from deeptheory.theory._checks import as_array, check_scalar, fails, float64_theory
+from deeptheory.theory._checks import as_array, check_integer, check_scalar, fails, float64_theory
 from deeptheory.theory._solvers import bisect
 
 __all__ = [
@@ -75,9 +75,7 @@ def _check_exponent(name: str, value) -> None:
 
 
 def _check_dim(dim) -> int:
-    if isinstance(dim, bool) or not isinstance(dim, int | np.integer) or dim < 1:
-        raise ValueError(f"dim (the input dimension D) must be an integer >= 1; got {dim!r}")
-    return int(dim)
+    return check_integer("dim", dim, minimum=1, what="the input dimension D")
 
 
 @float64_theory
@@ -297,8 +295,7 @@ def learning_curve(eigenvalues, excess_power, n_steps: int, *, learning_rate, pr
     c2 = as_array(excess_power, "excess_power", dtype=_F64, ndim=1, what="c_k², the excess loss of mode k at t = 0")
     if c2.shape != lam.shape:
         raise ValueError(f"excess_power must match eigenvalues (1-d, same length); got {c2.shape} and {lam.shape}")
-    if isinstance(n_steps, bool) or not isinstance(n_steps, int | np.integer) or n_steps < 0:
-        raise ValueError(f"n_steps must be an integer >= 0; got {n_steps!r}")
+    check_integer("n_steps", n_steps, minimum=0)
     check_scalar("floor", floor, minimum=0, strict=False, hint=" (the loss the model cannot go below)")
     check_scalar("learning_rate", learning_rate, minimum=0, strict=True)
     check_scalar("momentum", momentum, minimum=0, strict=False, hint=" (β of heavy ball, below 1)")
