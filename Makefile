@@ -39,13 +39,13 @@ data:  ## as root: install Fashion-MNIST (Debian package dataset-fashion-mnist) 
 	  "or point DEEPTHEORY_DATA_DIR (or an experiment's --data-dir) at a folder of its IDX files"; fi
 
 demo: $(STAMP) data  ## every experiment's quick preset on CPU (minutes), then OUT/report.md and report.html
-	JAX_PLATFORMS=cpu $(PY) -m deeptheory.train.reproduce --preset quick --out $(OUT)
+	JAX_PLATFORMS=cpu $(PY) -m deeptheory.train reproduce --preset quick --out $(OUT)
 
 report: $(STAMP)  ## redraw the figures and rewrite the report of OUT from its results.json files
-	$(PY) -m deeptheory.train.report $(OUT)
+	$(PY) -m deeptheory.train report $(OUT)
 
 paper: $(STAMP) data  ## the GPU-sized paper presets into runs/paper
-	$(PY) -m deeptheory.train.reproduce --preset paper --out runs/paper
+	$(PY) -m deeptheory.train reproduce --preset paper --out runs/paper
 
 test: $(STAMP)  ## the whole test suite, slow tests included (what CI runs; about 15 minutes on 2 cores)
 	$(PY) -m pytest -n 2 --dist loadfile -q

@@ -3,10 +3,10 @@
     python -m deeptheory.benchmarks.langevin                        # default: 16 chains, P = 1024, d = 784, N = 512, L = 2
     python -m deeptheory.benchmarks.langevin --p 256 --n 128        # quick
 
-Both sides run the same BAOAB step (`train.samplers.baoab`, one gradient per step) on the same posterior
+Both sides run the same BAOAB step (`train.inference.samplers.baoab`, one gradient per step) on the same posterior
 (`models.posterior`, float32). Baseline: a Python loop over the chains, each advanced by a jitted single-chain
 step. Ours: one jitted call that advances all chains (`vmap`), and the same inside `lax.scan` over a block of
-steps (what `train.chains` runs). Printed: steps/s of the whole ensemble, the ratio, and the achieved FLOP/s as
+steps (what `train.inference.chains` runs). Printed: steps/s of the whole ensemble, the ratio, and the achieved FLOP/s as
 a fraction of this machine's dense float32 matmul FLOP/s measured in the same run (the physical limit). FLOPs per
 chain-step are counted from the matmuls: forward 2P(dN + N² + N), backward 2P(dN + 2N² + 2N) (no gradient
 with respect to the inputs).
@@ -23,7 +23,7 @@ import numpy as np
 from deeptheory.benchmarks.timing import median_time
 from deeptheory.models.mlp import MLP
 from deeptheory.models.posterior import log_posterior
-from deeptheory.train.samplers import baoab
+from deeptheory.train.inference.samplers import baoab
 
 
 def matmul_flops(size: int = 4096, repeats: int = 3) -> float:

@@ -3,9 +3,9 @@
     python -m deeptheory.benchmarks.rf_sweep                    # 2 spectra × 3 seeds × 5 N × 4 lr = 120 GD runs, T = 200
     python -m deeptheory.benchmarks.rf_sweep --optimizer natural --steps 400
 
-Both sides run `train.rf_scaling`'s training function (float32, N padded to max N and masked) on the same
+Both sides run `train.experiments.rf_scaling`'s training function (float32, N padded to max N and masked) on the same
 configurations of the quick preset's reduced grid. Baseline: a Python loop over the configurations, each a call of
-the training function jitted once for one configuration. Ours: `train.sweep.sweep` — one jit(vmap) over all
+the training function jitted once for one configuration. Ours: `train.harness.sweep.sweep` — one jit(vmap) over all
 configurations, sharded over the devices. Printed: wall time of each, runs/s and the ratio. Then the time per
 `theory.random_features.rf_risk` evaluation over a 10⁴-point (N, ridge) grid, vmapped and jitted, against a
 Python loop of jitted single evaluations.
@@ -22,8 +22,8 @@ import numpy as np
 
 from deeptheory.benchmarks.timing import median_time
 from deeptheory.theory.random_features import power_law_spectrum, power_law_target, rf_risk
-from deeptheory.train import rf_scaling
-from deeptheory.train.sweep import sweep
+from deeptheory.train.experiments import rf_scaling
+from deeptheory.train.harness.sweep import sweep
 
 
 def main(argv=None):

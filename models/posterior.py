@@ -7,7 +7,7 @@ theory (docs/nngp_and_renormalization.md, eqs. (R-1), (R-11)) and the posterior 
     log p(θ | D) = −(1/2T) Σ_μ (y_μ − f_θ(x_μ))² − ½ |θ|² + const.
 
 The papers' Langevin (docs/nngp_and_renormalization.md, eq. (R-28)) moves the effective weights W with step ε on
-the energy ½Σ(f − y)² + (Tλ/2)|W|²; in θ and in the log-density convention used by `train.samplers` that is the
+the energy ½Σ(f − y)² + (Tλ/2)|W|²; in θ and in the log-density convention used by `train.inference.samplers` that is the
 step h = ε T (for λ = 1 exactly; otherwise the papers' dynamics is preconditioned by 1/λ_l, the stationary law
 the same).
 """

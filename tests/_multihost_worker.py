@@ -48,10 +48,10 @@ def compute(workdir: Path) -> dict[str, np.ndarray]:
     import jax
     import jax.numpy as jnp
 
-    from deeptheory.train import results
-    from deeptheory.train.chains import run_chains
-    from deeptheory.train.samplers import baoab
-    from deeptheory.train.sweep import from_host, sweep, sweep_mesh
+    from deeptheory.train.harness import results
+    from deeptheory.train.harness.sweep import from_host, sweep, sweep_mesh
+    from deeptheory.train.inference.chains import run_chains
+    from deeptheory.train.inference.samplers import baoab
 
     workdir = Path(workdir)
     out: dict[str, np.ndarray] = {}

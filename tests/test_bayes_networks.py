@@ -1,4 +1,4 @@
-"""train.bayes_networks end to end at tiny sizes: rows, diagnostics, resume after a kill from outside, errors."""
+"""train.experiments.bayes_networks end to end at tiny sizes: rows, diagnostics, resume after a kill from outside, errors."""
 
 import dataclasses
 import json
@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deeptheory.train import bayes_networks, cli
+from deeptheory.train.experiments import bayes_networks
+from deeptheory.train.harness import cli
 
 TINY = dict(n_train=12, n_test=10, image_side=7, widths=(8,), depths=(1,), chains=4, sample_time=4.0,
             burn_in_time=1.0, measure_time=0.25, checkpoint_every=2)
@@ -38,7 +39,7 @@ def test_cnn_rows(fashion_dir, tmp_path):
 
 
 def _cmd(out: Path, **overrides):
-    args = [sys.executable, "-m", "deeptheory.train.bayes_networks", "--out", str(out)]
+    args = [sys.executable, "-m", "deeptheory.train", "bayes_networks", "--out", str(out)]
     for key, value in {**TINY, **overrides}.items():
         text = ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
         args += [f"--{key.replace('_', '-')}", text]

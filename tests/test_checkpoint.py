@@ -1,11 +1,11 @@
-"""train.checkpoint: an interrupted loop resumes to the bitwise-identical result."""
+"""train.harness.checkpoint: an interrupted loop resumes to the bitwise-identical result."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from deeptheory.train.checkpoint import Checkpointer
+from deeptheory.train.harness.checkpoint import Checkpointer
 
 
 def _loop(directory, n_steps, stop_after=None, every=3):

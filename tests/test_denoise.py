@@ -1,11 +1,12 @@
-"""train.denoise at tiny sizes: results, the Bayes references, the fixed readout, resume, config errors."""
+"""train.experiments.denoise at tiny sizes: results, the Bayes references, the fixed readout, resume, config errors."""
 
 import dataclasses
 
 import numpy as np
 import pytest
 
-from deeptheory.train import cli, denoise
+from deeptheory.train.experiments import denoise
+from deeptheory.train.harness import cli
 
 TINY = dict(priors=("gaussian", "two_mode"), dims=(1,), sigma2s=(0.5, 1.0), step=0.25, context=96, prompts=2,
             context_sizes=(16, 64), convergence_tokens=128, train_priors=("gaussian",), depth_trained=2,

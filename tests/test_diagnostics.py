@@ -1,9 +1,9 @@
-"""train.diagnostics on processes with known answers: i.i.d. draws, AR(1) chains, shifted chains, transients."""
+"""train.inference.diagnostics on processes with known answers: i.i.d. draws, AR(1) chains, shifted chains, transients."""
 
 import numpy as np
 import pytest
 
-from deeptheory.train.diagnostics import burn_in, ess, mean_and_error, rhat
+from deeptheory.train.inference.diagnostics import burn_in, ess, mean_and_error, rhat
 
 
 def _ar1(rho, chains, draws, seed=0):

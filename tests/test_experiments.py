@@ -9,8 +9,9 @@ import sys
 import numpy as np
 import pytest
 
-from deeptheory.train import bayes_networks, cli, nngp_convergence, registry, report
 from deeptheory.train.data import write_idx
+from deeptheory.train.experiments import bayes_networks, nngp_convergence
+from deeptheory.train.harness import cli, registry, report
 
 TINY = dict(n_train=10, n_test=6, widths=(16, 64), draws=4, chunk=2, depths=(1,), activations=("erf",))
 QUICK_FLAGS = {"nngp_convergence": dict(widths=(32, 64), draws=8, chunk=8, depths=(1,)),
@@ -160,7 +161,8 @@ def test_interrupted_run_resumes_to_identical_results(fake_fashion, tmp_path):
     whole = cli.execute(nngp_convergence.EXPERIMENT, config, tmp_path / "whole")
     # Interrupt after the first unit by making the second one fail, then resume.
     calls = {"n": 0}
-    original = nngp_convergence._ensemble_errors
+    measure = sys.modules["deeptheory.train.experiments.nngp_convergence.measure"]
+    original = measure._ensemble_errors
 
     def failing(*args, **kwargs):
         calls["n"] += 1
@@ -168,12 +170,12 @@ def test_interrupted_run_resumes_to_identical_results(fake_fashion, tmp_path):
             raise KeyboardInterrupt
         return original(*args, **kwargs)
 
-    nngp_convergence._ensemble_errors = failing
+    measure._ensemble_errors = failing
     try:
         with pytest.raises(KeyboardInterrupt):
             cli.execute(nngp_convergence.EXPERIMENT, config, tmp_path / "cut")
     finally:
-        nngp_convergence._ensemble_errors = original
+        measure._ensemble_errors = original
     resumed = cli.execute(nngp_convergence.EXPERIMENT, config, tmp_path / "cut")
     assert resumed["metrics"] == whole["metrics"]
     kinds = [e["kind"] for e in resumed["timing"]["invocations"]]
@@ -192,7 +194,7 @@ def test_randomness_follows_values_not_positions(fake_fashion, tmp_path):
 
 def test_command_line_and_report(fake_fashion, tmp_path):
     flags = [f"--{k.replace('_', '-')}={','.join(map(str, v)) if isinstance(v, tuple) else v}" for k, v in TINY.items()]
-    cmd = [sys.executable, "-m", "deeptheory.train.nngp_convergence", "--out", str(tmp_path / "cli"), *flags]
+    cmd = [sys.executable, "-m", "deeptheory.train", "nngp_convergence", "--out", str(tmp_path / "cli"), *flags]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     assert "results in" in done.stdout and json.loads((tmp_path / "cli" / "results.json").read_text())
@@ -282,7 +284,7 @@ def test_cnn_needs_images(no_fashion, tmp_path):
 def test_reproduce_quick_preset_writes_report(tmp_path):
     """The full `make demo` path: every registered experiment's quick preset and the report."""
     env = dict(os.environ, DEEPTHEORY_PROGRESS_SECONDS="30")
-    done = subprocess.run([sys.executable, "-m", "deeptheory.train.reproduce", "--preset", "quick", "--out",
+    done = subprocess.run([sys.executable, "-m", "deeptheory.train", "reproduce", "--preset", "quick", "--out",
                            str(tmp_path)], capture_output=True, text=True, timeout=1500, env=env)
     assert done.returncode == 0, done.stderr
     page = (tmp_path / "report.md").read_text()
@@ -292,7 +294,7 @@ def test_reproduce_quick_preset_writes_report(tmp_path):
         for plot in record["plots"]:
             assert f"]({name}/{plot})" in page and (tmp_path / name / plot).exists()
     # the same command again: nothing recomputed (the metrics reused), the report rewritten, the wall times kept
-    again = subprocess.run([sys.executable, "-m", "deeptheory.train.reproduce", "--preset", "quick", "--out",
+    again = subprocess.run([sys.executable, "-m", "deeptheory.train", "reproduce", "--preset", "quick", "--out",
                             str(tmp_path), "--only", "rf_scaling"], capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr
     record = json.loads((tmp_path / "rf_scaling" / "results.json").read_text())

@@ -1,9 +1,9 @@
-"""train.exponents: the fitted α recovers a known exponent, and its bootstrap interval covers it as often as it says."""
+"""train.fits: the fitted α recovers a known exponent, and its bootstrap interval covers it as often as it says."""
 
 import numpy as np
 import pytest
 
-from deeptheory.train.exponents import fit_exponent, offset_power_fit, student_t_quantile
+from deeptheory.train.fits import fit_exponent, offset_power_fit, student_t_quantile
 
 
 def test_student_t_quantile():

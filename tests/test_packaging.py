@@ -19,7 +19,7 @@ def _foreign_train(tmp_path: Path) -> Path:
     return other
 
 
-_CHECK = ("import train, theory, deeptheory.train.cli, deeptheory.theory.nngp as n; "
+_CHECK = ("import train, theory, deeptheory.train.harness.cli, deeptheory.theory.nngp as n; "
           "assert train.WHO == 'other train' and theory.WHO == 'other theory', (train.WHO, theory.WHO); "
           "print(n.__name__)")
 
@@ -29,6 +29,16 @@ def test_imports_beside_another_projects_train(tmp_path):
     done = subprocess.run([sys.executable, "-c", _CHECK], cwd=other, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "deeptheory.theory.nngp"
+
+
+def test_every_package_folder_is_listed_in_pyproject():
+    """setuptools installs only the packages pyproject lists: a new subfolder of train/ must be added there."""
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {"deeptheory." + ".".join(init.parent.relative_to(ROOT).parts)
+             for top in ("theory", "models", "train", "benchmarks") for init in (ROOT / top).rglob("__init__.py")}
+    assert found == listed, f"add to pyproject: {sorted(found - listed)}; remove: {sorted(listed - found)}"
 
 
 @pytest.mark.slow
@@ -45,7 +55,8 @@ def test_wheel_holds_only_the_deeptheory_namespace(tmp_path):
     tops = {name.split("/")[0] for name in zipfile.ZipFile(wheel).namelist()}
     assert tops == {"deeptheory", wheel.name.split("-")[0] + "-" + wheel.name.split("-")[1] + ".dist-info"}, tops
     names = zipfile.ZipFile(wheel).namelist()
-    assert "deeptheory/theory/nngp.py" in names and "deeptheory/train/cli.py" in names
+    assert "deeptheory/theory/nngp.py" in names and "deeptheory/train/harness/cli.py" in names
+    assert "deeptheory/train/experiments/rf_scaling/optimizers.py" in names
     assert not any(n.startswith("deeptheory/__init__") for n in names)  # an implicit namespace package
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],

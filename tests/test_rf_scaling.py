@@ -1,4 +1,4 @@
-"""models.random_features, train.optimizers and the scaling experiment train.rf_scaling (tiny sizes)."""
+"""models.random_features, the rf_scaling optimizers and the experiment train.experiments.rf_scaling (tiny sizes)."""
 
 import dataclasses
 
@@ -16,8 +16,9 @@ from deeptheory.models.random_features import (
     random_projection,
 )
 from deeptheory.theory.random_features import power_law_spectrum, power_law_target
-from deeptheory.train import cli, rf_scaling
-from deeptheory.train.optimizers import OPTIMIZERS, make_optimizer, natural_gradient
+from deeptheory.train.experiments import rf_scaling
+from deeptheory.train.experiments.rf_scaling.optimizers import OPTIMIZERS, make_optimizer, natural_gradient
+from deeptheory.train.harness import cli
 
 TINY = dict(s_values=(1.0, 2.0), dim=96, widths=(4, 8, 16), steps=40, seeds=3, lr_multipliers=(0.5, 1.0))
 

@@ -1,4 +1,4 @@
-"""train.samplers and train.chains on posteriors known in closed form.
+"""train.inference.samplers and train.inference.chains on posteriors known in closed form.
 
 Bayesian linear regression (the network of `models.mlp` with no hidden layer) has the Gaussian posterior
 N(m, A⁻¹), A = I + c² XᵀX/T, m = A⁻¹ c Xᵀy/T. Independent chains started from the prior and run for many
@@ -14,8 +14,8 @@ from scipy import integrate, special
 
 from deeptheory.models.mlp import MLP
 from deeptheory.models.posterior import log_posterior
-from deeptheory.train.chains import SamplerDivergence, run_chains
-from deeptheory.train.samplers import baoab, mala, ula
+from deeptheory.train.inference.chains import SamplerDivergence, run_chains
+from deeptheory.train.inference.samplers import baoab, mala, ula
 
 N_CHAINS = 2000
 

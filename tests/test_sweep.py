@@ -1,4 +1,4 @@
-"""train.sweep on 4 simulated CPU devices: sharded = unsharded, independent of chunking."""
+"""train.harness.sweep on 4 simulated CPU devices: sharded = unsharded, independent of chunking."""
 
 import jax
 import jax.numpy as jnp
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from jax.sharding import PartitionSpec
 
-from deeptheory.train.sweep import sweep, sweep_keys, sweep_mesh
+from deeptheory.train.harness.sweep import sweep, sweep_keys, sweep_mesh
 
 
 def _point(key, p):

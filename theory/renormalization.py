@@ -566,7 +566,7 @@ def renormalized_kernel(x, *, activation: str | Callable, depth: int, order_para
     vanilla: (Π_l Q_l) K^(L); nested: K^(L) with σ_wl² = Q_l/λ_l (l = 1..L) inside the recursion; noncentral:
     (Π Q̄_l) Θ_L − m μ_L μ_Lᵀ/λ_L (module docstring). This is the kernel the theory says the readout sees: for
     one hidden layer, Q = λ_1 |v|²/N_1 is the posterior readout norm and K_R = Q K^(1) the covariance of f
-    given it (`train.bayes_networks` compares both with sampled networks).
+    given it (`train.experiments.bayes_networks` compares both with sampled networks).
     """
     depth = _check_depth(depth)
     if variant not in VARIANTS:

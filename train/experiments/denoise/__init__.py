@@ -20,7 +20,7 @@ Setup (every part a config field; equations in docs/attention.md, eqs. (A-1)–(
 
 Per-coordinate MSE throughout: |x̂ − x|²/d averaged over tokens and prompts.
 
-    python -m deeptheory.train.denoise --preset quick --out runs/denoise
+    python -m deeptheory.train denoise --preset quick --out runs/denoise
 """
 
 from __future__ import annotations
@@ -49,13 +49,13 @@ from deeptheory.theory.particles import (
     stage2_readout,
     tweedie_kde,
 )
-from deeptheory.train import cli
-from deeptheory.train.checkpoint import Checkpointer
-from deeptheory.train.cli import param
-from deeptheory.train.keys import derive, derive_batch
-from deeptheory.train.progress import progress
-from deeptheory.train.report import AGREEMENT_NOTE, Figure, Panel, ReportSpec, Series, Table, agreement
-from deeptheory.train.sweep import sweep
+from deeptheory.train.harness import cli
+from deeptheory.train.harness.checkpoint import Checkpointer
+from deeptheory.train.harness.cli import param
+from deeptheory.train.harness.keys import derive, derive_batch
+from deeptheory.train.harness.progress import progress
+from deeptheory.train.harness.report import AGREEMENT_NOTE, Figure, Panel, ReportSpec, Series, Table, agreement
+from deeptheory.train.harness.sweep import sweep
 
 NAME = "denoise"
 PRIORS = ("gaussian", "two_mode", "gmm")
@@ -750,8 +750,5 @@ EXPERIMENT = cli.Experiment(
     name=NAME, title="Attention as in-context empirical Bayes",
     question="Does a stack of RBF attention layers followed by a long-skip readout denoise like the Bayes posterior "
              "mean, with its best depth at the flow time T*(ε) ≈ σ²/2, and do trained transformers find that?",
-    Config=Config, presets=PRESETS, run=run, report=report, description=__doc__)
+    Config=Config, presets=PRESETS, run=run, analyse=lambda config, data, raw: raw, report=report, description=__doc__)
 
-
-if __name__ == "__main__":
-    cli.main(EXPERIMENT)

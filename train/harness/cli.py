@@ -1,15 +1,20 @@
 """What every experiment shares: its description, presets, command line, data record, output folder and timing.
 
-An experiment module defines a frozen-dataclass `Config` whose fields are declared with `param(default, help,
-unit=..., choices=..., valid=...)`, presets `{"quick": Config(...), "study"/"paper": ...}`, and
+An experiment package (`train/experiments/<name>/`) defines a frozen-dataclass `Config` whose fields are declared
+with `param(default, help, unit=..., choices=..., valid=...)`, presets `{"quick": Config(...), "paper": ...}`, and
 
-    EXPERIMENT = Experiment(name, title, question, Config, PRESETS, run, report, load_data=None)
+    EXPERIMENT = Experiment(name, title, question, Config, PRESETS, run, analyse, report, load_data=None)
 
-with `run(config, data, out_dir) -> metrics` (checkpointed, resumable) and `report(record) -> ReportSpec` (tables
-and figures drawn from results.json alone; `train.report`). It ends with
-`if __name__ == "__main__": cli.main(EXPERIMENT)`. Then
+with three steps, each a function of what the previous one wrote:
+- `run(config, data, out_dir) -> raw`: the measurements (sampling, training, random draws) as arrays, every piece
+  checkpointed under out_dir/checkpoints, so an interrupted run resumes and a finished one returns at once;
+- `analyse(config, data, raw) -> metrics`: the theory's predictions and every summary number (fits, agreement),
+  a JSON-able dict; no randomness that run did not record;
+- `report(record) -> train.harness.report.ReportSpec`: tables and figures drawn from results.json alone, so
+  `python -m deeptheory.train report DIR` redraws them without recomputing anything.
+The package registers itself in `train.harness.registry`. Then
 
-    python -m deeptheory.train.<name> --preset quick --out DIR [--field value ...] [--distributed]
+    python -m deeptheory.train <name> --preset quick --out DIR [--field value ...] [--distributed]
 
 works: every field is a flag whose help names its meaning, unit, valid range or choices and preset values; values
 may be negative (`--target-shift -0.25`); flags are never abbreviated; a bad value is one line on stderr (exit
@@ -44,7 +49,7 @@ import jax
 from jax.experimental import multihost_utils
 
 from deeptheory.train.data import DataError
-from deeptheory.train.results import code_fingerprint, package_versions, read_results, to_jsonable, write_results
+from deeptheory.train.harness.results import code_fingerprint, package_versions, read_results, to_jsonable, write_results
 
 __all__ = ["ConfigError", "Experiment", "param", "require", "flag", "parse_config", "init_runtime", "execute",
            "main", "claim_record", "check_claim"]
@@ -65,8 +70,9 @@ class Experiment:
     question: str  # one or two sentences: what the experiment asks
     Config: type
     presets: dict
-    run: Callable  # (config, data, out_dir) -> metrics (a JSON-able dict)
-    report: Callable  # (record) -> train.report.ReportSpec, from results.json alone
+    run: Callable  # (config, data, out_dir) -> raw measurements (checkpointed, resumable)
+    analyse: Callable  # (config, data, raw) -> metrics (a JSON-able dict; theory included)
+    report: Callable  # (record) -> train.harness.report.ReportSpec, from results.json alone
     load_data: Callable | None = None  # (config) -> data with `.info` (a dict recorded with the config)
     description: str = ""  # the module docstring, shown by --help
 
@@ -217,12 +223,9 @@ def parse_config(config_cls, presets: dict, argv=None, *, prog: str | None = Non
 
 
 def init_runtime(distributed: bool = False) -> None:
-    """Float64 for theory (models ask for float32 explicitly) and multi-host when asked.
-
-    `jax.distributed.initialize()` auto-detects SLURM, Open MPI and TPU pods; it runs when --distributed is given
-    or when the cluster environment reports more than one task.
-    """
-    jax.config.update("jax_enable_x64", True)
+    """Multi-host when asked: `jax.distributed.initialize()` auto-detects SLURM, Open MPI and TPU pods; it runs
+    when --distributed is given or when the cluster environment reports more than one task. Nothing else global is
+    set (the float64 of an experiment is scoped to `execute`)."""
     in_cluster = any(int(os.environ.get(v, "1")) > 1 for v in _CLUSTER_ENV)
     if distributed or in_cluster or os.environ.get("JAX_COORDINATOR_ADDRESS"):
         jax.distributed.initialize()
@@ -276,7 +279,7 @@ def check_claim(out_dir: Path, record: dict, *, fresh_folder: str | None = None)
     """True if out_dir already holds this run (resume), False if it holds none; ConfigError if another.
 
     The refusal lists every difference, one per line, and suggests a fresh folder: `fresh_folder` (the caller's
-    own wording, e.g. train.reproduce's `make demo OUT=...`), else `--out <out_dir>-2`."""
+    own wording, e.g. train.harness.reproduce's `make demo OUT=...`), else `--out <out_dir>-2`."""
     path = Path(out_dir) / "config.json"
     if not path.exists():
         return False
@@ -351,9 +354,9 @@ def _reusable(out_dir: Path, record: dict) -> bool:
 def execute(experiment: Experiment, config, out_dir, *, data=None) -> dict:
     """Run (or resume) an experiment into out_dir, write results.json and its figures; returns the record.
 
-    `data`: already-loaded data (train.reproduce loads them once, before claiming any folder); None loads them.
+    `data`: already-loaded data (train.harness.reproduce loads them once, before claiming any folder); None loads them.
     """
-    from deeptheory.train import report
+    from deeptheory.train.harness import report
 
     out_dir = Path(out_dir)
     config.validate()
@@ -368,7 +371,7 @@ def execute(experiment: Experiment, config, out_dir, *, data=None) -> dict:
         kind = ("reused" if _reusable(out_dir, record) else "reanalysed") if finished else (
             "resumed" if checkpoints else "fresh")
         ledger = _open_ledger(out_dir, kind)
-    _barrier("deeptheory.train.cli.execute: claimed")
+    _barrier("deeptheory.train.harness.cli.execute: claimed")
     if jax.process_index() != 0:
         check_claim(out_dir, record)
         ledger = json.loads((out_dir / "timing.json").read_text())
@@ -376,7 +379,12 @@ def execute(experiment: Experiment, config, out_dir, *, data=None) -> dict:
     if ledger[-1]["kind"] == "reused":  # the finished metrics of this very run: nothing to recompute
         metrics = read_results(out_dir)["metrics"]
     else:
-        metrics = experiment.run(config, data, out_dir)
+        # Theory is float64 whatever the flag (theory._checks), but hands float32 back when the flag is off; an
+        # experiment keeps those float64 results (and its NumPy float64 analysis) by running with the flag on.
+        # Models and training ask for float32 explicitly. Scoped: the caller's flag is restored afterwards.
+        with jax.enable_x64(True):
+            raw = experiment.run(config, data, out_dir)
+            metrics = experiment.analyse(config, data, raw)
     timing = _close_ledger(out_dir, ledger, time.perf_counter() - start)
     record = dict(record, metrics=to_jsonable(metrics))
     if jax.process_index() == 0:
@@ -399,7 +407,7 @@ def _fail(prog: str, message: str) -> typing.NoReturn:
 
 
 def main(experiment: Experiment, argv=None) -> dict[str, Any]:
-    prog = f"python -m deeptheory.train.{experiment.name}"
+    prog = f"python -m deeptheory.train {experiment.name}"
     config, args = parse_config(experiment.Config, experiment.presets, argv, prog=prog,
                                 description=experiment.description)
     init_runtime(args.distributed)
@@ -409,7 +417,7 @@ def main(experiment: Experiment, argv=None) -> dict[str, Any]:
     except ConfigError as e:
         _fail(prog, str(e))
     if jax.process_index() == 0:
-        from deeptheory.train import report
+        from deeptheory.train.harness import report
 
         path = report.write_report(out_dir, {experiment.name: record}, preset=args.preset, single=True)
         timing = record["timing"]

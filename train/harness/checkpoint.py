@@ -1,5 +1,13 @@
 """Resumable loops on top of orbax: every orbax call in the project lives here.
 
+Most loops are one call:
+
+    state = resume_loop(out / "checkpoints", initial_state, n_steps, step_fn, desc="training")
+
+runs state = step_fn(k, state) for k = (last saved step) … n_steps − 1, with a progress line, saving after every
+step (or every `every` steps, and always the last); a finished loop returns its final state without calling
+step_fn. By hand:
+
     ckpt = Checkpointer(out / "checkpoints", every=10)
     step, state = ckpt.restore(initial_state)        # (0, initial_state) on a fresh directory
     for step in range(step, n_steps):
@@ -18,13 +26,16 @@ every process reads them), jax.Array leaves must be global arrays (each process 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-__all__ = ["Checkpointer"]
+from deeptheory.train.harness.progress import progress
+
+__all__ = ["Checkpointer", "resume_loop"]
 
 logging.getLogger("absl").setLevel(logging.WARNING)
 
@@ -76,3 +87,18 @@ class Checkpointer:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def resume_loop(directory: str | Path, initial_state, n_steps: int, step_fn: Callable, *, every: int = 1,
+                desc: str = "", unit: str = "steps"):
+    """The final state of state_{k+1} = step_fn(k, state_k), k = 0 … n_steps − 1, resumed from `directory`.
+
+    Saves after every `every`-th step and after the last; a restored state is the template's pytree (NumPy leaves
+    stay NumPy), so step_fn sees the same types fresh or resumed. Randomness inside step_fn should be a function of
+    (seed, k) (`train.harness.keys`), so that a resumed loop ends in the bitwise-identical state."""
+    with Checkpointer(directory, every=every) as ckpt:
+        start, state = ckpt.restore(initial_state)
+        for k in progress(range(start, n_steps), desc=desc, total=n_steps, initial=start, unit=unit):
+            state = step_fn(k, state)
+            ckpt.save(k + 1, state, force=k + 1 == n_steps)
+    return state

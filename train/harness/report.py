@@ -13,7 +13,7 @@ Figure text (titles, axis labels, legend entries) uses matplotlib mathtext inste
 
 `render_figures` draws the PNGs, `write_report` writes report.md and report.html (same content), and
 
-    python -m deeptheory.train.report DIR          # DIR holding results.json, or one folder per experiment
+    python -m deeptheory.train report DIR          # DIR holding results.json, or one folder per experiment
 
 re-draws every figure and rewrites the report from the results.json files alone, without recomputing anything.
 """
@@ -394,7 +394,7 @@ def _timing_sentence(record: dict) -> str:
     timing = record.get("timing") or {}
     env = record.get("environment", {})
     where = f"{env.get('device_count', '?')} × {env.get('device_kind', '?')} ({env.get('backend', '?')})"
-    from deeptheory.train.progress import format_duration
+    from deeptheory.train.harness.progress import format_duration
 
     compute = format_duration(record.get("wall_time_s", 0.0))
     invocations = timing.get("invocations", [])
@@ -479,8 +479,8 @@ def write_report(out_dir, records: dict, *, preset: str = "", single: bool = Fal
     With `single`, out_dir is the experiment's own folder (figures beside the report); otherwise each experiment's
     files are in out_dir/<name>/.
     """
-    from deeptheory.train import registry
-    from deeptheory.train.progress import format_duration
+    from deeptheory.train.harness import registry
+    from deeptheory.train.harness.progress import format_duration
 
     out_dir = Path(out_dir)
     specs = {name: registry.get(name).report(record) for name, record in records.items()}
@@ -491,7 +491,7 @@ def write_report(out_dir, records: dict, *, preset: str = "", single: bool = Fal
     intro = (f"{len(records)} experiment(s), {format_duration(total)} of compute on {env.get('device_count', '?')} × "
              f"{env.get('device_kind', '?')} ({env.get('backend', '?')}), commit `{env.get('git_commit', '?')}`, "
              f"written {when}. Every number and figure below is drawn from the results.json beside it "
-             "(`python -m deeptheory.train.report` redraws them).")
+             "(`python -m deeptheory.train report` redraws them).")
     md = [f"# {title}", "", intro, ""]
     body_html = [f"<h1>{_html_inline(title)}</h1><p>{_html_inline(intro)}</p>"]
     summary = Table("Summary", ["experiment", "question", "result", "data", "compute"], [
@@ -537,7 +537,7 @@ def _records(directory: Path) -> tuple[dict, bool]:
     if (directory / "results.json").exists():
         record = json.loads((directory / "results.json").read_text())
         return {record["experiment"]: record}, True
-    from deeptheory.train import registry
+    from deeptheory.train.harness import registry
 
     records = {}
     for path in sorted(directory.glob("*/results.json")):
@@ -548,12 +548,13 @@ def _records(directory: Path) -> tuple[dict, bool]:
 
 
 def main(argv=None) -> Path:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+    parser = argparse.ArgumentParser(prog="python -m deeptheory.train report", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
                                      allow_abbrev=False)
     parser.add_argument("directory", type=Path, help="a folder with results.json, or one subfolder per experiment")
     parser.add_argument("--preset", default="", help="preset name shown in the title (default: from the folder)")
     args = parser.parse_args(argv)
-    from deeptheory.train import registry
+    from deeptheory.train.harness import registry
 
     records, single = _records(args.directory)
     if not records:

@@ -1,8 +1,8 @@
 """Run every registered experiment with one preset and write DIR/report.md (and report.html).
 
-    python -m deeptheory.train.reproduce --preset quick --out runs/quick     # `make demo`: CPU, minutes
-    python -m deeptheory.train.reproduce --preset paper --out runs/paper     # GPU-sized
-    python -m deeptheory.train.reproduce --dataset mnist1d --out runs/quick-mnist1d   # force the fallback data
+    python -m deeptheory.train reproduce --preset quick --out runs/quick     # `make demo`: CPU, minutes
+    python -m deeptheory.train reproduce --preset paper --out runs/paper     # GPU-sized
+    python -m deeptheory.train reproduce --dataset mnist1d --out runs/quick-mnist1d   # force the fallback data
 
 Before any work, every experiment's config is built, its data are loaded, and its folder DIR/<name> is checked:
 a folder holding a run with another config or other data (say MNIST-1D results, now that Fashion-MNIST is
@@ -21,10 +21,10 @@ from pathlib import Path
 
 import jax
 
-from deeptheory.train import cli, registry
-from deeptheory.train.progress import format_duration
-from deeptheory.train.report import write_report
-from deeptheory.train.results import read_results
+from deeptheory.train.harness import cli, registry
+from deeptheory.train.harness.progress import format_duration
+from deeptheory.train.harness.report import write_report
+from deeptheory.train.harness.results import read_results
 
 
 def _config(experiment, preset: str, overrides: dict):
@@ -36,7 +36,7 @@ def _config(experiment, preset: str, overrides: dict):
 
 
 def main(argv=None) -> Path:
-    parser = argparse.ArgumentParser(prog="python -m deeptheory.train.reproduce", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m deeptheory.train reproduce", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
     parser.add_argument("--preset", choices=("quick", "paper"), default="quick", help="preset of every experiment")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default runs/<preset>)")

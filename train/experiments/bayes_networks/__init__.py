@@ -1,8 +1,8 @@
 """Sample the Bayesian posterior of finite networks on real data and hold the renormalization theory against it.
 
-For every (activation, depth L, width N, temperature T): C chains of a sampler (`train.samplers`; BAOAB by
+For every (activation, depth L, width N, temperature T): C chains of a sampler (`train.inference.samplers`; BAOAB by
 default) draw from p(θ | D) ∝ exp(−Σ(y − f)²/2T − |θ|²/2) for the network of `models.mlp` (or `models.cnn`),
-all chains vmapped and sharded (`train.chains`), checkpointed and resumable. Measured per chain and draw: the
+all chains vmapped and sharded (`train.inference.chains`), checkpointed and resumable. Measured per chain and draw: the
 test loss (1/P_test) Σ (f(x) − y)², the readout norm q̂ = λ_L|v|²/N_L, and the readout-layer kernel. Compared
 with (docs/nngp_and_renormalization.md: posterior eq. (R-11), renormalized theory eqs. (R-12)–(R-24), samplers
 eqs. (R-25)–(R-28)):
@@ -13,13 +13,13 @@ eqs. (R-25)–(R-28)):
 - renormalization itself: ⟨q̂⟩ against the readout order parameter, and ⟨q̂ K̂_L⟩ (K̂_L = φφᵀ/(λ_L N_L), the
   covariance of f given the readout norm) against K_R from `renormalized_kernel`, next to the NNGP kernel.
 
-Error bars are Monte Carlo standard errors sd/√ESS of the chain-averaged test loss (`train.diagnostics`, split-R̂
+Error bars are Monte Carlo standard errors sd/√ESS of the chain-averaged test loss (`train.inference.diagnostics`, split-R̂
 and MSER burn-in reported per point). Step size: `step` (h, log-density convention; the papers' ε is h/T, docs eq.
 (R-28)), or when 0, `step_scale`/√λ_max for BAOAB and `step_scale`/λ_max for ULA/MALA, with λ_max the top curvature of
 −log p at the first chain's start (power iteration on Hessian-vector products). Durations are in the natural
 time t = steps·h, in which the prior's modes relax in O(1).
 
-    python -m deeptheory.train.bayes_networks --preset quick --out runs/bayes
+    python -m deeptheory.train bayes_networks --preset quick --out runs/bayes
 """
 
 from __future__ import annotations
@@ -38,12 +38,11 @@ from deeptheory.models.posterior import log_posterior
 from deeptheory.theory.conv_renormalization import conv_theory
 from deeptheory.theory.nngp import ACTIVATIONS, nngp_kernel
 from deeptheory.theory.renormalization import fc_theory, renormalized_kernel
-from deeptheory.train import cli, diagnostics
-from deeptheory.train.chains import run_chains
-from deeptheory.train.cli import param
 from deeptheory.train.data import DATASETS, load_task
-from deeptheory.train.keys import derive, derive_seed
-from deeptheory.train.report import (
+from deeptheory.train.harness import cli
+from deeptheory.train.harness.cli import param
+from deeptheory.train.harness.keys import derive, derive_seed
+from deeptheory.train.harness.report import (
     AGREEMENT_NOTE,
     Figure,
     Panel,
@@ -54,7 +53,9 @@ from deeptheory.train.report import (
     percent,
     plus_minus,
 )
-from deeptheory.train.samplers import SAMPLERS, tree_normal
+from deeptheory.train.inference import diagnostics
+from deeptheory.train.inference.chains import run_chains
+from deeptheory.train.inference.samplers import SAMPLERS, tree_normal
 
 NAME = "bayes_networks"
 _ODD = ("erf", "tanh", "linear")
@@ -550,7 +551,4 @@ EXPERIMENT = cli.Experiment(
     name=NAME, title="Bayesian networks by sampling vs kernel renormalization",
     question="Does the renormalized kernel theory predict the test loss, the readout order parameter and the "
              "posterior kernel of finite Bayesian networks sampled at width N ~ P, where the NNGP does not?",
-    Config=Config, presets=PRESETS, run=run, report=report, load_data=load_data, description=__doc__)
-
-if __name__ == "__main__":
-    cli.main(EXPERIMENT)
+    Config=Config, presets=PRESETS, run=run, analyse=lambda config, data, raw: raw, report=report, load_data=load_data, description=__doc__)

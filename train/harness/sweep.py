@@ -23,7 +23,7 @@ from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from deeptheory.train.progress import progress
+from deeptheory.train.harness.progress import progress
 
 __all__ = ["sweep", "sweep_keys", "sweep_mesh", "from_host", "to_host"]
 
@@ -84,7 +84,7 @@ def sweep(
       params: pytree whose leaves share a leading axis of size S (None: a pure seed sweep).
       seed: base seed; point i uses fold_in(PRNGKey(seed), first_index + i).
       keys: instead of `seed`, one key per point (typed keys or raw key data, leading axis S), e.g. from
-        `train.keys.derive_batch`, so that a point's randomness follows its configuration values.
+        `train.harness.keys.derive_batch`, so that a point's randomness follows its configuration values.
       size: S when params is None.
       first_index: point i uses key index first_index + i (to split one long sweep into calls).
       chunk_size: evaluate at most this many points at once (rounded up to a multiple of the device

@@ -34,10 +34,10 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from deeptheory.train.checkpoint import Checkpointer
-from deeptheory.train.progress import progress
-from deeptheory.train.samplers import Sampler, SamplerState
-from deeptheory.train.sweep import from_host, to_host
+from deeptheory.train.harness.checkpoint import Checkpointer
+from deeptheory.train.harness.progress import progress
+from deeptheory.train.harness.sweep import from_host, to_host
+from deeptheory.train.inference.samplers import Sampler, SamplerState
 
 __all__ = ["ChainResult", "SamplerDivergence", "run_chains", "chain_mesh"]
 

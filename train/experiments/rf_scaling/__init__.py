@@ -6,11 +6,11 @@ Setup (every part a config field; the equations are in docs/random_features.md, 
 - N linear random features z = Fx (`models.random_features`, F_ik ~ N(0, 1/N), nested over N: the first N rows
   of one draw per seed), readout a trained from 0 for T steps on ½·(population MSE) — full-batch gradients of
   the exact population loss aᵀΣ_N a − 2aᵀb + c, so the only randomness is the features (the infinite-data regime);
-- five optimizers (`train.optimizers`): GD, heavy-ball momentum, Adam, diagonal Fisher, damped natural gradient
+- five optimizers (`.optimizers`): GD, heavy-ball momentum, Adam, diagonal Fisher, damped natural gradient
   (Cholesky of Σ_N + εI), each at its tuned learning rate: a grid of multipliers of a per-optimizer base
   (GD: 0.95/μ_max(Σ_N), momentum: 0.95(1+β)/μ_max, diagonal: 0.95/μ_max(D⁻¹Σ_N), natural: 0.95, Adam: `adam_lr`),
   the multiplier chosen per (optimizer, s, N) by the seed-mean final loss;
-- α: log-log slope of the seed-mean loss over the N grid, bootstrap-over-seeds CI (`train.exponents`).
+- α: log-log slope of the seed-mean loss over the N grid, bootstrap-over-seeds CI (`train.fits`).
 
 Theory, side by side (`theory.random_features`):
 - eigenbasis α: the exact eigenbasis dynamics (GD, heavy ball, natural gradient) on each seed's N-feature spectrum
@@ -22,7 +22,7 @@ Theory, side by side (`theory.random_features`):
   (rf_risk, P = ∞, ridge 0) over the same window.
 - the diagnostic: N*(T) = #{k: T η λ_k f(λ_k) ≥ 1} (η λ₁ = 1) for GD and natural gradient against the window.
 
-    python -m deeptheory.train.rf_scaling --preset quick --out runs/rf_scaling
+    python -m deeptheory.train rf_scaling --preset quick --out runs/rf_scaling
 """
 
 from __future__ import annotations
@@ -45,15 +45,15 @@ from deeptheory.theory.random_features import (
     rf_risk,
     time_bottleneck,
 )
-from deeptheory.train import cli
-from deeptheory.train.checkpoint import Checkpointer
-from deeptheory.train.cli import param
-from deeptheory.train.exponents import fit_exponent
-from deeptheory.train.keys import derive, derive_seed
-from deeptheory.train.optimizers import OPTIMIZERS, make_optimizer
-from deeptheory.train.progress import progress
-from deeptheory.train.report import Figure, Panel, ReportSpec, Series, Table, inside_interval
-from deeptheory.train.sweep import sweep
+from deeptheory.train.experiments.rf_scaling.optimizers import OPTIMIZERS, make_optimizer
+from deeptheory.train.fits import fit_exponent
+from deeptheory.train.harness import cli
+from deeptheory.train.harness.checkpoint import Checkpointer
+from deeptheory.train.harness.cli import param
+from deeptheory.train.harness.keys import derive, derive_seed
+from deeptheory.train.harness.progress import progress
+from deeptheory.train.harness.report import Figure, Panel, ReportSpec, Series, Table, inside_interval
+from deeptheory.train.harness.sweep import sweep
 
 NAME = "rf_scaling"
 
@@ -494,8 +494,5 @@ EXPERIMENT = cli.Experiment(
     name=NAME, title="Scaling exponents of random-feature regression by optimizer",
     question="Does the scaling exponent α of the test loss L ∝ N^-α depend on the optimizer, and does the theory "
              "predict α for five optimizers across six spectra?",
-    Config=Config, presets=PRESETS, run=run, report=report, description=__doc__)
+    Config=Config, presets=PRESETS, run=run, analyse=lambda config, data, raw: raw, report=report, description=__doc__)
 
-
-if __name__ == "__main__":
-    cli.main(EXPERIMENT)

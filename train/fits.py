@@ -1,4 +1,9 @@
-"""Scaling exponents with honest confidence intervals (docs/random_features.md, eqs. (RF-17)–(RF-19)): α of
+"""Every fit of a line, a slope or an exponent to measured points, in one place.
+
+    fit = line_fit(x, y)                   # least squares y ≈ slope·x + intercept, with the slope's standard error
+    fit = line_fit(np.log(n), np.log(err)) # a log-log slope (nngp_convergence: kernel error vs width)
+
+Scaling exponents with honest confidence intervals (docs/random_features.md, eqs. (RF-17)–(RF-19)): α of
 L(N) ∝ N^-α over a stated window.
 
     fit = fit_exponent(n_N, loss_SxN)      # S seeds × the N grid
@@ -26,7 +31,25 @@ from jax.scipy.special import betainc, ndtr
 
 from deeptheory.theory.random_features import loglog_slope
 
-__all__ = ["ExponentFit", "fit_exponent", "offset_power_fit", "student_t_quantile"]
+__all__ = ["ExponentFit", "LineFit", "fit_exponent", "line_fit", "offset_power_fit", "student_t_quantile"]
+
+
+class LineFit(NamedTuple):
+    slope: float
+    intercept: float
+    stderr: float  # standard error of the slope (residual variance on n − 2 degrees of freedom; 0 for 2 points)
+
+
+def line_fit(x, y) -> LineFit:
+    """Ordinary least squares of y on x (float64 NumPy), with the slope's standard error."""
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    if x.ndim != 1 or x.shape != y.shape or np.unique(x).size < 2 or not np.all(np.isfinite(y)):
+        raise ValueError(f"line_fit needs matching 1-d x and finite y with two distinct x; got x {x!r}, y {y!r}")
+    A = np.stack([x, np.ones_like(x)], axis=1)
+    (slope, intercept), residual, *_ = np.linalg.lstsq(A, y, rcond=None)
+    dof = max(len(x) - 2, 1)
+    sigma2 = float(residual[0]) / dof if len(residual) else 0.0
+    return LineFit(float(slope), float(intercept), float(np.sqrt(sigma2 * np.linalg.inv(A.T @ A)[0, 0])))
 
 
 class ExponentFit(NamedTuple):

@@ -75,7 +75,6 @@ def environment() -> dict:
         "device_kind": devices[0].device_kind,
         "device_count": len(devices),
         "process_count": jax.process_count(),
-        "x64": bool(jax.config.read("jax_enable_x64")),
     }
 
 
@@ -103,7 +102,7 @@ def write_results(out_dir, *, name: str, config, metrics: dict, wall_time_s: flo
     """Write <out_dir>/results.json (process 0 only) and return its path.
 
     `data`: the record of the data actually loaded (train.data's task.info); `timing`: the invocation ledger
-    (train.cli); `wall_time_s` is the compute time of the invocations that did the work.
+    (train.harness.cli); `wall_time_s` is the compute time of the invocations that did the work.
 
     Multi-host: every process must call this (it is a collective): metrics sharded across processes are
     gathered first, and no process returns before process 0 has written the file."""
@@ -117,7 +116,7 @@ def write_results(out_dir, *, name: str, config, metrics: dict, wall_time_s: flo
         if jax.process_index() == 0:
             _write(path, out_dir, name, config, metrics, wall_time_s, plots, data, timing)
     finally:
-        multihost_utils.sync_global_devices("deeptheory.train.results.write_results")
+        multihost_utils.sync_global_devices("deeptheory.train.harness.results.write_results")
     return path
 
 

@@ -1,0 +1,1 @@
+"""The registered experiments, one package each; every one defines `EXPERIMENT` (`train.harness.cli.Experiment`)."""

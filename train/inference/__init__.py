@@ -1,0 +1,1 @@
+"""Posterior sampling of finite networks: samplers, vmapped checkpointed chains, diagnostics, step sizes."""
