@@ -64,11 +64,11 @@ def test_help_names_meaning_choices_and_preset_values(capsys):
 
 def test_overrides_and_clear_errors(capsys):
     C, presets = nngp_convergence.Config, nngp_convergence.PRESETS
-    config, args = cli.parse_config(C, presets, ["--preset", "paper", "--widths", "8,16,32", "--noise", "0.5"])
-    assert config.widths == (8, 16, 32) and config.noise == 0.5 and config.n_train == presets["paper"].n_train
+    config, args = cli.parse_config(C, presets, ["--preset", "paper", "--widths", "8,16,32", "--temperature", "0.5"])
+    assert config.widths == (8, 16, 32) and config.temperature == 0.5 and config.n_train == presets["paper"].n_train
     for argv, message in [
-        (["--noise", "-1"], "noise (GP temperature) must be > 0"),  # a negative number is a value, not a flag
-        (["--noise=-1e-3"], "noise (GP temperature) must be > 0"),
+        (["--temperature", "-1"], "--temperature must be > 0"),  # a negative number is a value, not a flag
+        (["--temperature=-1e-3"], "--temperature must be > 0"),
         (["--widths", "32,16"], "widths must be"),
         (["--draws", "many"], "cannot read 'many' as integer"),
         (["--activations", "relu,swish"], "activations must be among"),
@@ -114,7 +114,7 @@ def test_experiment_runs_resumes_keeps_its_wall_time_and_refuses_a_different_con
     assert analysed["metrics"] == first["metrics"] and analysed["wall_time_s"] == first["wall_time_s"]
     assert analysed["timing"]["last"] == "reanalysed" and len(analysed["timing"]["invocations"]) == 3
     # Another config: refused, every difference on a line of its own, a fresh folder suggested.
-    other = dataclasses.replace(config, draws=8, chunk=4, noise=0.1, weight_var=2.0, bias_var=0.5, seed=3, depths=(2,))
+    other = dataclasses.replace(config, draws=8, chunk=4, temperature=0.1, weight_var=2.0, bias_var=0.5, seed=3, depths=(2,))
     with pytest.raises(cli.ConfigError) as refused:
         cli.execute(nngp_convergence.EXPERIMENT, other, out)
     lines = str(refused.value).splitlines()

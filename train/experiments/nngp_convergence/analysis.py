@@ -19,7 +19,7 @@ def analyse(config: Config, task, raw: dict) -> dict:
     A, L, W = config.activations, config.depths, config.widths
     ladder = draw_ladder(config.draws)
     errors, gp_emp = raw["errors"], raw["gp_empirical"]
-    gp_nngp = np.array([[gp_loss(nngp_reference(config, task, A[a], L[l]), task, config.noise)
+    gp_nngp = np.array([[gp_loss(nngp_reference(config, task, A[a], L[l]), task, config.temperature)
                          for l in range(len(L))] for a in range(len(A))])
     rows = []
     for a in range(len(A)):

@@ -30,7 +30,7 @@ class Config:
     chunk: int = param(16, "networks evaluated at once, sharded across devices", valid="≥ 1")
     weight_var: float = param(1.0, "weight variance σ_w² = 1/λ of every layer", valid="> 0")
     bias_var: float = param(0.0, "bias variance σ_b²", valid="≥ 0")
-    noise: float = param(0.01, "GP temperature T (observation noise variance)", valid="> 0")
+    temperature: float = param(0.01, "temperature T of the GP posterior (its observation-noise variance)", valid="> 0")
     seed: int = param(0, "seed of the data subset and the networks", valid="≥ 0")
 
     def validate(self):
@@ -49,7 +49,7 @@ class Config:
         req(self.chunk >= 1, f"--chunk must be >= 1; got {self.chunk}")
         req(self.weight_var > 0, f"--weight-var must be > 0; got {self.weight_var}")
         req(self.bias_var >= 0, f"--bias-var must be >= 0; got {self.bias_var}")
-        req(self.noise > 0, f"--noise (GP temperature) must be > 0; got {self.noise}")
+        req(self.temperature > 0, f"--temperature must be > 0; got {self.temperature}")
         req(self.seed >= 0, f"--seed must be >= 0; got {self.seed}")
 
 

@@ -54,7 +54,7 @@ def report(record: dict) -> ReportSpec:
                       [Series([w * dd for w in W for dd in ladder], [err(a, d, w, dd) for w in W for dd in ladder],
                               "points", group=depth_group[d], role="measured", size=3) for d in L]
                       + [_collapse_line(rows, a, L[0], W, ladder)], xscale="log", yscale="log") for a in A]),
-        Figure("gp_test_loss_vs_width", f"Test loss of GP regression (T = {config['noise']}) with the mean kernel of "
+        Figure("gp_test_loss_vs_width", f"Test loss of GP regression (T = {config['temperature']}) with the mean kernel of "
                f"{D} networks (solid) against the NNGP predictor's (dotted, same colour): look for each solid line "
                f"settling onto its dotted line as N grows (within {100 * _gp_gap(rows, m, A, L, W[-1]):.1f} % at "
                f"N = {W[-1]}); the wiggles at small N are the error of a {D}-network mean kernel.",
@@ -87,7 +87,7 @@ def report(record: dict) -> ReportSpec:
              f"{{{', '.join(map(str, W))}}}, {D} networks are drawn from the prior (standard parameterisation, σ_{{w}}² = "
              f"{config['weight_var']}, σ_{{b}}² = {config['bias_var']}) and the mean of their readout-layer kernels "
              f"σ²/N φ(h^L)φ(h^L)ᵀ on the {config['n_train']} + {config['n_test']} points is compared with the NNGP kernel "
-             f"(relative Frobenius error, for D = {', '.join(map(str, ladder))}); GP regression at T = {config['noise']} "
+             f"(relative Frobenius error, for D = {', '.join(map(str, ladder))}); GP regression at T = {config['temperature']} "
              "with that mean kernel is compared with the NNGP predictor.")
     return ReportSpec(setup, [table], figures, findings, deviations, headline)
 

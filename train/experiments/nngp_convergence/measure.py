@@ -52,11 +52,12 @@ def _ensemble_errors(config, x_all, K_ref, activation, depth, width):
     return np.asarray(errors), running / config.draws
 
 
-def gp_loss(K_all, task, noise):
-    """(ε_g, bias², variance) of GP regression with the kernel K_all on [train; test] points."""
+def gp_loss(K_all, task, temperature):
+    """(ε_g, bias², variance) of GP regression with the kernel K_all on [train; test] points at temperature T
+    (`theory.gp` calls it the noise variance)."""
     P = len(task.y_train)
     post = gp_posterior(jnp.asarray(K_all[:P, :P]), jnp.asarray(K_all[P:, :P]), jnp.asarray(np.diag(K_all)[P:]),
-                        jnp.asarray(task.y_train), noise=noise)
+                        jnp.asarray(task.y_train), noise=temperature)
     loss = gp_test_loss(post, jnp.asarray(task.y_test))
     return np.array([float(loss.total), float(loss.bias2), float(loss.variance)])
 
@@ -90,7 +91,7 @@ def run(config: Config, task, out_dir: Path) -> dict:
         errors, K_mean = _ensemble_errors(config, x_all, references[a, l], A[a], L[l], W[w])
         state = {"errors": state["errors"].copy(), "gp_empirical": state["gp_empirical"].copy()}
         state["errors"][a, l, w] = errors
-        state["gp_empirical"][a, l, w] = gp_loss(K_mean, task, config.noise)
+        state["gp_empirical"][a, l, w] = gp_loss(K_mean, task, config.temperature)
         return state
 
     return resume_loop(out_dir / "checkpoints", initial, len(units), measure, desc=NAME, unit="units")
