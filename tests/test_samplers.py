@@ -1,4 +1,4 @@
-"""train.inference.samplers and train.inference.chains on posteriors known in closed form.
+"""train.inference.samplers, chains and stepsize on posteriors known in closed form.
 
 Bayesian linear regression (the network of `models.mlp` with no hidden layer) has the Gaussian posterior
 N(m, A⁻¹), A = I + c² XᵀX/T, m = A⁻¹ c Xᵀy/T. Independent chains started from the prior and run for many
@@ -16,6 +16,7 @@ from deeptheory.models.mlp import MLP
 from deeptheory.models.posterior import log_posterior
 from deeptheory.train.inference.chains import SamplerDivergence, run_chains
 from deeptheory.train.inference.samplers import baoab, mala, ula
+from deeptheory.train.inference.stepsize import stable_step, top_curvature
 
 N_CHAINS = 2000
 
@@ -46,6 +47,17 @@ def _assert_moments(draws, mean, cov):
     z_mean = np.abs(draws.mean(0) - mean) / se_mean
     z_cov = np.abs(np.cov(draws.T) - cov) / se_cov
     assert z_mean.max() < 5 and z_cov.max() < 5, (z_mean, z_cov)
+
+
+def test_top_curvature_is_the_largest_eigenvalue_of_the_posterior_precision():
+    """On the Gaussian posterior −∇² log p = A everywhere; the step is a fraction of the stability scale."""
+    _, log_p, _, A = _regression()
+    theta = {"params": {"W0": jnp.zeros((3, 1), jnp.float64)}}
+    lam = top_curvature(log_p, theta, jax.random.key(0), iterations=200)
+    np.testing.assert_allclose(lam, np.linalg.eigvalsh(A).max(), rtol=1e-8)
+    assert stable_step("baoab", 4.0, 0.5) == 0.25 and stable_step("mala", 4.0, 0.5) == 0.125
+    with pytest.raises(ValueError, match="sampler must be one of"):
+        stable_step("hmc", 4.0, 0.5)
 
 
 def test_ula_has_the_stationary_law_of_its_discretisation():

@@ -1,0 +1,58 @@
+"""Step sizes from the posterior's top curvature.
+
+    lam = top_curvature(log_density, params, key)       # λ_max of −∇² log π at params (power iteration)
+    h = stable_step("baoab", lam, fraction=0.5)         # that fraction of the sampler's stability scale
+
+A Langevin step h (log-density convention of `train.inference.samplers`) is stable on a Gaussian of precision
+λ_max only below a limit set by λ_max: h λ_max < 2 for the overdamped samplers (ULA, and MALA's proposal), and
+h √λ_max < 2 for BAOAB (docs/nngp_and_renormalization.md, eqs. (R-25)–(R-28)). The curvature is measured once, at
+a starting point, by power iteration on Hessian-vector products (forward over reverse mode: one gradient's cost
+per iteration, no Hessian formed).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+
+from deeptheory.train.inference.samplers import SAMPLERS, tree_normal
+
+__all__ = ["top_curvature", "stable_step"]
+
+
+def _sq_norm(tree) -> jax.Array:
+    return sum(jnp.sum(x**2) for x in jax.tree.leaves(tree))
+
+
+def top_curvature(log_density: Callable, params, key: jax.Array, iterations: int = 30) -> float:
+    """λ_max of −∇² log π at `params` by power iteration on Hessian-vector products.
+
+    Args:
+      log_density: θ ↦ log π(θ) for a pytree θ (e.g. `models.posterior.log_posterior`).
+      params: the point θ (one chain's position, no chain axis).
+      key: the random start of the iteration.
+      iterations: power-iteration steps; the estimate is the norm of the last Hessian-vector product.
+    """
+    grad = jax.grad(lambda p: -log_density(p))
+
+    def body(_, carry):
+        v, _ = carry
+        hv = jax.jvp(grad, (params,), (v,))[1]
+        norm = jnp.sqrt(_sq_norm(hv))
+        return jax.tree.map(lambda x: x / norm, hv), norm
+
+    v = tree_normal(key, params)
+    norm = jnp.sqrt(_sq_norm(v))
+    v = jax.tree.map(lambda x: x / norm, v)
+    _, lam = jax.jit(lambda v: jax.lax.fori_loop(0, iterations, body, (v, norm)))(v)
+    return float(lam)
+
+
+def stable_step(sampler: str, curvature: float, fraction: float) -> float:
+    """The step h = fraction / √λ_max for BAOAB, fraction / λ_max for ULA and MALA (module docstring)."""
+    if sampler not in SAMPLERS:
+        raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}; got {sampler!r}")
+    return fraction / (math.sqrt(curvature) if sampler == "baoab" else curvature)
