@@ -80,6 +80,7 @@ def test_killed_run_resumes_bitwise(fashion_dir, tmp_path):
     (["--chains", "1"], "--chains must be >= 2"),
     (["--image-side", "5"], "--image-side must divide 28"),
     (["--sampler", "hmc"], "--sampler must be one of"),
+    (["--architecture", "cnn", "--patches", "2,2"], "for the CNN the depth is the number of --patches, 2"),
 ])
 def test_bad_config_is_refused(argv, message, capsys):
     with pytest.raises(SystemExit):
@@ -99,10 +100,11 @@ def test_readout_norm_is_measured_on_the_readout_at_depth_ten():
     import jax.numpy as jnp
 
     config = dataclasses.replace(bayes_networks.Config(), **TINY)
-    model = bayes_networks._model(config, "erf", 10, 8)
+    mlp = bayes_networks.ARCHITECTURES["mlp"]
+    model = mlp.model(config, "erf", 10, 8)
     x = jnp.asarray(np.random.default_rng(0).normal(size=(5, 49)), jnp.float32)
     params = model.init(jax.random.key(0), x)
-    trace, _, pooled = bayes_networks._measure_fn(config, model, x, x, jnp.zeros(5, jnp.float32), 10, 8)(params)
+    trace, _, pooled = mlp.measure(config, model, x, x, jnp.zeros(5, jnp.float32), 10, 8)(params)
     v = params["params"]["W10"]
     assert v.shape == (8, 1)
     np.testing.assert_allclose(trace["readout_q"], jnp.sum(v**2) / 8, rtol=1e-6)

@@ -1,0 +1,175 @@
+"""bayes_networks: one spec per architecture — its model, its inputs, its theory and what a draw measures.
+
+    spec = ARCHITECTURES[config.architecture]
+    model = spec.model(config, activation, depth, width)          # flax module, standard-normal parameters
+    x = spec.inputs(config, task.x_train)                          # flat pixels → what the model takes
+    measure = spec.measure(config, model, x_tr, x_te, y_te, depth, width)   # params → (trace, accum, pooled)
+    theory = spec.theory(config, task, activation, depth, width, T)         # UnitTheory, float64
+    kernel, scatter = spec.compare_kernel(pooled_mean, theory)    # the measured kernel against the theory's
+
+- "mlp": `models.mlp.MLP`; `theory.renormalization.fc_theory` (variant from the config, "auto" resolved by
+  activation), its readout order parameter and the renormalized kernel K_R next to the NNGP kernel K; a draw
+  measures the readout norm q̂ = λ_L|v|²/N_L and q̂ K̂_L with K̂_L = σ_L² φφᵀ/N_L on the training points.
+- "cnn": `models.cnn.PatchCNN` on side × side images; `theory.conv_renormalization.conv_theory` (its local NNGP
+  is the infinite-width limit); a draw measures the readout overlap matrix Q̂ = v vᵀ/N_c across positions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax.numpy as jnp
+import numpy as np
+
+from deeptheory.models.cnn import PatchCNN
+from deeptheory.models.mlp import MLP
+from deeptheory.theory.conv_renormalization import conv_theory
+from deeptheory.theory.nngp import nngp_kernel
+from deeptheory.theory.renormalization import fc_theory, renormalized_kernel
+from deeptheory.train.harness import cli
+
+__all__ = ["ARCHITECTURES", "Architecture", "UnitTheory"]
+
+_ODD = ("erf", "tanh", "linear")
+
+
+class UnitTheory(NamedTuple):
+    """The theory of one (activation, depth, width, T) point, in what the analysis compares."""
+
+    prediction: Any  # test_loss, bias2, variance of the renormalized theory (FCTheory / ConvTheory)
+    nngp: Any  # the same at infinite width (theory.gp Prediction)
+    readout_q: float  # the theory of the measured readout norm (MLP: Q_L; CNN: tr Q / n)
+    variant: str  # the theory used: the resolved renormalization variant, or "conv"
+    kernels: dict  # float64 arrays the measured kernel is compared with (MLP: K_R, K; CNN: Q)
+
+
+class Architecture(NamedTuple):
+    """How one network family enters the experiment (module docstring)."""
+
+    name: str
+    images: bool  # needs image inputs (side × side pixels), not just a vector per point
+    check: Callable[[Any], None]  # (config) → None; its own config constraints (raises cli.ConfigError)
+    model: Callable  # (config, activation, depth, width) → flax module
+    inputs: Callable  # (config, x flat (P, side²)) → the model's inputs
+    measure: Callable  # (config, model, x_tr, x_te, y_te, depth, width) → (params → (trace, accum, pooled))
+    theory: Callable  # (config, task, activation, depth, width, T) → UnitTheory
+    compare_kernel: Callable  # (pooled mean, UnitTheory) → (kernel metrics, (sampled, K_R, K) for a scatter or None)
+
+
+def fc_variant(config, activation: str) -> str:
+    """The renormalization variant of fc_theory: the config's, or for "auto" nested for odd φ, noncentral else."""
+    if config.variant != "auto":
+        return config.variant
+    return "nested" if activation in _ODD else "noncentral"
+
+
+# ------------------------------------------------------------------------------------------------------- MLP
+
+
+def _mlp_check(config) -> None:
+    pass
+
+
+def _mlp_model(config, activation: str, depth: int, width: int):
+    return MLP(widths=(width,) * depth, activation=activation, weight_var=1 / config.prior)
+
+
+def _mlp_inputs(config, x):
+    return x
+
+
+def _mlp_measure(config, model, x_tr, x_te, y_te, depth: int, width: int):
+    readout_var = 1 / config.prior
+    readout = f"W{depth}"  # parameters W0..WL, input first (flax orders them as strings: W10 before W2)
+
+    def measure(params):
+        f_te = model.apply(params, x_te)[:, 0]
+        _, phi = model.apply(params, x_tr, return_features=True)
+        v = params["params"][readout]  # the readout's standard-normal weights
+        q = jnp.sum(v**2) / width  # λ_L |v_eff|² / N_L
+        K_hat = readout_var * phi @ phi.T / width
+        trace = {"test_loss": jnp.mean((f_te - y_te) ** 2), "readout_q": q}
+        return trace, {"f": f_te}, {"qK": q * K_hat}
+
+    return measure
+
+
+def _mlp_theory(config, task, activation: str, depth: int, width: int, T: float) -> UnitTheory:
+    x, y, x0, y0 = task.x_train, task.y_train, task.x_test, task.y_test
+    variant = fc_variant(config, activation)
+    th = fc_theory(x, y, x0, y0, activation=activation, depth=depth, width=width, temperature=T,
+                   priors=config.prior, variant=variant)
+    Q = np.asarray(th.order_params)
+    readout = Q[0, -1] if variant == "noncentral" else Q[-1]
+    K_R = np.asarray(renormalized_kernel(x, activation=activation, depth=depth, order_params=Q,
+                                         priors=config.prior, variant=variant))
+    K = np.asarray(nngp_kernel(x, activation=activation, depth=depth, weight_var=1 / config.prior))
+    return UnitTheory(th, th.nngp, float(readout), variant, {"K_R": K_R, "K": K})
+
+
+def _mlp_compare_kernel(pooled: dict, theory: UnitTheory):
+    """⟨q̂K̂⟩ against K_R and the NNGP kernel K, both relative to ‖K_R‖, and its best scale on K."""
+    qK, K_R, K = pooled["qK"], theory.kernels["K_R"], theory.kernels["K"]
+    norm = np.linalg.norm(K_R)
+    metrics = {
+        "rel_distance_to_K_R": float(np.linalg.norm(qK - K_R) / norm),
+        "rel_distance_to_NNGP": float(np.linalg.norm(qK - K) / norm),
+        "scale_fit": float(np.sum(qK * K) / np.sum(K * K)),  # ⟨q̂K̂⟩ ≈ c K: the measured renormalization
+        "scale_theory": float(np.sum(K_R * K) / np.sum(K * K)),
+    }
+    return metrics, (qK, K_R, K)
+
+
+# ------------------------------------------------------------------------------------------------------- CNN
+
+
+def _cnn_check(config) -> None:
+    cli.require(config.depths == (len(config.patches),),
+                f"for the CNN the depth is the number of --patches, {len(config.patches)}: set --depths "
+                f"{len(config.patches)}")
+
+
+def _cnn_model(config, activation: str, depth: int, width: int):
+    return PatchCNN(patches=config.patches, channels=width, activation=activation, weight_var=1 / config.prior)
+
+
+def _cnn_inputs(config, x):
+    return x.reshape(len(x), config.image_side, config.image_side)
+
+
+def _cnn_measure(config, model, x_tr, x_te, y_te, depth: int, width: int):
+    readout = f"W{depth}"
+
+    def measure(params):
+        f_te = model.apply(params, x_te)[:, 0]
+        v = params["params"][readout]  # the readout's standard-normal weights, one row per position
+        q = v @ v.T / width  # (n, n) overlap of the readout weights across positions
+        trace = {"test_loss": jnp.mean((f_te - y_te) ** 2), "readout_q": jnp.trace(q) / q.shape[0]}
+        return trace, {"f": f_te}, {"Q": q}
+
+    return measure
+
+
+def _cnn_theory(config, task, activation: str, depth: int, width: int, T: float) -> UnitTheory:
+    img = lambda a: _cnn_inputs(config, a)  # noqa: E731
+    th = conv_theory(img(task.x_train), task.y_train, img(task.x_test), task.y_test, activation=activation,
+                     patches=config.patches, channels=width, temperature=T, priors=config.prior)
+    Q = np.asarray(th.order_params)
+    return UnitTheory(th, th.local_nngp, float(np.trace(Q) / len(Q)), "conv", {"Q": Q})
+
+
+def _cnn_compare_kernel(pooled: dict, theory: UnitTheory):
+    """The readout overlap ⟨Q̂⟩ against the theory's Q and against the NNGP's Q = I, relative to ‖Q‖."""
+    Q_emp, Q = pooled["Q"], theory.kernels["Q"]
+    norm = np.linalg.norm(Q)
+    return {"Q_rel_distance_to_theory": float(np.linalg.norm(Q_emp - Q) / norm),
+            "Q_rel_distance_to_identity": float(np.linalg.norm(Q_emp - np.eye(len(Q_emp))) / norm)}, None
+
+
+ARCHITECTURES = {
+    "mlp": Architecture("mlp", images=False, check=_mlp_check, model=_mlp_model, inputs=_mlp_inputs,
+                        measure=_mlp_measure, theory=_mlp_theory, compare_kernel=_mlp_compare_kernel),
+    "cnn": Architecture("cnn", images=True, check=_cnn_check, model=_cnn_model, inputs=_cnn_inputs,
+                        measure=_cnn_measure, theory=_cnn_theory, compare_kernel=_cnn_compare_kernel),
+}

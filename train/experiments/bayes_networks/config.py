@@ -1,0 +1,97 @@
+"""bayes_networks: the config, its fields' meaning and valid values, and the presets."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from deeptheory.theory.nngp import ACTIVATIONS
+from deeptheory.train.data import DATASETS
+from deeptheory.train.experiments.bayes_networks.architectures import ARCHITECTURES
+from deeptheory.train.harness import cli
+from deeptheory.train.harness.cli import param
+from deeptheory.train.inference.samplers import SAMPLERS
+
+NAME = "bayes_networks"
+
+
+@dataclass(frozen=True)
+class Config:
+    dataset: str = param("auto", "data set (auto: Fashion-MNIST when installed, else MNIST-1D)", choices=DATASETS)
+    data_dir: str = param("", "folder of MNIST-format IDX files (empty: $DEEPTHEORY_DATA_DIR, then Debian's)")
+    classes: tuple[int, ...] = param((0, 1), "the two classes (Fashion-MNIST 0 = T-shirt/top, 1 = Trouser), labels 0/1",
+                                     valid="two different class indices, 0–9")
+    n_train: int = param(64, "training points P", valid="≥ 2")
+    n_test: int = param(256, "test points", valid="≥ 1")
+    image_side: int = param(28, "images average-pooled to side × side (28 keeps Fashion-MNIST whole; 1-d data such "
+                                 "as MNIST-1D keep their 40 inputs)", unit="pixels", valid="a divisor of 28")
+    architecture: str = param("mlp", "network", choices=tuple(ARCHITECTURES))
+    patches: tuple[int, ...] = param((7,), "CNN patch sides, one per layer (their product divides image_side)",
+                                     valid="each ≥ 1, product dividing image_side")
+    activations: tuple[str, ...] = param(("erf",), "activations φ", choices=ACTIVATIONS)
+    depths: tuple[int, ...] = param((1, 2), "hidden layers L (CNN: len(patches))", valid="each ≥ 1")
+    widths: tuple[int, ...] = param((32, 64, 256), "hidden widths N (MLP) or channels (CNN)", valid="each ≥ 1")
+    temperatures: tuple[float, ...] = param((0.01,), "posterior temperatures T (likelihood exp(-Σ(y - f)²/2T))",
+                                            valid="each > 0")
+    prior: float = param(1.0, "weight precision λ of every layer (weights N(0, 1/λ))", valid="> 0")
+    variant: str = param("auto", "renormalization variant (auto: nested for odd φ, noncentral otherwise)",
+                         choices=("auto", "vanilla", "nested", "noncentral"))
+    sampler: str = param("baoab", "MCMC sampler", choices=tuple(SAMPLERS))
+    step: float = param(0.0, "step h in the log-density convention (0: step_scale/√λ_max, BAOAB; step_scale/λ_max, "
+                             "ULA/MALA)", valid="≥ 0")
+    step_scale: float = param(0.5, "automatic step as a fraction of the stability limit", valid="> 0")
+    friction: float = param(1.0, "BAOAB friction γ", unit="1/time", valid="> 0")
+    burn_in_time: float = param(10.0, "burn-in before measuring", unit="time = steps·h", valid="≥ 0")
+    sample_time: float = param(60.0, "sampling after burn-in", unit="time = steps·h", valid="≥ 8 × measure_time")
+    measure_time: float = param(0.5, "time between measurements", unit="time = steps·h", valid="> 0")
+    chains: int = param(8, "chains per point (vmapped, sharded over devices)", valid="≥ 2")
+    checkpoint_every: int = param(50, "measurements between checkpoints", valid="≥ 1")
+    seed: int = param(0, "seed of the data subset and the chains", valid="≥ 0")
+
+    def validate(self):
+        req = cli.require
+        cli.require_binary_task(self)
+        req(self.image_side >= 1 and 28 % self.image_side == 0,
+            f"--image-side must divide 28 (Fashion-MNIST is downsampled by an integer factor); got {self.image_side}")
+        req(self.architecture in ARCHITECTURES,
+            f"--architecture must be {' or '.join(ARCHITECTURES)}; got {self.architecture!r}")
+        req(len(self.patches) >= 1 and all(m >= 1 for m in self.patches)
+            and self.image_side % math.prod(self.patches) == 0,
+            f"--patches {','.join(map(str, self.patches))}: their product must divide --image-side {self.image_side}")
+        req(len(self.activations) > 0 and all(a in ACTIVATIONS for a in self.activations),
+            f"--activations must be among {', '.join(ACTIVATIONS)}; got {','.join(self.activations)}")
+        req(len(self.depths) > 0 and all(d >= 1 for d in self.depths),
+            f"--depths must be >= 1; got {','.join(map(str, self.depths))}")
+        ARCHITECTURES[self.architecture].check(self)
+        req(len(self.widths) >= 1 and all(w >= 1 for w in self.widths),
+            f"--widths must be >= 1; got {','.join(map(str, self.widths))}")
+        req(len(self.temperatures) >= 1 and all(t > 0 for t in self.temperatures),
+            f"--temperatures must be > 0 (the likelihood is exp(-Σ(y - f)²/2T)); got "
+            f"{','.join(f'{t:g}' for t in self.temperatures)}")
+        req(self.prior > 0, f"--prior (the weight precision λ) must be > 0; got {self.prior}")
+        req(self.variant in ("auto", "vanilla", "nested", "noncentral"),
+            f"--variant must be auto, vanilla, nested or noncentral; got {self.variant!r}")
+        req(self.sampler in SAMPLERS, f"--sampler must be one of {', '.join(SAMPLERS)}; got {self.sampler!r}")
+        req(self.step >= 0, f"--step must be >= 0 (0: automatic); got {self.step}")
+        req(self.step_scale > 0, f"--step-scale must be > 0; got {self.step_scale}")
+        req(self.friction > 0, f"--friction must be > 0; got {self.friction}")
+        req(self.burn_in_time >= 0, f"--burn-in-time must be >= 0; got {self.burn_in_time}")
+        req(0 < self.measure_time <= self.sample_time,
+            f"need 0 < --measure-time <= --sample-time; got {self.measure_time}, {self.sample_time}")
+        req(self.sample_time / self.measure_time >= 8,
+            f"--sample-time / --measure-time must give >= 8 measurements for the diagnostics; got "
+            f"{self.sample_time / self.measure_time:.1f}")
+        req(self.chains >= 2, f"--chains must be >= 2 (R-hat compares chains); got {self.chains}")
+        req(self.checkpoint_every >= 1, f"--checkpoint-every must be >= 1; got {self.checkpoint_every}")
+        req(self.seed >= 0, f"--seed must be >= 0; got {self.seed}")
+
+
+PRESETS = {
+    # P = 64 full-resolution images, P/N = 2, 1, 1/4, depths 1 and 2: about 5 minutes on 2 CPU cores.
+    # (Downsampled inputs are cheaper but the theory degrades with the input dimension: README.)
+    "quick": Config(),
+    # The paper-scale protocol: P = 1000 at full resolution, depths to 10, two activations, two temperatures.
+    "paper": Config(n_train=1000, n_test=1000, image_side=28, activations=("erf", "relu"),
+                    depths=(1, 2, 3, 5, 10), widths=(250, 500, 1000, 2000, 4000), temperatures=(0.01, 0.001),
+                    chains=16, sample_time=500.0, burn_in_time=50.0, checkpoint_every=20),
+}
