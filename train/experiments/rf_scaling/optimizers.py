@@ -11,21 +11,30 @@ is the feature covariance Σ_N, fixed during training, so `diagonal` and `natura
 construction. natural_gradient factors Fisher + εI by Cholesky in `init` and solves two triangular systems per
 step (no explicit inverse). Both act on the flattened parameter vector, so any pytree of parameters works.
 Their per-mode dynamics and the checks that hold them: docs/random_features.md, eqs. (RF-11), (RF-12), (RF-16).
+
+What the experiment needs to know of each optimizer is one `OptimizerSpec` in `SPECS` (the registry, in the order
+of OPTIMIZERS): its transform, its base learning rate from the spectrum of Σ_N, the preconditioner values f(μ) of
+its eigenbasis theory, its effective rate for the ridge equivalent, and how exact that theory is. Code that treats
+optimizers differently looks the spec up (`spec(name)`) instead of testing names.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from jax.flatten_util import ravel_pytree
 from jax.scipy.linalg import cho_solve
 
-__all__ = ["OPTIMIZERS", "gd", "momentum", "adam", "diagonal", "natural_gradient", "make_optimizer"]
+from deeptheory.theory.random_features import preconditioner
 
-OPTIMIZERS = ("gd", "momentum", "adam", "diagonal", "natural")
+__all__ = ["OPTIMIZERS", "STEP_FACTOR", "OptimizerSpec", "SPECS", "spec", "gd", "momentum", "adam", "diagonal",
+           "natural_gradient", "make_optimizer"]
 
 
 def gd(learning_rate) -> optax.GradientTransformation:
@@ -90,16 +99,75 @@ def natural_gradient(learning_rate, fisher, damping=0.0) -> optax.GradientTransf
     return optax.GradientTransformation(init, update)
 
 
+STEP_FACTOR = 0.95
+"""η·μ_max of every spectrum-scaled base rate: at η = 1/μ_max the top mode of the (preconditioned) Σ_N would be
+learned in one step; 0.95 stays just below that, far from the divergence at 2/μ_max."""
+
+
+@dataclass(frozen=True)
+class OptimizerSpec:
+    """One optimizer of the experiment. `hp` below is anything with the fields momentum (β), damping (ε) and
+    adam_lr (the experiment's Config); `spectrum` a mapping with "mu_max" (top eigenvalue of Σ_N) and "mu_max_diag"
+    (top eigenvalue of D^-1/2 Σ_N D^-1/2, D = diag Σ_N + ε)."""
+
+    name: str
+    label: str  # in tables and legends
+    transform: Callable  # (learning_rate, fisher, damping, beta) -> optax.GradientTransformation
+    needs_fisher: bool  # the transform preconditions with the Fisher (= Σ_N)
+    base_lr: Callable  # (spectrum, hp) -> η at learning-rate multiplier 1
+    # (μ, mean diag Σ_N, hp) -> f(μ) of the eigenbasis theory (docs/random_features.md, eq. (RF-12)); None: no theory
+    theory_preconditioner: Callable | None = None
+    theory_momentum: bool = False  # the theory's recurrence is heavy ball with β = hp.momentum (else β = 0)
+    # hp -> η_eff per unit multiplier, in units of λ₁ = 1, of the ridge equivalent z = 1/(η_eff m T) (eq. (RF-15))
+    effective_rate: Callable | None = None
+    theory_caveat: str = ""  # "" where the eigenbasis theory is the exact dynamics; else what it approximates
+
+    @property
+    def has_theory(self) -> bool:
+        return self.theory_preconditioner is not None
+
+
+def _ones(mu, mean_diag, hp):
+    return np.ones_like(mu)
+
+
+SPECS: dict[str, OptimizerSpec] = {s.name: s for s in (
+    OptimizerSpec("gd", "GD", lambda lr, fisher, damping, beta: gd(lr), False,
+                  base_lr=lambda spectrum, hp: STEP_FACTOR / spectrum["mu_max"],
+                  theory_preconditioner=_ones, effective_rate=lambda hp: STEP_FACTOR),
+    OptimizerSpec("momentum", "heavy ball", lambda lr, fisher, damping, beta: momentum(lr, beta), False,
+                  base_lr=lambda spectrum, hp: STEP_FACTOR * (1 + hp.momentum) / spectrum["mu_max"],
+                  theory_preconditioner=_ones, theory_momentum=True,
+                  effective_rate=lambda hp: STEP_FACTOR * (1 + hp.momentum) / (1 - hp.momentum)),
+    OptimizerSpec("adam", "Adam", lambda lr, fisher, damping, beta: adam(lr), False,
+                  base_lr=lambda spectrum, hp: hp.adam_lr),
+    OptimizerSpec("diagonal", "diagonal Fisher", lambda lr, fisher, damping, beta: diagonal(lr, fisher, damping), True,
+                  base_lr=lambda spectrum, hp: STEP_FACTOR / spectrum["mu_max_diag"],
+                  # the prediction: diag Σ_N ≈ its mean (rotation-invariant features), i.e. GD with a rescaled step
+                  theory_preconditioner=lambda mu, mean_diag, hp: np.full_like(mu, 1.0 / (mean_diag + hp.damping)),
+                  effective_rate=lambda hp: STEP_FACTOR, theory_caveat="GD with a rescaled step, approximate"),
+    OptimizerSpec("natural", "natural gradient",
+                  lambda lr, fisher, damping, beta: natural_gradient(lr, fisher, damping), True,
+                  base_lr=lambda spectrum, hp: STEP_FACTOR,
+                  theory_preconditioner=lambda mu, mean_diag, hp: np.asarray(
+                      preconditioner(mu, "natural", damping=hp.damping)),
+                  # its slow modes (λ ≪ ε) relax at η/ε
+                  effective_rate=lambda hp: STEP_FACTOR / hp.damping),
+)}
+
+OPTIMIZERS = tuple(SPECS)
+
+
+def spec(name: str) -> OptimizerSpec:
+    """The spec of one of OPTIMIZERS."""
+    if name not in SPECS:
+        raise ValueError(f"optimizer must be one of {OPTIMIZERS}; got {name!r}")
+    return SPECS[name]
+
+
 def make_optimizer(name: str, learning_rate, *, fisher=None, damping=0.0, beta: float = 0.9):
     """One of OPTIMIZERS by name (the experiment's sweep axis)."""
-    if name == "gd":
-        return gd(learning_rate)
-    if name == "momentum":
-        return momentum(learning_rate, beta)
-    if name == "adam":
-        return adam(learning_rate)
-    if name in ("diagonal", "natural"):
-        if fisher is None:
-            raise ValueError(f"the {name} optimizer needs the Fisher (the feature covariance)")
-        return (diagonal if name == "diagonal" else natural_gradient)(learning_rate, fisher, damping)
-    raise ValueError(f"optimizer must be one of {OPTIMIZERS}; got {name!r}")
+    chosen = spec(name)
+    if chosen.needs_fisher and fisher is None:
+        raise ValueError(f"the {name} optimizer needs the Fisher (the feature covariance)")
+    return chosen.transform(learning_rate, fisher, damping, beta)
