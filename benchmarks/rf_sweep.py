@@ -3,7 +3,7 @@
     python -m deeptheory.benchmarks.rf_sweep                    # 2 spectra × 3 seeds × 5 N × 4 lr = 120 GD runs, T = 200
     python -m deeptheory.benchmarks.rf_sweep --optimizer natural --steps 400
 
-Both sides run `train.experiments.rf_scaling`'s training function (float32, N padded to max N and masked) on the same
+Both sides run `train.experiments.rf_scaling.measure.train_fn` (float32, N padded to max N and masked) on the same
 configurations of the quick preset's reduced grid. Baseline: a Python loop over the configurations, each a call of
 the training function jitted once for one configuration. Ours: `train.harness.sweep.sweep` — one jit(vmap) over all
 configurations, sharded over the devices. Printed: wall time of each, runs/s and the ratio. Then the time per
@@ -23,6 +23,7 @@ import numpy as np
 from deeptheory.benchmarks.timing import median_time
 from deeptheory.theory.random_features import power_law_spectrum, power_law_target, rf_risk
 from deeptheory.train.experiments import rf_scaling
+from deeptheory.train.experiments.rf_scaling.measure import Problem, sweep_params, train_fn
 from deeptheory.train.harness.sweep import sweep
 
 
@@ -35,10 +36,10 @@ def main(argv=None):
     jax.config.update("jax_enable_x64", True)
     config = dataclasses.replace(rf_scaling.PRESETS["quick"], s_values=(1.0, 1.5), seeds=3, steps=args.steps)
     W, M, n_max = config.widths, config.lr_multipliers, config.widths[-1]
-    problems = {(si, r): rf_scaling._Problem(config, si, r) for si in range(2) for r in range(config.seeds)}
-    params = rf_scaling._sweep_params(args.optimizer, config, problems)
+    problems = {(si, r): Problem(config, si, r) for si in range(2) for r in range(config.seeds)}
+    params = sweep_params(args.optimizer, config, problems)
     items = params["lr"].shape[0]
-    train = rf_scaling._train_fn(args.optimizer, config)
+    train = train_fn(args.optimizer, config)
     one = jax.jit(train)
     key = jax.random.key(0)
     # one configuration = one (s, seed, N, learning rate)

@@ -115,7 +115,7 @@ def test_experiment_matches_eigenbasis_theory_and_resumes(tmp_path):
     assert again["metrics"] == record["metrics"]
     # interrupted after the first optimizer, then resumed: identical results
     calls = {"n": 0}
-    original = rf_scaling.sweep
+    original = rf_scaling.measure.sweep
 
     def failing(*args, **kwargs):
         calls["n"] += 1
@@ -123,12 +123,12 @@ def test_experiment_matches_eigenbasis_theory_and_resumes(tmp_path):
             raise KeyboardInterrupt
         return original(*args, **kwargs)
 
-    rf_scaling.sweep = failing
+    rf_scaling.measure.sweep = failing
     try:
         with pytest.raises(KeyboardInterrupt):
             cli.execute(rf_scaling.EXPERIMENT, config, tmp_path / "cut")
     finally:
-        rf_scaling.sweep = original
+        rf_scaling.measure.sweep = original
     assert cli.execute(rf_scaling.EXPERIMENT, config, tmp_path / "cut")["metrics"] == record["metrics"]
 
 
