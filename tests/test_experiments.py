@@ -281,7 +281,7 @@ def test_cnn_needs_images(no_fashion, tmp_path):
 
 
 @pytest.mark.slow
-def test_reproduce_quick_preset_writes_report(tmp_path):
+def test_reproduce_quick_preset_writes_report(tmp_path, monkeypatch):
     """The full `make demo` path: every registered experiment's quick preset and the report."""
     env = dict(os.environ, DEEPTHEORY_PROGRESS_SECONDS="30")
     done = subprocess.run([sys.executable, "-m", "deeptheory.train", "reproduce", "--preset", "quick", "--out",
@@ -300,3 +300,19 @@ def test_reproduce_quick_preset_writes_report(tmp_path):
     record = json.loads((tmp_path / "rf_scaling" / "results.json").read_text())
     assert record["timing"]["last"] == "reused" and record["wall_time_s"] == record["timing"]["invocations"][0][
         "wall_s"]
+    # every experiment re-plotted and re-reported from its results.json alone: nothing may run or analyse
+    def forbidden(*args, **kwargs):
+        raise AssertionError("redrawing a report must not run or analyse an experiment")
+
+    get = registry.get
+    monkeypatch.setattr(registry, "get", lambda name: dataclasses.replace(get(name), run=forbidden, analyse=forbidden))
+    monkeypatch.setattr(cli, "execute", forbidden)
+    for name in registry.EXPERIMENTS:
+        for png in (tmp_path / name).glob("*.png"):
+            png.unlink()
+    (tmp_path / "report.md").unlink()
+    report.main([str(tmp_path)])
+    for name in registry.EXPERIMENTS:
+        record = json.loads((tmp_path / name / "results.json").read_text())
+        assert record["plots"] and all((tmp_path / name / plot).exists() for plot in record["plots"]), name
+        assert registry.get(name).title in (tmp_path / "report.md").read_text()
