@@ -16,4 +16,5 @@ Rooms:
   checkpointed), diagnostics (R̂, ESS, burn-in) and the step size from the posterior's curvature.
 - `data.py` — the real-data binary tasks (Fashion-MNIST, MNIST-1D fallback) and their records.
 - `fits.py` — every fit of a slope or an exponent to measured points, with its uncertainty.
+- `distances.py` — distances between two samples of points (sliced Wasserstein-1).
 """
