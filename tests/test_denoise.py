@@ -1,19 +1,23 @@
-"""train.experiments.denoise at tiny sizes: results, the Bayes references, the fixed readout, resume, config errors."""
+"""train.experiments.denoise at tiny sizes: results, the Bayes references, the fixed readout, resume, re-analysis from
+the checkpoints, config errors."""
 
 import dataclasses
 
+import jax
 import numpy as np
 import pytest
 
 from deeptheory.train.experiments import denoise
+from deeptheory.train.experiments.denoise import measure, training
 from deeptheory.train.harness import cli
+from deeptheory.train.harness.results import to_jsonable
 
 TINY = dict(priors=("gaussian", "two_mode"), dims=(1,), sigma2s=(0.5, 1.0), step=0.25, context=96, prompts=2,
             context_sizes=(16, 64), convergence_tokens=128, train_priors=("gaussian",), depth_trained=2,
             train_context=16, train_batch=2, train_steps=12, bayes_samples=4096, directions=4, ode_steps=8)
 
 
-def test_experiment_results_and_resume(tmp_path):
+def test_experiment_results_and_resume(tmp_path, monkeypatch):
     config = dataclasses.replace(denoise.Config(), **TINY)
     record = cli.execute(denoise.EXPERIMENT, config, tmp_path / "run")
     m = record["metrics"]
@@ -34,19 +38,24 @@ def test_experiment_results_and_resume(tmp_path):
         assert t["learned_readout_bandwidth"] == pytest.approx(t["sigma2"], rel=1e-6)
     assert record["plots"] == ["mse_vs_depth.png", "t_star_vs_sigma2.png", "mse_vs_n.png", "particles.png",
                                "trained.png"]
+    hist = m["particles_histogram"]  # the figure's densities are metrics: the report draws, never computes
+    assert (hist["prior"], hist["sigma2"]) == ("two_mode", 1.0) and len(hist["edges"]) == 61
+    assert [len(c["density"]) for c in hist["curves"]] == [60] * 3 and hist["curves"][0]["time"] == 0.0
     # interrupted in training (after the per-case checkpoints), then resumed: identical results
-    original = denoise._train
-
-    def failing(*args, **kwargs):
-        raise KeyboardInterrupt
-
-    denoise._train = failing
-    try:
+    with monkeypatch.context() as patch:
+        patch.setattr(training, "train", _interrupted)
         with pytest.raises(KeyboardInterrupt):
             cli.execute(denoise.EXPERIMENT, config, tmp_path / "cut")
-    finally:
-        denoise._train = original
     assert cli.execute(denoise.EXPERIMENT, config, tmp_path / "cut")["metrics"] == m
+    # re-analysed from the checkpoints alone (every piece restored, nothing drawn again): identical results
+    with monkeypatch.context() as patch, jax.enable_x64(True):  # x64 as cli.execute runs both steps
+        for module, name in ((training, "train"), (measure, "sweep"), (measure, "particle_flow")):
+            patch.setattr(module, name, _interrupted)
+        assert to_jsonable(denoise.analyse(config, None, denoise.run(config, None, tmp_path / "run"))) == m
+
+
+def _interrupted(*args, **kwargs):
+    raise KeyboardInterrupt
 
 
 @pytest.mark.parametrize("override,message", [

@@ -1,0 +1,220 @@
+"""denoise, step 3: tables, figures and notes from results.json alone (no theory, no sampling: the T*(ε) lines
+and the particle histograms are metrics)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from deeptheory.train.experiments.denoise.config import PRIORS, case_label
+from deeptheory.train.harness.report import AGREEMENT_NOTE, Figure, Panel, ReportSpec, Series, Table, agreement
+
+LABELS = {name: spec.label for name, spec in PRIORS.items()}
+
+
+def report(record: dict) -> ReportSpec:
+    config, m = record["config"], record["metrics"]
+    S, times, rows = config["sigma2s"], m["times"], m["depth_curves"]
+    cases = [(p, d) for p in config["priors"] for d in config["dims"]]
+    by = {(r["prior"], r["dim"], r["sigma2"]): r for r in rows}
+    s_groups = {s: f"σ² = {s:g}" for s in S}
+    eps = config["eps"]
+
+    depth_table = Table("The two-stage estimator at its best depth, against T*(ε), σ²/2 and the comparators", [
+        "prior", "d", "σ²", "T_{best} ± SE", "T*(ε)", "agreement", "σ²/2", "best MSE", "Bayes MSE (same tokens)",
+        "excess over Bayes", "depth 0", "Tweedie–KDE (best h²)", "oracle flow + Stage 2"], [])
+    for r in rows:
+        depth_table.rows.append([
+            LABELS[r["prior"]], r["dim"], f"{r['sigma2']:g}", f"{r['t_best']:.3f} ± {r['t_best_se']:.3f}",
+            f"{r['t_star_theory']:.3f}", agreement(r["t_best"], r["t_best_se"], r["t_star_theory"], within=0.1),
+            f"{r['half_sigma2']:.3f}", f"{r['mse_best']:.4f}", f"{r['bayes_realised']:.4f}",
+            f"{100 * r['excess_over_bayes_realised']:+.1f} %", f"{r['mse_depth0']:.4f}", f"{r['mse_kde_best']:.4f}",
+            f"{r['mse_oracle_flow']:.4f}"])
+    depth_table.note = ("T = depth · α ε is the flow time; T_{best} minimises the prompt-mean MSE (parabolic refinement; "
+                        "SE from a bootstrap over prompts). T*(ε) = σ²/2 + (ε/2) ln(1 + σ²/s₀) with s₀ the prior variance "
+                        "(Gaussian) or the component variance (mixtures). MSEs are per coordinate. "
+                        + AGREEMENT_NOTE + " Tolerance here: 10 %.")
+    slope_table = Table("Slope of T_{best} against σ²", ["prior", "d", "measured slope", "T*(ε) law over the grid",
+                                                      "ε-corrected measured slope", "σ²/2 law"],
+                        [[LABELS[s["prior"]], s["dim"], f"{s['slope']:.3f}", f"{s['theory_slope']:.3f}",
+                          f"{s['slope_eps_corrected']:.3f}", "0.5"] for s in m["t_star_slopes"]])
+    conv = m["convergence"]
+    Ns = conv[0]["context_sizes"] if conv else []
+    conv_table = Table(f"Best-depth MSE over Bayes on the same tokens − 1, σ² = {config['convergence_sigma2']:g}",
+                       ["prior", "d", *[f"N = {n}" for n in Ns], "fitted rate (N^x)"],
+                       [[LABELS[c["prior"]], c["dim"], *[f"{100 * e:+.1f} %" for e in c["excess_over_bayes_realised"]],
+                         "—" if c["excess_decay_exponent"] is None else f"{c['excess_decay_exponent']:.2f}"] for c in conv])
+    tables = [depth_table, slope_table, conv_table]
+    trained = m["trained"]
+    if trained:
+        tables.append(Table("Trained attention-only transformers", [
+            "prior", "readout τ", "σ²", "T_{eff}/(σ²/2)", "Σ α_{l}ε_{l}/(σ²/2)", "τ/σ²", "ε_{l} spread (CV)",
+            "learned MSE / Bayes − 1", "analytic best / Bayes − 1"],
+            [[LABELS[t["prior"]], t["readout"], f"{t['sigma2']:g}", f"{t['effective_time_over_half_sigma2']:.2f}",
+              f"{t['time_over_half_sigma2']:.2f}", f"{t['readout_over_sigma2']:.2f}", f"{t['bandwidth_cv']:.2f}",
+              f"{100 * (t['mse_learned'] / t['mse_bayes_realised'] - 1):+.1f} %",
+              f"{100 * (t['mse_analytic_best'] / t['analytic_bayes_realised'] - 1):+.1f} %"] for t in trained],
+            note="T_{eff} = (Var y − Var x^L)/2: the variance the learned Stage 1 removes, in flow-time units."))
+
+    depth_panels = []
+    for prior, dim in cases:
+        series = []
+        for s in S:
+            r, g = by[prior, dim, s], s_groups[s]
+            series += [Series(times, r["mse_curve"], "line", group=g, role="two-stage MSE"),
+                       Series([r["t_best"]], [r["mse_best"]], "points", group=g, role="best T (measured)"),
+                       Series([], [r["bayes_realised"]], "hline", line=":", group=g, role="Bayes MSE (same tokens)"),
+                       Series([r["half_sigma2"]], [np.interp(r["half_sigma2"], times, r["mse_curve"])], "points",
+                              group=g, symbol="|", size=9, role="σ²/2 on the curve"),
+                       Series([r["t_star_theory"]], [np.interp(r["t_star_theory"], times, r["mse_curve"])], "points",
+                              group=g, symbol="x", size=7, role="T*(ε) (theory) on the curve")]
+        depth_panels.append(Panel(case_label(prior, dim), r"flow time $T$ = depth $\cdot\,\alpha\varepsilon$",
+                                  "per-coordinate MSE", series, yscale="log"))
+    figures = [Figure("mse_vs_depth", "MSE of the two-stage estimator against depth (as flow time T): a U-shape whose "
+                      "minimum (filled marker) should sit at T*(ε) (×), to the right of σ²/2 (|), close to the Bayes "
+                      "MSE (dotted).", depth_panels, sequential=True)]
+    law = m["t_star_law"]
+    grid = law["sigma2"]
+    t_series = [Series(grid, np.asarray(grid) / 2, "line", line="--", color="black", label="σ²/2"),
+                Series(grid, law["gaussian"], "line", line=":", color="black", label=f"Gaussian T*(ε = {eps:g})")]
+    if any(PRIORS[p].component_variance for p, _ in cases):
+        t_series.append(Series(grid, law["components"], "line", line="-.", color="black",
+                               label=f"T*(ε) with s₀ = {config['mode_variance']:g}"))
+    for sl in m["t_star_slopes"]:
+        t_series.append(Series(S, sl["t_best"], "points", yerr=[by[sl["prior"], sl["dim"], s]["t_best_se"] for s in S],
+                               group=case_label(sl["prior"], sl["dim"]), role=r"$T_{\rm best}$ (± bootstrap SE)"))
+    figures.append(Figure("t_star_vs_sigma2", f"The MSE-minimising flow time against σ² (N = {config['context']}): "
+                          "Gaussian points should follow the dotted T*(ε), mixtures the dash-dotted law with the "
+                          "component variance.",
+                          [Panel("best flow time vs noise", "noise variance σ²", r"$T_{\rm best}$", t_series, xticks=S)],
+                          panel_size=(5.2, 3.6)))
+    if conv:
+        abs_series, excess_series = [], []
+        for c in conv:
+            g = case_label(c["prior"], c["dim"])
+            measured = "two-stage estimator at its best depth"
+            abs_series += [Series(c["context_sizes"], c["mse_best"], "line", marker=True, group=g, role=measured),
+                           Series(c["context_sizes"], c["bayes_realised"], "line", line=":", group=g,
+                                  role="Bayes posterior mean (same tokens)")]
+            rate = c["excess_decay_exponent"]
+            excess_series.append(Series(c["context_sizes"], np.maximum(c["excess_over_bayes_realised"], 1e-4), "line",
+                                        marker=True, group=g, role=measured))
+            if rate is not None:
+                n0, e0 = c["context_sizes"][-1], max(c["excess_over_bayes_realised"][-1], 1e-4)
+                fit = [e0 * (n / n0) ** rate for n in c["context_sizes"]]
+                excess_series.append(Series(c["context_sizes"], fit, "line", line="--", group=g,
+                                            role="fitted power law"))
+        figures.append(Figure("mse_vs_n", f"σ² = {config['convergence_sigma2']:g}, the same number of tokens at every "
+                              "context size N. Left: the two-stage estimator's MSE at its best depth (solid) against N, "
+                              "with the Bayes posterior mean's MSE on the same tokens (dotted). Right: its excess over "
+                              "Bayes (solid) falls as a power of N; dashed: the fitted power law (exponents in the "
+                              "table).",
+                              [Panel("MSE vs context size", "context N", "per-coordinate MSE", abs_series, xscale="log",
+                                     xticks=Ns),
+                               Panel("excess over Bayes", "context N", "best MSE / Bayes MSE − 1", excess_series,
+                                     xscale="log", yscale="log", xticks=Ns)], panel_size=(4.4, 3.4)))
+    s_mid = min(S, key=lambda s: abs(s - config["convergence_sigma2"]))
+    dist_series = []
+    for prior, dim in cases:
+        r, g = by[prior, dim, s_mid], case_label(prior, dim)
+        dist_series += [Series(times, r["distance_curve"], "line", group=g, role="Stage-1 particles"),
+                        Series([], [r["distance_floor"]], "hline", line=":", group=g, role="two prior samples (floor)")]
+    dist_series.append(Series([s_mid / 2], [], "vline", line="--", color="black", label="σ²/2"))
+    particle_panels = [Panel(f"sliced W1 distance to the prior, σ² = {s_mid:g}", "flow time T", "sliced W1 distance",
+                             dist_series)]
+    mid_rows = [by[prior, dim, s_mid] for prior, dim in cases]
+    above = [r["distance_min"] / r["distance_floor"] for r in mid_rows]
+    best_t = [r["distance_best_time"] for r in mid_rows]
+    caption = (f"Left: the sliced W1 distance between the Stage-1 particles and a fresh prior sample (σ² = {s_mid:g}) "
+               f"falls to a minimum at T = {min(best_t):.2f}–{max(best_t):.2f} (σ²/2 = {s_mid / 2:g}, dashed) and "
+               "rises again past it as the particles over-contract; the minimum stays "
+               f"{min(above):.1f}–{max(above):.1f}× above the floor of two independent prior samples (dotted): the "
+               "particles approach the prior but do not become a sample of it.")
+    hist = m.get("particles_histogram")
+    if hist:
+        h_series = [Series(hist["edges"], hist["prior_density"], "stairs", filled=True, color="0.6",
+                           label="prior sample")]
+        t_best = by[hist["prior"], 1, hist["sigma2"]]["t_best"] if (hist["prior"], 1, hist["sigma2"]) in by else None
+        wanted = ["noisy tokens", r"$\approx T_{\rm best}$", r"$2\,T_{\rm best}$"]
+        clipped = None
+        for k, c in enumerate(hist["curves"]):
+            label = f"T = {c['time']:.2f}" + (f" ({wanted[k]})" if k < len(wanted) else "")
+            if k == 2 and t_best is not None and c["time"] < 2 * t_best - 0.5 * (times[1] - times[0]):
+                clipped = (2 * t_best, c["time"])
+                label = f"T = {c['time']:.2f} (last layer; " + r"$2\,T_{\rm best}$" + f" = {2 * t_best:.2f})"
+            h_series.append(Series(hist["edges"], c["density"], "stairs", group=label, role="Stage-1 particles"))
+        particle_panels.append(Panel(f"{LABELS[hist['prior']]}, d = 1, σ² = {hist['sigma2']:g}: particles",
+                                     "x", "density", h_series))
+        caption += (" Right: the particles' histogram at T = 0 (the noisy tokens), at T_{best} and at twice it, over a "
+                    "prior sample (grey)")
+        caption += (f"; 2 T_{{best}} = {clipped[0]:.2f} lies past the last layer, so the last curve is at "
+                    f"T = {clipped[1]:.2f}." if clipped else ".")
+    figures.append(Figure("particles", caption, particle_panels, panel_size=(4.4, 3.4)))
+    if trained:
+        variants = config["train_readout"]
+        t_panels = [[], [], []]
+        for name in config["train_priors"]:
+            for variant in variants:
+                tr = [t for t in trained if t["prior"] == name and t["readout"] == variant]
+                g = f"{LABELS[name]}, τ {variant}"
+                t_panels[0] += [Series(S, [t["effective_time"] for t in tr], "line", marker=True, group=g,
+                                       role="trained transformer"),
+                                Series(S, [t["learned_total_time"] for t in tr], "line", line=":", group=g,
+                                       role=r"trained: $\Sigma_l\,\alpha_l\varepsilon_l$ (nominal time)")]
+                t_panels[1].append(Series(S, [100 * (t["mse_learned"] / t["mse_bayes_realised"] - 1) for t in tr], "line",
+                                          marker=True, group=g, role="trained transformer"))
+                mid = tr[len(tr) // 2]
+                t_panels[2].append(Series(np.arange(1, config["depth_trained"] + 1), mid["bandwidths"], "line",
+                                          marker=True, group=g, role="trained transformer"))
+            tr = [t for t in trained if t["prior"] == name and t["readout"] == variants[0]]
+            t_panels[1].append(Series(S, [100 * (t["mse_analytic_best"] / t["analytic_bayes_realised"] - 1) for t in tr],
+                                      "line", line="--", group=f"{LABELS[name]}, τ {variants[0]}",
+                                      role=f"analytic two-stage at its best depth (N = {config['train_context']})"))
+        t_panels[0].append(Series(S, np.asarray(S) / 2, "line", line="-.", color="black", label="σ²/2"))
+        mid_s2 = trained[len(S) // 2]["sigma2"] if len(trained) > len(S) // 2 else S[0]
+        figures.append(Figure("trained", "Trained attention-only transformers (solid, one colour per prior and readout "
+                              "τ). Left: the variance their Stage 1 removes, as a flow time T_{eff}, against σ²/2 "
+                              "(dash-dot), with their nominal clock Σ α_{l}ε_{l} (dotted). Middle: their MSE over Bayes "
+                              "against the analytic two-stage estimator's at its best depth on prompts of the same size "
+                              f"(dashed). Right: the learned bandwidths ε_{{l}} by layer at σ² = {mid_s2:g}.",
+                              [Panel("Stage-1 time", "σ²",
+                                     r"$T_{\rm eff}$ (solid), $\Sigma_l\,\alpha_l\varepsilon_l$ (dotted)",
+                                     t_panels[0], xticks=S),
+                               Panel("MSE over Bayes (same tokens)", "σ²", "MSE / Bayes − 1 (%)", t_panels[1], xticks=S),
+                               Panel(f"learned bandwidths, σ² = {mid_s2:g}", "layer l", r"$\varepsilon_l$", t_panels[2],
+                                     yscale="log")]))
+
+    ratios = [r["t_best"] / r["t_star_theory"] for r in rows]
+    halves = [r["t_best"] / r["half_sigma2"] for r in rows]
+    excess = [r["excess_over_bayes_realised"] for r in rows]
+    beats = sum(r["mse_best"] < min(r["mse_depth0"], r["mse_kde_best"], r["mse_blurring_best"]) for r in rows)
+    findings = [f"T_{{best}} / T*(ε) = {min(ratios):.2f}–{max(ratios):.2f} over {len(rows)} (prior, d, σ²) cells; "
+                f"T_{{best}} / (σ²/2) = {min(halves):.2f}–{max(halves):.2f}.",
+                f"Best two-stage MSE within {100 * min(excess):+.1f} … {100 * max(excess):+.1f} % of the Bayes MSE on the "
+                f"same tokens; it beats depth 0, blurring mean shift and the best-bandwidth Tweedie–KDE in {beats}/"
+                f"{len(rows)} cells."]
+    if conv:
+        findings.append("Excess over Bayes falls from " + ", ".join(
+            f"{100 * c['excess_over_bayes_realised'][0]:.0f} % ({LABELS[c['prior']]})" for c in conv)
+            + f" at N = {Ns[0]} to " + ", ".join(f"{100 * c['excess_over_bayes_realised'][-1]:.1f} %" for c in conv)
+            + f" at N = {Ns[-1]}.")
+    off = [r for r in rows if agreement(r["t_best"], r["t_best_se"], r["t_star_theory"], within=0.1).startswith("dev")]
+    deviations = (["T_{best} deviates from T*(ε) by more than 10 % and 1 SE at: " + ", ".join(
+        f"{LABELS[r['prior']]} d = {r['dim']} σ² = {r['sigma2']:g} ({r['t_best']:.3f} vs {r['t_star_theory']:.3f})"
+        for r in off) + "."] if off else [])
+    deviations.append("For the mixtures T*(ε) uses the component variance s₀ in the Gaussian formula — a local "
+                      "approximation for well-separated modes, not a derived law.")
+    if trained:
+        deviations.append("Σ α_{l} ε_{l} overstates the learned flow time when the learned ε_{l} are large (a layer then "
+                          "contracts by αε/(v + ε), not αε/v); T_{eff}, the removed variance, is the comparable clock.")
+    headline = (f"T_{{best}}/T*(ε) {min(ratios):.2f}–{max(ratios):.2f}; best MSE {100 * max(excess):+.1f} % or less "
+                "over Bayes")
+    setup = (f"Prompts of N = {config['context']} noisy tokens y = x + σz, x from the "
+             f"{', '.join(LABELS[p] for p in config['priors'])} priors in "
+             f"d ∈ {{{', '.join(map(str, config['dims']))}}}, "
+             f"σ² ∈ {{{', '.join(f'{s:g}' for s in S)}}}, {config['prompts']} prompts each. The analytic estimator runs "
+             f"Stage 1 (RBF attention of bandwidth ε = {eps:g} with residual step α = {config['step']:g}, flow time αε per "
+             "layer) and reads out with Stage 2 (the noisy tokens querying the particles with bandwidth σ²) at every "
+             "depth; comparators and the Bayes posterior mean run on the same tokens; the MSE-vs-N study uses "
+             f"N ∈ {{{', '.join(map(str, Ns))}}}; trained transformers have {config['depth_trained']} layers and "
+             f"{config['train_context']}-token prompts, {config['train_steps']} Adam steps.")
+    return ReportSpec(setup, tables, figures, findings, deviations, headline)
