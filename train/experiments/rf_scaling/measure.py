@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from deeptheory.models.random_features import population_loss, random_projection
+from deeptheory.models.random_features import population_loss, population_moments, random_projection
 from deeptheory.theory.random_features import power_law_spectrum, power_law_target
 from deeptheory.train.experiments.rf_scaling.config import NAME, Config
 from deeptheory.train.experiments.rf_scaling.optimizers import make_optimizer, spec
@@ -46,9 +46,9 @@ class Problem:
         self.teacher = np.sqrt(self.v2 / self.lam)
         key = derive(config.seed, NAME, "features", s, seed)  # by value: --s-values 1.0 alone draws the same
         self.G = np.asarray(random_projection(key, W[-1], config.dim, dtype=jnp.float64)) * np.sqrt(W[-1])
-        GL = self.G * self.lam[None, :]
-        self.Sigma_full, self.b_full = GL @ self.G.T, GL @ self.teacher
-        self.c = float(np.sum(self.v2))
+        # (Σ, b, c) of the unscaled draw G (F = G/√N): Σ_N = Σ[:N, :N]/N, b_N = b[:N]/√N, c = Σ v_k²
+        self.Sigma_full, self.b_full, c = (np.asarray(x) for x in population_moments(self.G, self.lam, self.teacher))
+        self.c = float(c)
         self.eig = []
         for N in W:
             Sigma, b = self.Sigma_full[:N, :N] / N, self.b_full[:N] / np.sqrt(N)
