@@ -87,8 +87,8 @@ def report(record: dict) -> ReportSpec:
              f"{{{', '.join(map(str, W))}}}, {D} networks are drawn from the prior (standard parameterisation, σ_{{w}}² = "
              f"{config['weight_var']}, σ_{{b}}² = {config['bias_var']}) and the mean of their readout-layer kernels "
              f"σ²/N φ(h^L)φ(h^L)ᵀ on the {config['n_train']} + {config['n_test']} points is compared with the NNGP kernel "
-             f"(relative Frobenius error, for D = {', '.join(map(str, ladder))}); GP regression at T = {config['temperature']} "
-             "with that mean kernel is compared with the NNGP predictor.")
+             f"(relative Frobenius error, for D = {', '.join(map(str, ladder))}); GP regression at "
+             f"T = {config['temperature']} with that mean kernel is compared with the NNGP predictor.")
     return ReportSpec(setup, [table], figures, findings, deviations, headline)
 
 
