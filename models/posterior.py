@@ -19,7 +19,12 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-__all__ = ["log_posterior", "log_posterior_and_grad", "squared_error"]
+__all__ = ["log_posterior", "squared_error", "tree_sq_norm"]
+
+
+def tree_sq_norm(tree):
+    """|θ|² = Σ over the leaves of the sum of squares (the prior term of `log_posterior` is −½ of it)."""
+    return sum(jnp.sum(leaf**2) for leaf in jax.tree.leaves(tree))
 
 
 def squared_error(apply_fn: Callable, params, x, y_P):
@@ -43,12 +48,8 @@ def log_posterior(apply_fn: Callable, x, y_P, temperature: float) -> Callable:
         raise ValueError(f"x and y need the same number of points; got {len(x)} and {len(y_P)}")
 
     def log_density(params):
-        prior = sum(jnp.sum(leaf**2) for leaf in jax.tree.leaves(params))
+        prior = tree_sq_norm(params)
         return -squared_error(apply_fn, params, x, y_P) / T - 0.5 * prior
 
     return log_density
 
-
-def log_posterior_and_grad(apply_fn: Callable, x, y_P, temperature: float) -> Callable:
-    """θ ↦ (log p(θ | D), ∇_θ log p(θ | D)), one forward and one backward pass."""
-    return jax.value_and_grad(log_posterior(apply_fn, x, y_P, temperature))
