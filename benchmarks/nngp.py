@@ -19,7 +19,8 @@ import jax
 import jax.numpy as jnp
 
 from deeptheory.benchmarks.timing import median_time
-from deeptheory.theory.nngp import get_activation, nngp_kernel
+from deeptheory.theory.activations import get_activation
+from deeptheory.theory.nngp import nngp_kernel
 
 
 def baseline_kernel(x, *, activation: str, depth: int, weight_var: float = 1.0, bias_var: float = 0.0):

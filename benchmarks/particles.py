@@ -1,4 +1,4 @@
-"""Stage 1 + Stage 2 of the two-stage denoiser (`theory.particles.two_stage_denoise`) at scale.
+"""Stage 1 + Stage 2 of the two-stage denoiser (`theory.particle_flow.two_stage_denoise`) at scale.
 
     python -m deeptheory.benchmarks.particles                          # N = 8192, d = 16, 100 layers; then N = 10⁵, 2 layers
     python -m deeptheory.benchmarks.particles --n 2048 --layers 20 --large-n 0      # quick
@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from deeptheory.benchmarks.timing import median_time
-from deeptheory.theory.particles import two_stage_denoise
+from deeptheory.theory.particle_flow import two_stage_denoise
 
 
 def numpy_two_stage(y, *, sigma2, eps, step, depth):

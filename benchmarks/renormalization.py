@@ -20,8 +20,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from deeptheory.theory import _solvers
 from deeptheory.theory import renormalization as R
+from deeptheory.theory._solvers import cholesky_terms, newton_minimize
 from deeptheory.theory.nngp import nngp_diag, nngp_kernel
 
 
@@ -40,9 +40,9 @@ def dense_point(K, K0, k0, y, y0, widths, T):
     """Vanilla theory at one (N, T) without the eigenbasis: Newton on the Cholesky action, Cholesky prediction."""
 
     def action(q):
-        return jnp.sum(widths * (jnp.exp(q) - q)) + R._cholesky_terms(jnp.exp(jnp.sum(q)) * K, y, T)
+        return jnp.sum(widths * (jnp.exp(q) - q)) + cholesky_terms(jnp.exp(jnp.sum(q)) * K, y, T)
 
-    sol = _solvers.newton_minimize(action, jnp.zeros_like(widths), scale=widths, tol=1e-10, max_iter=100)
+    sol = newton_minimize(action, jnp.zeros_like(widths), scale=widths, tol=1e-10, max_iter=100)
     c = jnp.exp(jnp.sum(sol.x))
     L = jnp.linalg.cholesky(c * K + T * jnp.eye(K.shape[0], dtype=K.dtype))
     mean = c * K0 @ jax.scipy.linalg.cho_solve((L, True), y)

@@ -1,15 +1,15 @@
-"""A minimal attention-only transformer for in-context denoising (Smart et al. 2026, `theory.particles`).
+"""A minimal attention-only transformer for in-context denoising (Smart et al. 2026, `theory.particle_flow`).
 
     x⁰ = y                                                     (no embedding, no positional encoding)
     x^{l+1} = x^l + α_l (Attn_{ε_l}(x^l, x^l, x^l) − x^l)      (single head, no MLP; Stage 1)
     x̂ = Attn_τ(q = y, k = x^L, v = x^L)                        (long skip: the noisy input is the query; Stage 2)
 
 Attn_ε is RBF attention softmax(−|q − k|²/(2ε)) v or plain dot-product attention softmax(q·k/ε) v
-(`theory.particles.rbf_attention` / `dot_product_attention`). The learnable parameters are the per-layer
+(`theory.attention.rbf_attention` / `dot_product_attention`). The learnable parameters are the per-layer
 bandwidths ε_l and steps α_l (one shared pair with `shared=True`) and the readout bandwidth τ, all kept positive
 through their logarithms. Identity query/key/value maps: the analytic estimator needs no others, and keeping them
 out makes "what does training learn?" a question about ε, α and τ alone. With ε_l = ε, α_l = α, τ = σ² the
-forward pass is `theory.particles.two_stage_denoise` (`analytic_params`; tested). docs/attention.md, eq. (A-16).
+forward pass is `theory.particle_flow.two_stage_denoise` (`analytic_params`; tested). docs/attention.md, eq. (A-16).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from deeptheory.theory.particles import dot_product_attention, rbf_attention
+from deeptheory.theory.attention import dot_product_attention, rbf_attention
 
 __all__ = ["AttentionDenoiser", "analytic_params", "ATTENTIONS"]
 

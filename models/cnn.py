@@ -2,8 +2,9 @@
 
 Layer 1 applies N_c filters of size M_1×M_1 (× c_in) with stride M_1; layer l > 1 applies N_c filters of size
 M_l×M_l (× N_c) with stride M_l to φ of the previous layer; the readout has one weight per (final position,
-channel) — no pooling (Aiudi et al., Nat. Commun. 2025; `theory.nngp.conv_patch_kernels`). Standard
-parameterisation as in `models.mlp`: every parameter is standard normal and the scales sit in the forward pass,
+channel) — no pooling (Aiudi et al., Nat. Commun. 2025; `theory.conv_kernels.conv_patch_kernels`, whose
+`patchify` cuts the patches here too). Standard parameterisation as in `models.mlp`: every parameter is standard
+normal and the scales sit in the forward pass,
 
     h^1_{c,i} = σ_0/√(M_1² c_in) · Σ W^0 x^(i),   h^{l+1}_{c,i} = σ_l/√(M² N_c) · Σ W^l φ(h^l)^(i),
     f = σ_L/√(n N_c) · Σ_{c,i} v_{c,i} φ(h^L_{c,i}),
@@ -22,16 +23,10 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from deeptheory.models.mlp import layer_values
-from deeptheory.theory.nngp import get_activation
+from deeptheory.theory.activations import get_activation
+from deeptheory.theory.conv_kernels import patchify
 
 __all__ = ["PatchCNN"]
-
-
-def _patchify(h_BxHxWxC, side: int):
-    """(B, H, W, C) → (B, H/side, W/side, side² C): each non-overlapping patch flattened (row-major)."""
-    B, H, W, C = h_BxHxWxC.shape
-    h = h_BxHxWxC.reshape(B, H // side, side, W // side, side, C)
-    return h.transpose(0, 1, 3, 2, 4, 5).reshape(B, H // side, W // side, side * side * C)
 
 
 class PatchCNN(nn.Module):
@@ -66,7 +61,7 @@ class PatchCNN(nn.Module):
         normal = nn.initializers.normal(1.0)
         h = x.astype(self.dtype)
         for l, side_l in enumerate(self.patches):
-            patches = _patchify(h if l == 0 else phi(h), side_l)
+            patches = patchify(h if l == 0 else phi(h), side_l)
             fan_in = patches.shape[-1]
             W = self.param(f"W{l}", normal, (fan_in, self.channels), self.dtype)
             h = (sw2[l] / fan_in) ** 0.5 * (patches @ W)

@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from deeptheory.theory.nngp import get_activation
+from deeptheory.theory.activations import get_activation
 
 __all__ = ["MLP", "layer_values", "empirical_kernel", "prior_outputs"]
 
@@ -40,7 +40,7 @@ class MLP(nn.Module):
 
     Attributes:
       widths: hidden widths N_1..N_L (L = len(widths) = the kernel's `depth`; empty: linear model).
-      activation: a name from `theory.nngp.ACTIVATIONS` or a callable (the same φ as the kernel).
+      activation: a name from `theory.activations.ACTIVATIONS` or a callable (the same φ as the kernel).
       weight_var: σ_w², scalar or one per layer (L + 1, input first, readout last).
       bias_var: σ_b², same shapes.
       out_dim: readout dimension.

@@ -1,4 +1,4 @@
-"""models.attention: the transformer at the analytic parameters is theory.particles.two_stage_denoise."""
+"""models.attention: the transformer at the analytic parameters is theory.particle_flow.two_stage_denoise."""
 
 import jax
 import jax.numpy as jnp
@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from deeptheory.models.attention import AttentionDenoiser, analytic_params
-from deeptheory.theory.particles import dot_product_attention, two_stage_denoise
+from deeptheory.theory.attention import dot_product_attention
+from deeptheory.theory.particle_flow import two_stage_denoise
 
 
 def _tokens(seed, shape, dtype=jnp.float64):

@@ -1,4 +1,4 @@
-"""models.cnn: the prior covariance of the finite patch CNN is the local NNGP of theory.nngp (Monte Carlo)."""
+"""models.cnn: the prior covariance of the finite patch CNN is the local NNGP of theory.conv_kernels (Monte Carlo)."""
 
 import jax
 import jax.numpy as jnp
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from deeptheory.models.cnn import PatchCNN
-from deeptheory.theory.nngp import conv_patch_kernels
+from deeptheory.theory.conv_kernels import conv_patch_kernels
 
 
 @pytest.mark.parametrize(("patches", "activation"), [((2,), "erf"), ((2, 2), "relu")])

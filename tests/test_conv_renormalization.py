@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from deeptheory.theory import conv_renormalization as CR
+from deeptheory.theory.conv_kernels import conv_patch_kernels
 from deeptheory.theory.gp import gp_posterior, gp_test_loss
-from deeptheory.theory.nngp import conv_patch_kernels, nngp_diag, nngp_kernel
+from deeptheory.theory.nngp import nngp_diag, nngp_kernel
 
 
 def _images(seed=0, P=60, P_test=30, side=8):
@@ -110,7 +111,7 @@ def test_solution_is_stationary_and_renormalizes_the_informative_patch(patches, 
     [
         (dict(channels=0), "channels"),
         (dict(temperature=0.0), "temperature"),
-        (dict(priors=[1.0, 1.0, 1.0]), "priors"),
+        (dict(weight_var=[1.0, 1.0, 1.0]), "weight_var"),
         (dict(patches=3), "divisible"),
         (dict(patches=(2, 2), channels=2), "channels >= final positions"),
     ],
@@ -122,3 +123,13 @@ def test_bad_input(change, match):
         CR.conv_theory(x, y, x0, y0, **kw)
     with pytest.raises(ValueError, match="P_test >= 1"):
         CR.conv_theory(x, y, x0[:0], y0[:0], activation="erf", patches=4, channels=10, temperature=0.1)
+
+
+def test_deprecated_priors_warn_and_give_the_same_numbers():
+    x, y, x0, y0 = _images(P=10, P_test=3)
+    kw = dict(activation="erf", patches=4, channels=10, temperature=0.1)
+    new = CR.conv_theory(x, y, x0, y0, weight_var=[1 / 1.3, 1 / 0.7], **kw)
+    with pytest.warns(DeprecationWarning, match="pass weight_var = 1/λ"):
+        old = CR.conv_theory(x, y, x0, y0, priors=[1.3, 0.7], **kw)
+    for a, b in zip(jax.tree.leaves(new), jax.tree.leaves(old), strict=True):
+        np.testing.assert_array_equal(a, b)

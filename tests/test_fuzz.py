@@ -13,10 +13,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from deeptheory.theory import activations as ACT
+from deeptheory.theory import attention as ATT
+from deeptheory.theory import conv_kernels as CK
 from deeptheory.theory import conv_renormalization as C
 from deeptheory.theory import gp as G
 from deeptheory.theory import nngp as K
-from deeptheory.theory import particles as A
+from deeptheory.theory import particle_flow as PF
+from deeptheory.theory import priors as PR
 from deeptheory.theory import random_features as RF
 from deeptheory.theory import renormalization as R
 
@@ -29,7 +33,7 @@ IMAGES = rng.normal(size=(6, 4, 4))
 TOKENS = rng.normal(size=(16, 2))
 LAM = np.arange(1, 41, dtype=np.float64) ** -1.5
 KERNEL = np.asarray(K.nngp_kernel(X, activation="erf", depth=1))
-PRIOR = A.make_prior("mixture", means=[[-1.0, 0.0], [1.0, 0.0]], variance=0.1)
+PRIOR = PR.make_prior("mixture", means=[[-1.0, 0.0], [1.0, 0.0]], variance=0.1)
 
 
 def _nan(a):
@@ -63,8 +67,8 @@ ENTRIES = {
     "nngp_diag": (lambda a: K.nngp_diag(a, activation="tanh", depth=1), X),
     "covariance_chain": (lambda a: K.covariance_chain(a, np.diag(KERNEL), np.diag(KERNEL), activation="erf",
                                                       layer_weight_var=[1.0, 2.0]), KERNEL),
-    "mean_activation": (lambda a: K.mean_activation("relu", a), np.abs(Y)),
-    "conv_patch_kernels": (lambda a: K.conv_patch_kernels(a, activation="relu", patches=(2,), weight_var=1.0), IMAGES),
+    "mean_activation": (lambda a: ACT.mean_activation("relu", a), np.abs(Y)),
+    "conv_patch_kernels": (lambda a: CK.conv_patch_kernels(a, activation="relu", patches=(2,), weight_var=1.0), IMAGES),
     "gp_posterior_kernel": (lambda a: G.gp_posterior(a, KERNEL[:3], np.diag(KERNEL)[:3], Y, noise=0.1), KERNEL),
     "gp_posterior_labels": (lambda a: G.gp_posterior(KERNEL, KERNEL[:3], np.diag(KERNEL)[:3], a, noise=0.1), Y),
     "nngp_regression_x": (lambda a: G.nngp_regression(a, Y, X0, Y0, noise=0.1, activation="erf", depth=1), X),
@@ -88,21 +92,20 @@ ENTRIES = {
     "zero_temperature_order_param": (lambda a: R.zero_temperature_order_param(a, 0.5, 2), np.abs(Y) + 0.1),
     "conv_theory": (lambda a: C.conv_theory(a, Y[:6], IMAGES[:3], Y0[:3], activation="relu", patches=2, channels=8,
                                             temperature=0.1), IMAGES),
-    "rbf_attention": (lambda a: A.rbf_attention(a, TOKENS, bandwidth=0.5), TOKENS),
-    "dot_product_attention": (lambda a: A.dot_product_attention(TOKENS, a, bandwidth=0.5, key_norm_bias=True), TOKENS),
-    "particle_flow": (lambda a: A.particle_flow(a, eps=0.1, step=1.0, depth=3), TOKENS),
-    "two_stage_denoise": (lambda a: A.two_stage_denoise(a, sigma2=0.5, eps=0.1, step=1.0, depth=3), TOKENS),
-    "two_stage_denoise_chunked": (lambda a: A.two_stage_denoise(a, sigma2=0.5, eps=0.1, step=1.0, depth=3,
+    "rbf_attention": (lambda a: ATT.rbf_attention(a, TOKENS, bandwidth=0.5), TOKENS),
+    "dot_product_attention": (lambda a: ATT.dot_product_attention(TOKENS, a, bandwidth=0.5, key_norm_bias=True), TOKENS),
+    "particle_flow": (lambda a: PF.particle_flow(a, eps=0.1, step=1.0, depth=3), TOKENS),
+    "two_stage_denoise": (lambda a: PF.two_stage_denoise(a, sigma2=0.5, eps=0.1, step=1.0, depth=3), TOKENS),
+    "two_stage_denoise_chunked": (lambda a: PF.two_stage_denoise(a, sigma2=0.5, eps=0.1, step=1.0, depth=3,
                                                                 chunk_size=5), TOKENS),
-    "stage2_readout": (lambda a: A.stage2_readout(TOKENS, a, sigma2=0.5), TOKENS),
-    "blurring_mean_shift": (lambda a: A.blurring_mean_shift(a, eps=0.1, depth=2), TOKENS),
-    "tweedie_kde": (lambda a: A.tweedie_kde(a, sigma2=0.5), TOKENS),
-    "bayes_posterior_mean": (lambda a: A.bayes_posterior_mean(a, PRIOR, 0.5), TOKENS),
-    "probability_flow": (lambda a: A.probability_flow(a, PRIOR, sigma2=0.5, steps=8), TOKENS),
-    "prior_score": (lambda a: A.prior_score(a, PRIOR, 0.5), TOKENS),
-    "gaussian_t_star": (lambda a: A.gaussian_t_star(0.5, a, 1.0), np.abs(Y)),
-    "vmf_mean_length": (lambda a: A.vmf_mean_length(a, 3), np.abs(Y)),
-    "parabolic_minimum": (lambda a: A.parabolic_minimum(np.arange(12.0), a), (np.arange(12.0) - 5) ** 2),
+    "stage2_readout": (lambda a: PF.stage2_readout(TOKENS, a, sigma2=0.5), TOKENS),
+    "blurring_mean_shift": (lambda a: PF.blurring_mean_shift(a, eps=0.1, depth=2), TOKENS),
+    "tweedie_kde": (lambda a: PF.tweedie_kde(a, sigma2=0.5), TOKENS),
+    "bayes_posterior_mean": (lambda a: PR.bayes_posterior_mean(a, PRIOR, 0.5), TOKENS),
+    "probability_flow": (lambda a: PR.probability_flow(a, PRIOR, sigma2=0.5, steps=8), TOKENS),
+    "gaussian_t_star": (lambda a: PF.gaussian_t_star(0.5, a, 1.0), np.abs(Y)),
+    "vmf_mean_length": (lambda a: PR.vmf_mean_length(a, 3), np.abs(Y)),
+    "parabolic_minimum": (lambda a: PF.parabolic_minimum(np.arange(12.0), a), (np.arange(12.0) - 5) ** 2),
 }
 
 # Where |x|² enters more than once (kernels of kernels, Gram matrices of squared tokens), 1e30 overflows float64
@@ -166,14 +169,14 @@ SCALAR_MISUSE = [
                            temperature=0.1), "divisible"),
     (lambda: C.conv_theory(IMAGES, Y[:6], IMAGES[:3], Y0[:3], activation="relu", patches=0, channels=8,
                            temperature=0.1), "patch"),
-    (lambda: A.rbf_attention(TOKENS, TOKENS, bandwidth=np.inf), "bandwidth"),
-    (lambda: A.two_stage_denoise(TOKENS, sigma2=np.nan, eps=0.1, step=1.0, depth=2), "sigma2"),
-    (lambda: A.two_stage_denoise(TOKENS, sigma2=0.5, eps=0.1, step=1.0, depth=1.5), "depth"),
-    (lambda: A.particle_flow(TOKENS, eps=[0.1, 0.2], step=1.0, depth=3), "eps"),
-    (lambda: A.sample_prior(jax.random.key(0), PRIOR, -3), "n"),
-    (lambda: A.find_t_star(jax.random.key(0), PRIOR, sigma2=0.5, eps=0.1, step=1.0, max_depth=2, num_particles=0),
+    (lambda: ATT.rbf_attention(TOKENS, TOKENS, bandwidth=np.inf), "bandwidth"),
+    (lambda: PF.two_stage_denoise(TOKENS, sigma2=np.nan, eps=0.1, step=1.0, depth=2), "sigma2"),
+    (lambda: PF.two_stage_denoise(TOKENS, sigma2=0.5, eps=0.1, step=1.0, depth=1.5), "depth"),
+    (lambda: PF.particle_flow(TOKENS, eps=[0.1, 0.2], step=1.0, depth=3), "eps"),
+    (lambda: PR.sample_prior(jax.random.key(0), PRIOR, -3), "n"),
+    (lambda: PF.find_t_star(jax.random.key(0), PRIOR, sigma2=0.5, eps=0.1, step=1.0, max_depth=2, num_particles=0),
      "num_particles"),
-    (lambda: A.gaussian_flow_variance(np.nan, eps=0.1, step=1.0, depth=2), "initial_variance"),
+    (lambda: PF.gaussian_flow_variance(np.nan, eps=0.1, step=1.0, depth=2), "initial_variance"),
 ]
 
 
@@ -189,8 +192,8 @@ def test_huge_valid_tokens_denoise_to_themselves_in_float32():
     move and Stage 2 returns the noisy tokens. In float32 |y|² overflows; the answer must still be exact, not NaN."""
     y = jnp.asarray(TOKENS * 1e30, jnp.float32)
     for chunk_size in (None, 5):
-        out = A.two_stage_denoise(y, sigma2=0.5, eps=0.1, step=1.0, depth=3, chunk_size=chunk_size)
+        out = PF.two_stage_denoise(y, sigma2=0.5, eps=0.1, step=1.0, depth=3, chunk_size=chunk_size)
         np.testing.assert_array_equal(np.asarray(out), np.asarray(y))
-        jitted = jax.jit(lambda t, c=chunk_size: A.two_stage_denoise(t, sigma2=0.5, eps=0.1, step=1.0, depth=3,
+        jitted = jax.jit(lambda t, c=chunk_size: PF.two_stage_denoise(t, sigma2=0.5, eps=0.1, step=1.0, depth=3,
                                                                      chunk_size=c))
         np.testing.assert_array_equal(np.asarray(jitted(y)), np.asarray(y))

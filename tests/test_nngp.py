@@ -1,4 +1,4 @@
-"""theory.nngp against independent formulas, quadrature, Monte Carlo and limits."""
+"""theory.nngp and theory.activations against independent formulas, quadrature, Monte Carlo and limits."""
 
 import math
 
@@ -7,7 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from deeptheory.theory.nngp import ACTIVATIONS, get_activation, nngp_diag, nngp_kernel
+from deeptheory.theory.activations import ACTIVATIONS, get_activation
+from deeptheory.theory.nngp import nngp_diag, nngp_kernel
 
 # ----------------------------------------------------------------------------------------------
 # An independent NumPy reference: per-entry formulas written from the papers' angle form

@@ -9,9 +9,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from deeptheory.theory import attention as ATT
 from deeptheory.theory import gp as G
 from deeptheory.theory import nngp as K
-from deeptheory.theory import particles as A
+from deeptheory.theory import particle_flow as PF
 from deeptheory.theory import random_features as RF
 from deeptheory.theory import renormalization as R
 
@@ -73,15 +74,15 @@ def test_one_module_feeds_the_next_with_the_flag_off():
 def test_data_maps_follow_their_inputs():
     t32 = jnp.asarray(rng.normal(size=(30, 2)), jnp.float32)
     t64 = np.asarray(t32, np.float64)
-    assert A.two_stage_denoise(t32, sigma2=0.5, eps=0.1, step=1.0, depth=2).dtype == jnp.float32
-    assert A.two_stage_denoise(t64, sigma2=0.5, eps=0.1, step=1.0, depth=2).dtype == jnp.float64
-    assert A.rbf_attention(np.ones((3, 2), np.int32), t64, bandwidth=1.0).dtype == jnp.float64
-    assert A.rbf_attention(t32.astype(jnp.float16), t32, bandwidth=1.0).dtype == jnp.float32
+    assert PF.two_stage_denoise(t32, sigma2=0.5, eps=0.1, step=1.0, depth=2).dtype == jnp.float32
+    assert PF.two_stage_denoise(t64, sigma2=0.5, eps=0.1, step=1.0, depth=2).dtype == jnp.float64
+    assert ATT.rbf_attention(np.ones((3, 2), np.int32), t64, bandwidth=1.0).dtype == jnp.float64
+    assert ATT.rbf_attention(t32.astype(jnp.float16), t32, bandwidth=1.0).dtype == jnp.float32
     assert K.nngp_kernel(t32, activation="relu", depth=1).dtype == jnp.float32
-    expected = np.asarray(A.two_stage_denoise(t64, sigma2=0.5, eps=0.1, step=1.0, depth=2))
+    expected = np.asarray(PF.two_stage_denoise(t64, sigma2=0.5, eps=0.1, step=1.0, depth=2))
     with jax.enable_x64(False):
-        out32 = A.two_stage_denoise(t32, sigma2=0.5, eps=0.1, step=1.0, depth=2)
-        out64 = A.two_stage_denoise(t64, sigma2=0.5, eps=0.1, step=1.0, depth=2)
+        out32 = PF.two_stage_denoise(t32, sigma2=0.5, eps=0.1, step=1.0, depth=2)
+        out64 = PF.two_stage_denoise(t64, sigma2=0.5, eps=0.1, step=1.0, depth=2)
     assert out32.dtype == out64.dtype == jnp.float32
     np.testing.assert_array_equal(np.asarray(out64), expected.astype(np.float32))  # float64 arithmetic, one rounding
     np.testing.assert_allclose(np.asarray(out32), expected, rtol=1e-4, atol=1e-5)  # float32 arithmetic
@@ -92,8 +93,8 @@ def test_inside_a_transformation_traced_with_the_flag_off():
     refuses with the fix instead of computing in float32 or failing to lower."""
     t32 = jnp.asarray(rng.normal(size=(16, 2)), jnp.float32)
     with jax.enable_x64(False):
-        out = jax.jit(lambda t: A.two_stage_denoise(t, sigma2=0.5, eps=0.1, step=1.0, depth=2))(t32)
-        grads = jax.grad(lambda e: jnp.sum(A.rbf_attention(t32, t32, bandwidth=e)))(jnp.float32(0.3))
+        out = jax.jit(lambda t: PF.two_stage_denoise(t, sigma2=0.5, eps=0.1, step=1.0, depth=2))(t32)
+        grads = jax.grad(lambda e: jnp.sum(ATT.rbf_attention(t32, t32, bandwidth=e)))(jnp.float32(0.3))
         lam = RF.power_law_spectrum(50, 1.5)
         with pytest.raises(ValueError, match="jax_enable_x64"):
             jax.jit(lambda r: RF.rf_risk(lam, lam, n_features=10, n_samples=20, ridge=r))(1e-3)

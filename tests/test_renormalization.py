@@ -167,7 +167,7 @@ def test_infinite_width_gives_gp(variant):
 @pytest.mark.parametrize("activation", ["relu", "linear"])
 def test_vanilla_equals_nested_for_homogeneous_activations(activation):
     x, y, x0, y0 = _data()
-    kw = dict(activation=activation, depth=3, width=(60, 90, 120), temperature=0.02, priors=[1.0, 2.0, 0.5, 1.5])
+    kw = dict(activation=activation, depth=3, width=(60, 90, 120), temperature=0.02, weight_var=[1.0, 0.5, 2.0, 1 / 1.5])
     van, nes = (R.fc_theory(x, y, x0, y0, variant=v, **kw) for v in ("vanilla", "nested"))
     np.testing.assert_allclose(nes.order_params, van.order_params, rtol=1e-8)
     np.testing.assert_allclose(nes.test_loss, van.test_loss, rtol=1e-8)
@@ -207,7 +207,7 @@ def test_eigenbasis_equals_dense_prediction_and_grid_equals_pointwise():
     sp = R.spectrum(K, jnp.asarray(y), K0, k0, jnp.asarray(y0))
     for scale, T in [(0.3, 0.01), (2.5, 1e-4)]:
         e = R.eigen_prediction(scale, T, sp)
-        d = R._dense_prediction(scale * K, scale * K0, scale * k0, jnp.asarray(y), jnp.asarray(y0), T)
+        d = R.kernel_prediction(scale * K, scale * K0, scale * k0, jnp.asarray(y), jnp.asarray(y0), T)
         np.testing.assert_allclose(e.mean, d.mean, rtol=1e-8, atol=1e-10)
         np.testing.assert_allclose(e.var, d.var, rtol=1e-6, atol=1e-10)
         np.testing.assert_allclose(e.test_loss, d.test_loss, rtol=1e-9)
@@ -256,15 +256,15 @@ def test_metastability_is_detected_on_a_two_scale_spectrum():
         (dict(width=[10, 20]), "width"),
         (dict(temperature=0.0), "temperature"),
         (dict(temperature=-1.0), "temperature"),
-        (dict(priors=[1.0, 1.0]), "priors"),
-        (dict(priors=[1.0, -1.0, 1.0, 1.0]), "priors"),
+        (dict(weight_var=[1.0, 1.0]), "weight_var"),
+        (dict(weight_var=[1.0, -1.0, 1.0, 1.0]), "weight_var"),
         (dict(variant="full"), "variant"),
         (dict(depth=0), "depth"),
     ],
 )
 def test_bad_input(change, match):
     x, y, x0, y0 = _data(P=20, P_test=5)
-    kw = dict(activation="erf", depth=3, width=10, temperature=0.1, priors=1.0) | change
+    kw = dict(activation="erf", depth=3, width=10, temperature=0.1, weight_var=1.0) | change
     with pytest.raises(ValueError, match=match):
         R.fc_theory(x, y, x0, y0, **kw)
 
@@ -293,13 +293,47 @@ def test_non_convergence_raises_with_the_residual():
 def test_renormalized_kernel_reproduces_the_theory_prediction(activation, variant, depth):
     """GP regression with `renormalized_kernel` on [train; test] is the predictor `fc_theory` returns."""
     x, y, x0, y0 = _data(P=80, N0=20, P_test=30)
-    priors = [1.0, 1.3, 0.8][: depth + 1]
-    th = R.fc_theory(x, y, x0, y0, activation=activation, depth=depth, width=60, temperature=0.05, priors=priors,
-                     variant=variant)
+    weight_var = [1.0, 1 / 1.3, 1 / 0.8][: depth + 1]
+    th = R.fc_theory(x, y, x0, y0, activation=activation, depth=depth, width=60, temperature=0.05,
+                     weight_var=weight_var, variant=variant)
     K_all = R.renormalized_kernel(np.concatenate([x, x0]), activation=activation, depth=depth,
-                                  order_params=th.order_params, priors=priors, variant=variant)
+                                  order_params=th.order_params, weight_var=weight_var, variant=variant)
     post = gp_posterior(K_all[:80, :80], K_all[80:, :80], jnp.diagonal(K_all)[80:], jnp.asarray(y), noise=0.05)
     np.testing.assert_allclose(post.mean, th.mean, rtol=1e-8, atol=1e-10)
     np.testing.assert_allclose(post.var, th.var, rtol=1e-8, atol=1e-10)
     with pytest.raises(ValueError, match="order parameters have shape"):
         R.renormalized_kernel(x, activation=activation, depth=depth, order_params=np.ones(depth + 1), variant=variant)
+
+
+def test_deprecated_priors_warn_and_give_the_same_numbers():
+    """priors= (precisions λ) is converted once, σ² = 1/λ: the same bits as weight_var = 1/λ, and a warning."""
+    x, y, x0, y0 = _data(P=30, P_test=5)
+    lam = [1.0, 1.3, 0.8]
+    kw = dict(activation="relu", depth=2, width=40, temperature=0.05, variant="noncentral")
+    new = R.fc_theory(x, y, x0, y0, weight_var=[1 / v for v in lam], **kw)
+    with pytest.warns(DeprecationWarning, match=r"priors \(precisions λ\) is deprecated; pass weight_var = 1/λ"):
+        old = R.fc_theory(x, y, x0, y0, priors=lam, **kw)
+    for a, b in zip(jax.tree.leaves(new), jax.tree.leaves(old), strict=True):
+        np.testing.assert_array_equal(a, b)
+    kernel_kw = dict(activation="relu", depth=2, order_params=new.order_params, variant="noncentral")
+    with pytest.warns(DeprecationWarning, match="pass weight_var"):
+        np.testing.assert_array_equal(R.renormalized_kernel(x, priors=lam, **kernel_kw),
+                                      R.renormalized_kernel(x, weight_var=[1 / v for v in lam], **kernel_kw))
+    with pytest.warns(DeprecationWarning), pytest.raises(ValueError, match="priors"):
+        R.fc_theory(x, y, x0, y0, priors=[1.0, 1.0], **kw)
+    with pytest.raises(ValueError, match="weight_var .* only"):
+        R.fc_theory(x, y, x0, y0, priors=lam, weight_var=1.0, **kw)
+
+
+@pytest.mark.parametrize(("activation", "expected"),
+                         [("erf", "nested"), ("tanh", "nested"), ("linear", "nested"), ("relu", "noncentral"),
+                          ("gelu", "noncentral"), (jax.nn.softplus, "noncentral")])
+def test_recommended_variant_and_auto(activation, expected):
+    assert R.recommended_variant(activation) == expected
+    if activation in ("erf", "relu"):
+        x, y, x0, y0 = _data(P=30, P_test=5)
+        kw = dict(activation=activation, depth=2, width=40, temperature=0.05)
+        auto, chosen = (R.fc_theory(x, y, x0, y0, variant=v, **kw) for v in ("auto", expected))
+        np.testing.assert_array_equal(np.asarray(auto.order_params), np.asarray(chosen.order_params))
+    with pytest.raises(ValueError, match="unknown activation"):
+        R.recommended_variant("sigmoid-ish")

@@ -1,5 +1,9 @@
 """The precision policy and the input checks shared by every public function of `theory`.
 
+Subject: how theory computes (float64 or the data's precision) and how it refuses bad input. Every theory module
+imports from here and from nowhere else for these jobs; `_solvers` is the other shared private module. Its names are
+public (listed in `__all__`) but not re-exported from `deeptheory.theory`: they are tools of the theory modules.
+
 Precision (docs/README.md, "Precision"). Every public theory function is one of two kinds:
 
 - closed forms and solvers (random_features, renormalization, conv_renormalization, gp, and the Bayes denoisers,
@@ -25,6 +29,7 @@ skipped (they would need the numbers) and cost nothing; the shape checks still r
 from __future__ import annotations
 
 import functools
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -38,11 +43,16 @@ __all__ = [
     "as_array",
     "all_finite",
     "check_finite",
+    "finite_kernel",
     "fails",
     "check_scalar",
     "check_positive",
+    "positive_scalar",
     "check_depth",
     "check_integer",
+    "weight_variances",
+    "as_tokens",
+    "check_tokens",
 ]
 
 
@@ -195,6 +205,17 @@ def check_finite(name: str, x) -> None:
         )
 
 
+def finite_kernel(K):
+    """K, after checking that a kernel computed from finite inputs did not overflow (|x|² ~ 1e60 in float32, or
+    variances growing through many layers): if it did, say so and how to avoid it."""
+    if not all_finite(K):
+        raise ValueError(
+            f"the kernel overflowed {K.dtype} (inputs or variances too large for it, e.g. |x|² beyond "
+            f"{float(jnp.finfo(K.dtype).max):.1e}): pass float64 inputs, or rescale x or weight_var"
+        )
+    return K
+
+
 def check_scalar(name: str, value, *, minimum: float, strict: bool, allow_inf: bool = False, hint: str = "") -> None:
     """A concrete real scalar ≥ minimum (> minimum if strict), finite unless allow_inf; skipped for tracers."""
     if not is_concrete(value):
@@ -220,6 +241,12 @@ def check_positive(name: str, value, hint: str) -> None:
         raise ValueError(f"{name} must be finite and > 0 ({hint}); got {value!r}")
 
 
+def positive_scalar(name: str, value, hint: str) -> float:
+    """A concrete finite real scalar > 0, as float (`check_scalar`; the error says "({hint})")."""
+    check_scalar(name, value, minimum=0, strict=True, hint=f" ({hint})")
+    return float(value)
+
+
 def check_integer(name: str, value, *, minimum: int, what: str = "") -> int:
     """A Python or NumPy integer ≥ minimum (not a bool, not a float), as int."""
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
@@ -230,3 +257,57 @@ def check_integer(name: str, value, *, minimum: int, what: str = "") -> int:
 def check_depth(depth, *, minimum: int = 0, what: str = "the number of hidden layers") -> int:
     """A layer count: `check_integer` named depth."""
     return check_integer("depth", depth, minimum=minimum, what=what)
+
+
+def weight_variances(weight_var, priors, count: int, layers: str) -> np.ndarray:
+    """σ_l² for `count` weight layers, input layer first, readout last: float64 (count,), each finite and > 0.
+
+    The one boundary between the two conventions for a weight prior (docs/conventions.md): `weight_var` σ_l² is the
+    public name; the renormalization papers' precisions λ_l = 1/σ_l² are still accepted as `priors` (deprecated; a
+    `DeprecationWarning`) and converted here, σ_l² = 1.0/λ_l in float64, as the theory computed it before. `layers`
+    names the layers in the length error, e.g. "depth + 1 = 4". `weight_var` None (with no priors) is 1 per layer.
+    """
+    if priors is not None:
+        if weight_var is not None:
+            raise ValueError("pass weight_var (σ_l² = 1/λ_l) only; priors (precisions λ) is its deprecated form")
+        warnings.warn("priors (precisions λ) is deprecated; pass weight_var = 1/λ", DeprecationWarning, stacklevel=4)
+        lam = np.asarray(as_array(priors, "priors", dtype=jnp.float64, ndim=(0, 1)))
+        lam = np.full(count, float(lam)) if lam.ndim == 0 else lam
+        if lam.shape != (count,):
+            raise ValueError(
+                f"priors must be a scalar or [λ_0, …, λ_L], one precision per weight layer (input layer first, readout "
+                f"last): length {layers}; got {priors!r}"
+            )
+        if not np.all(np.isfinite(lam)) or np.any(lam <= 0):
+            raise ValueError(f"priors are Gaussian precisions λ_l and must be finite and > 0; got {priors!r}")
+        return 1.0 / lam
+    values = 1.0 if weight_var is None else weight_var
+    sw2 = np.asarray(as_array(values, "weight_var", dtype=jnp.float64, ndim=(0, 1)))
+    sw2 = np.full(count, float(sw2)) if sw2.ndim == 0 else sw2
+    if sw2.shape != (count,):
+        raise ValueError(
+            f"weight_var must be a scalar or [σ_0², …, σ_L²], one variance per weight layer (input layer first, "
+            f"readout last): length {layers}; got {weight_var!r}"
+        )
+    if not np.all(np.isfinite(sw2)) or np.any(sw2 <= 0):
+        raise ValueError(f"weight_var (σ_l² = 1/λ_l, the prior variance of each weight layer) must be finite and > 0; "
+                         f"got {weight_var!r}")
+    return sw2
+
+
+def check_tokens(name: str, x) -> None:
+    """A (N, d) context of N >= 1 tokens in d >= 1 dimensions (attention and the particle flows)."""
+    if x.ndim != 2:
+        raise ValueError(f"{name} must be a (N, d) array of N tokens in dimension d; got shape {x.shape}")
+    if x.shape[0] == 0:
+        raise ValueError(f"{name} is an empty context (N = 0 tokens): attention needs at least one key")
+    if x.shape[1] == 0:
+        raise ValueError(f"{name} has dimension d = 0; tokens need at least one coordinate")
+
+
+def as_tokens(y, name: str = "tokens"):
+    """(N,) → (N, 1) so that 1-D data can be passed as a vector; returns (array, was_vector). Finite, in the
+    working dtype of a data map (float32 stays float32, anything else becomes float64)."""
+    y = as_array(y, name, ndim=(1, 2), what="a (N, d) array of N tokens in dimension d, or (N,) for d = 1", allow_empty=True)
+    y = y.astype(working_dtype(y))
+    return (y[:, None], True) if y.ndim == 1 else (y, False)

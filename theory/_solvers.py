@@ -1,8 +1,11 @@
-"""Small jittable solvers for the order-parameter problems of `theory.renormalization`.
+"""Small jittable solvers for the order-parameter problems of `theory.renormalization` and its neighbours.
 
-Each returns its answer together with the residual and a `converged` flag instead of raising, so it
-can run under jit and vmap; the public functions in `theory.renormalization` turn a failure into an
-error that names the residual.
+Subject: bisection, saddle-free Newton, Newton root finding and BFGS for small problems, and the Cholesky data
+term yᵀA⁻¹y + log det A that every renormalized action shares. Each solver returns its answer together with the
+residual and a `converged` flag instead of raising, so it can run under jit and vmap; the public functions in
+`theory.renormalization`, `theory.conv_renormalization` and `theory.random_features` turn a failure into an error
+that names the residual. Private module (not re-exported from `deeptheory.theory`), public names (`__all__`): the
+theory modules and `benchmarks/renormalization.py` import them. The callers own the precision (`_checks`).
 """
 
 from __future__ import annotations
@@ -13,6 +16,9 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 from jax import lax
+from jax.scipy.linalg import cho_solve
+
+__all__ = ["Solution", "bisect", "newton_minimize", "newton_root", "bfgs_minimize", "cholesky_terms"]
 
 # Armijo tests accept changes of f below this fraction of |f|: near the solution the decrease predicted from a
 # gradient of relative size 1e-10 is ~1e-20 |f|, far below float64 rounding, and must not trigger backtracking.
@@ -176,3 +182,11 @@ def bfgs_minimize(value_and_grad: Callable, x0, *, residual: Callable, tol: floa
     x, f, g, _, k = lax.while_loop(cond, body, (x0, f0, g0, jnp.eye(n, dtype=x0.dtype), 0))
     r = residual(x, g)
     return Solution(x, f, r, k, r <= tol)
+
+
+def cholesky_terms(K_R, y, T):
+    """yᵀA⁻¹y + log det A for A = K_R + T I, by Cholesky: the data term of every renormalized action
+    (docs/nngp_and_renormalization.md, eqs. (R-13), (R-20)–(R-21), (R-24))."""
+    L = jnp.linalg.cholesky(K_R + T * jnp.eye(K_R.shape[0], dtype=K_R.dtype))
+    alpha = cho_solve((L, True), y)
+    return jnp.dot(y, alpha) + 2.0 * jnp.sum(jnp.log(jnp.diagonal(L)))

@@ -3,9 +3,10 @@ deep: Baglioni et al. 2026). Equations, derived, and the tests that hold them: d
 §8, eqs. (R-22)–(R-24).
 
 One convolutional hidden layer of N_c channels, n patches, readout weights per (channel, patch) with prior
-precision λ_1. The order parameter is an n×n SPD matrix Q coupling patches:
+variance σ_1² = 1/λ_1 (`weight_var`; the papers write the precision λ). The order parameter is an n×n SPD matrix Q
+coupling patches:
 
-    K_R = Σ_ij Q_ij K^{ij} / (λ_L n)                   (K^{ij}: `theory.nngp.conv_patch_kernels`)
+    K_R = Σ_ij Q_ij K^{ij} / (λ_L n)                   (K^{ij}: `theory.conv_kernels.conv_patch_kernels`)
     𝒮(Q) = N_c [Tr Q − log det Q − n] + yᵀA⁻¹y + log det A,      A = K_R + T I
 
 Q = I is the infinite-width local NNGP (each readout weight sees its own patch); the rank-one Q = 11ᵀ/n, i.e.
@@ -22,6 +23,10 @@ positive definite cone, Armijo backtracking; the gradient is exact (prior term f
 term by autodiff through the Cholesky). Converged when max |Q ∇𝒮 Q| / N_c <= tol; otherwise `ConvergenceError`
 with the residual. (A preconditioned fixed-point iteration, Q ← Q − Q∇𝒮Q/N_c, converged only linearly at small
 N_c: 500 steps left a residual of 3e-6 at N_c = 5.)
+
+Neighbours: `theory.conv_kernels` (K^{ij}), `theory.renormalization` (the fully connected theory; its
+`Prediction` and `kernel_prediction`), `theory._solvers` (BFGS and the Cholesky data term); the finite network is
+`models.cnn.PatchCNN`, sampled by `train.experiments.bayes_networks`.
 """
 
 from __future__ import annotations
@@ -33,17 +38,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from deeptheory.theory import _solvers
-from deeptheory.theory._checks import as_array, float64_theory
-from deeptheory.theory.nngp import conv_patch_kernels
-from deeptheory.theory.renormalization import (
-    DEFAULT_TOL,
-    ConvergenceError,
-    Prediction,
-    _cholesky_terms,
-    _dense_prediction,
-    _positive_scalar,
-)
+from deeptheory.theory._checks import as_array, float64_theory, positive_scalar, weight_variances
+from deeptheory.theory._solvers import bfgs_minimize, cholesky_terms
+from deeptheory.theory.conv_kernels import conv_patch_kernels
+from deeptheory.theory.renormalization import DEFAULT_TOL, ConvergenceError, Prediction, kernel_prediction
 
 __all__ = ["ConvTheory", "conv_theory", "conv_kernel", "conv_action"]
 
@@ -85,7 +83,7 @@ def conv_action(Q, K_patch, y, T, channels, readout_var, depth: int = 1):
     Q = as_array(Q, "Q", dtype=jnp.float64, ndim=2, what="the (n, n) order parameter Q")
     y = as_array(y, "y", dtype=jnp.float64, ndim=1, what="(P,) targets")
     T, channels = jnp.asarray(T, jnp.float64), jnp.asarray(channels, jnp.float64)
-    return channels * _prior_term(Q, depth) + _cholesky_terms(conv_kernel(Q, K_patch, readout_var), y, T)
+    return channels * _prior_term(Q, depth) + cholesky_terms(conv_kernel(Q, K_patch, readout_var), y, T)
 
 
 def _solve(K_patch, y, T, channels, readout_var, depth, tol, max_iter):
@@ -93,7 +91,7 @@ def _solve(K_patch, y, T, channels, readout_var, depth, tol, max_iter):
     n = K_patch.shape[0]
     rows, cols = jnp.triu_indices(n)
     off_diagonal = jnp.where(rows == cols, 1.0, 2.0)  # each off-diagonal variable is two entries of Q
-    data = jax.value_and_grad(lambda Q: _cholesky_terms(conv_kernel(Q, K_patch, readout_var), y, T))
+    data = jax.value_and_grad(lambda Q: cholesky_terms(conv_kernel(Q, K_patch, readout_var), y, T))
 
     def unpack(v):
         Q = jnp.zeros((n, n), v.dtype).at[rows, cols].set(v)
@@ -123,7 +121,7 @@ def _solve(K_patch, y, T, channels, readout_var, depth, tol, max_iter):
     G0 = data(eye)[1]
     Q0 = jnp.linalg.solve(eye + 0.5 * (G0 + G0.T) / channels, eye)
     Q0 = jnp.where(jnp.all(jnp.linalg.eigvalsh(Q0) > 0), 0.5 * (Q0 + Q0.T), eye)
-    sol = _solvers.bfgs_minimize(value_and_grad, Q0[rows, cols], residual=residual, tol=tol, max_iter=max_iter)
+    sol = bfgs_minimize(value_and_grad, Q0[rows, cols], residual=residual, tol=tol, max_iter=max_iter)
     return unpack(sol.x), sol.value, sol.residual, sol.iterations
 
 
@@ -138,10 +136,11 @@ def conv_theory(
     patches: int | Sequence[int],
     channels: float,
     temperature: float,
-    priors=1.0,
+    weight_var: float | Sequence[float] | None = None,
     quad_points: int | None = None,
     tol: float = DEFAULT_TOL,
     max_iter: int = 500,
+    priors=None,
 ) -> ConvTheory:
     """Renormalized-kernel theory of a Bayesian CNN with non-overlapping patches (module docstring).
 
@@ -151,7 +150,8 @@ def conv_theory(
       patches: patch side M (one convolutional layer) or (M_1, …, M_L) for a stack; the depth L is its length.
       channels: N_c, the number of channels of every convolutional layer.
       temperature: T > 0.
-      priors: [λ_0, …, λ_L] (L convolutional layers and the readout), or a scalar.
+      weight_var: [σ_0², …, σ_L²] = 1/λ_l (L convolutional layers, then the readout), or a scalar; None: 1.
+      priors: deprecated: the precisions [λ_0, …, λ_L] = 1/weight_var (a `DeprecationWarning`; pass weight_var).
 
     Raises:
       ValueError on bad input; ConvergenceError if the saddle point is not reached.
@@ -161,15 +161,9 @@ def conv_theory(
         raise ValueError(f"patches must be a patch side M >= 1 or a non-empty list (M_1, …, M_L) of them; got {patches!r}")
     patches = tuple(int(m) for m in sides.reshape(-1))
     depth = len(patches)
-    T = _positive_scalar(temperature, "temperature", "the posterior temperature T")
-    Nc = _positive_scalar(channels, "channels", "the number of channels N_c")
-    lam = np.asarray(as_array(priors, "priors", dtype=jnp.float64, ndim=(0, 1)))
-    lam = np.full(depth + 1, float(lam)) if lam.ndim == 0 else lam
-    if lam.shape != (depth + 1,) or not np.all(np.isfinite(lam)) or np.any(lam <= 0):
-        raise ValueError(
-            f"priors must be a scalar or [λ_0, …, λ_L] with L = {depth} convolutional layers (length {depth + 1}), "
-            f"all finite and > 0; got {priors!r}"
-        )
+    T = positive_scalar("temperature", temperature, "the posterior temperature T")
+    Nc = positive_scalar("channels", channels, "the number of channels N_c")
+    sw2 = weight_variances(weight_var, priors, depth + 1, f"{depth + 1} (L = {depth} convolutional layers and the readout)")
     images = "(P, H, W) or (P, H, W, c_in) images"
     x = as_array(x_train, "x_train", dtype=jnp.float64, ndim=(3, 4), what=images)
     x0 = as_array(x_test, "x_test", dtype=jnp.float64, ndim=(3, 4), what=images + "; the theory predicts on P_test >= 1")
@@ -177,7 +171,6 @@ def conv_theory(
     y0 = as_array(y_test, "y_test", dtype=jnp.float64, ndim=1, what="(P_test,) targets")
     if y.shape != (x.shape[0],) or y0.shape != (x0.shape[0],):
         raise ValueError(f"y_train, y_test must have shapes ({x.shape[0]},), ({x0.shape[0]},); got {y.shape}, {y0.shape}")
-    sw2 = 1.0 / lam
     kw = dict(activation=activation, patches=patches, weight_var=jnp.asarray(sw2[:-1]), quad_points=quad_points)
     K, _, _ = conv_patch_kernels(x, **kw)
     n = K.shape[0]
@@ -189,7 +182,7 @@ def conv_theory(
     def predict(Q):
         K_R, K0_R = conv_kernel(Q, K, readout), conv_kernel(Q, K0, readout)
         k0_R = _test_variances(Q, x0, kw, readout)
-        return _dense_prediction(K_R, K0_R, k0_R, y, y0, T)
+        return kernel_prediction(K_R, K0_R, k0_R, y, y0, T)
 
     Q, action, residual, iterations = jax.jit(_solve, static_argnames=("depth", "max_iter"))(
         K, y, T, Nc, readout, depth=depth, tol=tol, max_iter=max_iter

@@ -7,8 +7,9 @@ conventions and the tests that hold them: docs/nngp_and_renormalization.md, §6�
 `theory.conv_renormalization`.
 
 Network: L hidden layers of widths N_1..N_L, inputs of dimension N_0, standard scaling, no biases, Gaussian
-prior W^l ~ N(0, 1/λ_l) (`priors` = [λ_0, …, λ_L], λ_L the readout), posterior at temperature T (likelihood
-exp(−Σ(y − f)²/2T)). The NNGP kernel K^(L) is `theory.nngp.nngp_kernel` with weight_var = 1/λ.
+prior W^l ~ N(0, σ_l²) with σ_l² = 1/λ_l (`weight_var` = [σ_0², …, σ_L²], σ_L² the readout; the papers write the
+precisions λ_l), posterior at temperature T (likelihood exp(−Σ(y − f)²/2T)). The NNGP kernel K^(L) is
+`theory.nngp.nngp_kernel` with the same weight_var.
 
 Renormalized kernel and action (docs/nngp_and_renormalization.md, eqs. (R-12), (R-13), (R-19); we write 𝒮 for
 the whole exponent, Z ≈ ∫dQ exp(−𝒮/2)):
@@ -35,6 +36,14 @@ Prediction at test points with the renormalized kernels (k_R, κ_R scaled the sa
 docs/nngp_and_renormalization.md, eqs. (R-9), (R-10), (R-17)):
 
     mean = k_Rᵀ A⁻¹ y,   var = κ_R − k_Rᵀ A⁻¹ k_R,   ε_g = ⟨(y0 − mean)²⟩ + ⟨var⟩ = bias² + variance.
+
+Which variant: vanilla is exact for ReLU and linear networks and the default; `recommended_variant` names the one
+the theory recommends for an activation (nested for odd φ, non-central where E[φ] ≠ 0), `variant="auto"` uses it.
+
+Neighbours: `theory.nngp` and `theory.activations` (K^(L), F_φ and the mean activation μ), `theory.gp` (the GP
+posterior the prediction is), `theory._solvers` (the jittable scan/bisection, Newton and Cholesky pieces),
+`theory.conv_renormalization` (the same theory for CNNs); the finite networks it describes are `models.mlp.MLP`
+sampled by `train.experiments.bayes_networks`.
 """
 
 from __future__ import annotations
@@ -46,12 +55,20 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.scipy.linalg import cho_solve
 
-from deeptheory.theory import _solvers
-from deeptheory.theory._checks import as_array, check_depth, check_scalar, fails, float64_theory
+from deeptheory.theory._checks import (
+    as_array,
+    check_depth,
+    check_scalar,
+    fails,
+    float64_theory,
+    positive_scalar,
+    weight_variances,
+)
+from deeptheory.theory._solvers import bisect, cholesky_terms, newton_minimize, newton_root
+from deeptheory.theory.activations import ODD_ACTIVATIONS, Activation, get_activation, mean_activation
 from deeptheory.theory.gp import gp_posterior, gp_test_loss
-from deeptheory.theory.nngp import covariance_chain, get_activation, mean_activation, nngp_diag, nngp_kernel
+from deeptheory.theory.nngp import covariance_chain, nngp_diag, nngp_kernel
 
 __all__ = [
     "Prediction",
@@ -62,6 +79,7 @@ __all__ = [
     "TheoryGrid",
     "ConvergenceError",
     "VARIANTS",
+    "recommended_variant",
     "fc_theory",
     "fc_theory_grid",
     "renormalized_kernel",
@@ -69,6 +87,7 @@ __all__ = [
     "solve_vanilla",
     "vanilla_action",
     "eigen_prediction",
+    "kernel_prediction",
     "one_layer_action",
     "one_layer_order_params",
     "zero_temperature_order_param",
@@ -122,15 +141,6 @@ class FCTheory(NamedTuple):
 # Input checks
 
 
-def _positive_scalar(value, name: str, hint: str) -> float:
-    check_scalar(name, value, minimum=0, strict=True, hint=f" ({hint})")
-    return float(value)
-
-
-def _check_depth(depth) -> int:
-    return check_depth(depth, minimum=1, what="the number of hidden layers")
-
-
 def _widths(width, depth: int) -> np.ndarray:
     arr = np.asarray(as_array(width, "width", dtype=jnp.float64, ndim=(0, 1)))
     if arr.ndim == 0:
@@ -142,18 +152,28 @@ def _widths(width, depth: int) -> np.ndarray:
     return arr
 
 
-def _priors(priors, depth: int) -> np.ndarray:
-    arr = np.asarray(as_array(priors, "priors", dtype=jnp.float64, ndim=(0, 1)))
-    if arr.ndim == 0:
-        arr = np.full(depth + 1, float(arr))
-    if arr.shape != (depth + 1,):
-        raise ValueError(
-            f"priors must be a scalar or [λ_0, …, λ_L], one precision per weight layer (input layer first, readout "
-            f"last): length depth + 1 = {depth + 1}; got {priors!r}"
-        )
-    if not np.all(np.isfinite(arr)) or np.any(arr <= 0):
-        raise ValueError(f"priors are Gaussian precisions λ_l and must be finite and > 0; got {priors!r}")
-    return arr
+def _weight_var(weight_var, priors, depth: int) -> jax.Array:
+    """σ_l² for the depth + 1 weight layers (`_checks.weight_variances`: the one boundary for deprecated priors=)."""
+    return jnp.asarray(weight_variances(weight_var, priors, depth + 1, f"depth + 1 = {depth + 1}"))
+
+
+def _resolve_variant(variant: str, activation) -> str:
+    if variant == "auto":
+        return recommended_variant(activation)
+    if variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {VARIANTS} or 'auto'; got {variant!r}")
+    return variant
+
+
+def recommended_variant(activation: str | Callable) -> str:
+    """The renormalization variant the theory recommends for φ (what `variant="auto"` means).
+
+    "nested" for the odd activations (`theory.activations.ODD_ACTIVATIONS`: linear, erf, tanh), whose mean activation
+    vanishes: the order parameters then sit inside the recursion (eq. (R-19); for linear φ it equals vanilla).
+    "noncentral" otherwise (ReLU, GELU, any callable): E[φ] ≠ 0 adds the mean term of eq. (R-21).
+    """
+    get_activation(activation)  # an unknown name raises here, naming the known ones
+    return "nested" if isinstance(activation, str) and activation.lower() in ODD_ACTIVATIONS else "noncentral"
 
 
 def _data(x_train, y_train, x_test, y_test):
@@ -278,7 +298,7 @@ def solve_vanilla(sp: Spectrum, widths, T, *, tol: float = DEFAULT_TOL) -> Vanil
     crossing = negative[:-1] & ~negative[1:]
     (idx,) = jnp.nonzero(crossing, size=_MAX_MINIMA, fill_value=0)
     valid = crossing[idx] & (jnp.arange(_MAX_MINIMA) < jnp.sum(crossing))
-    roots = jax.vmap(lambda a, b: _solvers.bisect(h, a, b))(u_grid[idx], u_grid[idx + 1])
+    roots = jax.vmap(lambda a, b: bisect(h, a, b))(u_grid[idx], u_grid[idx + 1])
     Qs = jax.vmap(order_params)(roots)
     Qs = jnp.where(valid[:, None] & jnp.all(Qs > 0, axis=1, keepdims=True), Qs, jnp.nan)
     actions = jax.vmap(lambda Q: vanilla_action(Q, widths, T, sp))(jnp.where(jnp.isnan(Qs), 1.0, Qs))
@@ -337,7 +357,7 @@ def zero_temperature_order_param(s_over_P, alpha, depth: int):
     on Q > max(0, 1 − α), so the root is unique. L = 1: Q = [(1 − α) + √((1 − α)² + 4αs/P)]/2; L > 1: bisection
     in log Q. Pure jnp (vmappable over s/P and α).
     """
-    depth = _check_depth(depth)
+    depth = check_depth(depth, minimum=1, what="the number of hidden layers")
     s_over_P = as_array(s_over_P, "s_over_P", dtype=jnp.float64, allow_empty=True)
     alpha = as_array(alpha, "alpha", dtype=jnp.float64, allow_empty=True)
     if fails(lambda a, s: (a > 0) & (s > 0), alpha, s_over_P):
@@ -351,23 +371,39 @@ def zero_temperature_order_param(s_over_P, alpha, depth: int):
         Q = floor + jnp.exp(log_excess)
         return depth * jnp.log(Q) + jnp.log(Q - 1.0 + alpha) - jnp.log(alpha * s_over_P)
 
-    return floor + jnp.exp(_solvers.bisect(h, jnp.full_like(alpha, -200.0), jnp.full_like(alpha, 200.0), 128))
+    return floor + jnp.exp(bisect(h, jnp.full_like(alpha, -200.0), jnp.full_like(alpha, 200.0), 128))
 
 
 # ---------------------------------------------------------------------------------------------
 # Dense actions (nested and non-central variants)
 
 
-def _cholesky_terms(K_R, y, T):
-    """yᵀA⁻¹y + log det A for A = K_R + T I, by Cholesky."""
-    L = jnp.linalg.cholesky(K_R + T * jnp.eye(K_R.shape[0], dtype=K_R.dtype))
-    alpha = cho_solve((L, True), y)
-    return jnp.dot(y, alpha) + 2.0 * jnp.sum(jnp.log(jnp.diagonal(L)))
+class _Network(NamedTuple):
+    """The kernel recursion of the network, shared by every variant: φ and the weight variances."""
+
+    act: Activation  # φ resolved (closed form or quadrature)
+    activation: str | Callable  # φ as the caller named it (for `mean_activation`)
+    quad_points: int | None
+    sw2: jax.Array  # (L + 1,) σ_l² = 1/λ_l, input layer first, readout last
 
 
-def _nested_kernel(Q, C, c_diag, act, sw2):
+class _Problem(NamedTuple):
+    """One `fc_theory` problem, built once and handed to the nested and non-central solvers."""
+
+    net: _Network
+    x: jax.Array  # (P, N_0) training inputs
+    y: jax.Array  # (P,)
+    x0: jax.Array  # (P_test, N_0) test inputs
+    y0: jax.Array  # (P_test,)
+    C: jax.Array  # (P, P) layer-0 covariance σ_0² x·x'/N_0 of the training inputs
+    c_diag: jax.Array  # (P,) its diagonal
+    widths: jax.Array  # (L,) N_l
+    T: float  # temperature
+
+
+def _nested_kernel(Q, C, c_diag, net: _Network):
     """K^(L) with σ_wl² = Q_l/λ_l inside the recursion (eq. (R-19), "nested"; the authors' `FC_deep_nested`)."""
-    return covariance_chain(C, c_diag, c_diag, activation=act, layer_weight_var=Q * sw2[1:])
+    return covariance_chain(C, c_diag, c_diag, activation=net.act, layer_weight_var=Q * net.sw2[1:])
 
 
 def _noncentral_kernel(Qbar, Q, Theta, mu_outer, readout_var):
@@ -392,11 +428,12 @@ def fc_theory(
     depth: int,
     width,
     temperature: float,
-    priors=1.0,
+    weight_var: float | Sequence[float] | None = None,
     variant: str = "vanilla",
     quad_points: int | None = None,
     tol: float = DEFAULT_TOL,
     max_iter: int = 100,
+    priors=None,
 ) -> FCTheory:
     """Renormalized-kernel theory of a deep fully connected Bayesian network (module docstring).
 
@@ -407,37 +444,38 @@ def fc_theory(
       depth: number of hidden layers L >= 1.
       width: N, a scalar or one width per hidden layer [N_1, …, N_L].
       temperature: T > 0 (the posterior's likelihood is exp(−Σ(y − f)²/2T)).
-      priors: [λ_0, …, λ_L] (Gaussian precisions of the weights, input layer first; weight_var = 1/λ), or a
-        scalar for all layers.
+      weight_var: [σ_0², …, σ_L²], the prior variances of the weights (σ_l² = 1/λ_l; input layer first, readout
+        last), or a scalar for all layers; None: 1.
       variant: "vanilla" (Q_l multiply K^(L); global minimum by scan + bisection, exact at any width),
         "nested" (Q_l inside the recursion; Newton from Q = 1 and from the vanilla solution, the lowest
         minimum kept), "noncentral" (ReLU-type φ with E[φ] ≠ 0: order parameters (Q̄_l, Q_l); Newton on the
-        saddle-point equations from the central solution). Vanilla = nested for ReLU and linear.
-      quad_points: force Gauss–Hermite kernels (see `theory.nngp.get_activation`).
+        saddle-point equations from the central solution), or "auto" (`recommended_variant(activation)`).
+        Vanilla = nested for ReLU and linear.
+      quad_points: force Gauss–Hermite kernels (see `theory.activations.get_activation`).
       tol: on max_l |∂𝒮/∂log Q_l|/N_l (the relative accuracy of the order parameters).
       max_iter: Newton iterations (nested, noncentral).
+      priors: deprecated: the precisions [λ_0, …, λ_L] = 1/weight_var (a `DeprecationWarning`; pass weight_var).
 
     Returns:
       `FCTheory`, float64, with the NNGP (infinite-width) prediction in `.nngp`.
 
     Raises:
-      ValueError: on bad input (shapes, width <= 0, temperature <= 0, wrong number of priors, no test points).
+      ValueError: on bad input (shapes, width <= 0, temperature <= 0, wrong number of weight_var, no test points).
       ConvergenceError: if the solver does not reach `tol` (the message gives the residual).
     """
-    depth = _check_depth(depth)
-    if variant not in VARIANTS:
-        raise ValueError(f"variant must be one of {VARIANTS}; got {variant!r}")
-    T = _positive_scalar(temperature, "temperature", "the posterior temperature T, i.e. the GP noise variance")
+    depth = check_depth(depth, minimum=1, what="the number of hidden layers")
+    variant = _resolve_variant(variant, activation)
+    T = positive_scalar("temperature", temperature, "the posterior temperature T, i.e. the GP noise variance")
     widths = jnp.asarray(_widths(width, depth))
-    sw2 = jnp.asarray(1.0 / _priors(priors, depth))
+    sw2 = _weight_var(weight_var, priors, depth)
     x, y, x0, y0 = _data(x_train, y_train, x_test, y_test)
-    act = get_activation(activation, quad_points)
+    net = _Network(get_activation(activation, quad_points), activation, quad_points, sw2)
     kernel_args = dict(activation=activation, depth=depth, weight_var=sw2, quad_points=quad_points)
 
     K = nngp_kernel(x, **kernel_args)
     K0 = nngp_kernel(x0, x, **kernel_args)
     k0 = nngp_diag(x0, **kernel_args)
-    nngp = _dense_prediction(K, K0, k0, y, y0, T)
+    nngp = kernel_prediction(K, K0, k0, y, y0, T)
 
     sp = spectrum(K, y, K0, k0, y0)
     van = solve_vanilla(sp, widths, T, tol=tol)
@@ -449,20 +487,22 @@ def fc_theory(
     if variant == "vanilla":
         Q, action, residual = van.order_params, van.action, van.residual
         others = _other_minima(van)
-        pred = _dense_prediction(van.scale * K, van.scale * K0, van.scale * k0, y, y0, T)
+        pred = kernel_prediction(van.scale * K, van.scale * K0, van.scale * k0, y, y0, T)
         return FCTheory(Q, *pred, action, residual, others, nngp)
 
     C = nngp_kernel(x, activation="linear", depth=0, weight_var=sw2[0])
     c_diag = nngp_diag(x, activation="linear", depth=0, weight_var=sw2[0])
-    if variant == "nested":
-        return _fc_nested(C, c_diag, x, x0, y, y0, act, sw2, widths, T, van, nngp, tol, max_iter)
-    return _fc_noncentral(C, c_diag, x, x0, y, y0, act, activation, quad_points, sw2, widths, T, van, nngp, tol,
-                          max_iter)
+    problem = _Problem(net, x, y, x0, y0, C, c_diag, widths, T)
+    solve = _fc_nested if variant == "nested" else _fc_noncentral
+    return solve(problem, van, nngp, tol, max_iter)
 
 
-def _dense_prediction(K_R, K0_R, k0_R, y, y0, T) -> Prediction:
-    post = gp_posterior(K_R, K0_R, k0_R, y, noise=T)
-    loss = gp_test_loss(post, y0)
+@float64_theory
+def kernel_prediction(K_PxP, K_QxP, k_Q, y_train, y_test, temperature) -> Prediction:
+    """`Prediction` of GP regression with a (renormalized) kernel at temperature T: the posterior at the test points
+    (`theory.gp.gp_posterior`, noise = T) and its test loss ε_g = bias² + variance (eqs. (R-9), (R-10), (R-17))."""
+    post = gp_posterior(K_PxP, K_QxP, k_Q, y_train, noise=temperature)
+    loss = gp_test_loss(post, y_test)
     return Prediction(post.mean, post.var, *loss)
 
 
@@ -475,14 +515,16 @@ def _other_minima(van: VanillaSolution) -> tuple:
     )
 
 
-def _fc_nested(C, c_diag, x, x0, y, y0, act, sw2, widths, T, van, nngp, tol, max_iter) -> FCTheory:
+def _fc_nested(pb: _Problem, van: VanillaSolution, nngp: Prediction, tol: float, max_iter: int) -> FCTheory:
+    widths = pb.widths
+
     def action(q):
         Q = jnp.exp(q)
-        K_R = _nested_kernel(Q, C, c_diag, act, sw2)[0]
-        return jnp.sum(widths * (Q - q)) + _cholesky_terms(K_R, y, T)
+        K_R = _nested_kernel(Q, pb.C, pb.c_diag, pb.net)[0]
+        return jnp.sum(widths * (Q - q)) + cholesky_terms(K_R, pb.y, pb.T)
 
     # Two starts, run one after the other: under vmap a finished start would keep paying for the other's line search.
-    solve = jax.jit(lambda q0: _solvers.newton_minimize(action, q0, scale=widths, tol=tol, max_iter=max_iter))
+    solve = jax.jit(lambda q0: newton_minimize(action, q0, scale=widths, tol=tol, max_iter=max_iter))
     sols = jax.tree.map(lambda *a: jnp.stack(a), *[solve(q0) for q0 in (jnp.zeros_like(widths),
                                                                          jnp.log(van.order_params))])
     ok = np.asarray(sols.converged)
@@ -498,45 +540,46 @@ def _fc_nested(C, c_diag, x, x0, y, y0, act, sw2, widths, T, van, nngp, tol, max
         jnp.exp(sols.x[i]) for i in range(len(values))
         if ok[i] and not np.allclose(np.exp(np.asarray(sols.x[i])), np.asarray(Q), rtol=1e-6)
     )
-    pred = _nested_prediction(Q, C, c_diag, x, x0, y, y0, act, sw2, T)
+    pred = _nested_prediction(Q, pb)
     return FCTheory(Q, *pred, sols.value[best], sols.residual[best], others, nngp)
 
 
-def _nested_prediction(Q, C, c_train, x, x0, y, y0, act, sw2, T) -> Prediction:
+def _nested_prediction(Q, pb: _Problem) -> Prediction:
+    sw2 = pb.net.sw2
     lin = dict(activation="linear", depth=0, weight_var=sw2[0])
-    c_test = nngp_diag(x0, **lin)
+    c_test = nngp_diag(pb.x0, **lin)
     sw2_layers = Q * sw2[1:]
-    K_R = _nested_kernel(Q, C, c_train, act, sw2)[0]
-    K0_R, k0_R, _ = covariance_chain(nngp_kernel(x0, x, **lin), c_test, c_train, activation=act,
+    K_R = _nested_kernel(Q, pb.C, pb.c_diag, pb.net)[0]
+    K0_R, k0_R, _ = covariance_chain(nngp_kernel(pb.x0, pb.x, **lin), c_test, pb.c_diag, activation=pb.net.act,
                                      layer_weight_var=sw2_layers)
-    return _dense_prediction(K_R, K0_R, k0_R, y, y0, T)
+    return kernel_prediction(K_R, K0_R, k0_R, pb.y, pb.y0, pb.T)
 
 
-def _noncentral_inputs(C, c_diag, act, activation, quad_points, sw2):
+def _noncentral_inputs(C, c_diag, net: _Network):
     """Θ_L = K^(L) and μ_L μ_Lᵀ, with μ_L the mean activation of the last hidden layer, from its pre-activation
     variances K^(L-1)(x, x); the chain runs once, layers 1..L-1 then layer L."""
-    K_prev, q_prev, _ = covariance_chain(C, c_diag, c_diag, activation=act, layer_weight_var=sw2[1:-1])
-    Theta, _, _ = covariance_chain(K_prev, q_prev, q_prev, activation=act, layer_weight_var=sw2[-1:])
-    mu = mean_activation(activation, q_prev, quad_points)
+    K_prev, q_prev, _ = covariance_chain(C, c_diag, c_diag, activation=net.act, layer_weight_var=net.sw2[1:-1])
+    Theta, _, _ = covariance_chain(K_prev, q_prev, q_prev, activation=net.act, layer_weight_var=net.sw2[-1:])
+    mu = mean_activation(net.activation, q_prev, net.quad_points)
     return Theta, jnp.outer(mu, mu)
 
 
-def _fc_noncentral(C, c_diag, x, x0, y, y0, act, activation, quad_points, sw2, widths, T, van, nngp, tol,
-                   max_iter) -> FCTheory:
+def _fc_noncentral(pb: _Problem, van: VanillaSolution, nngp: Prediction, tol: float, max_iter: int) -> FCTheory:
+    widths, y, T = pb.widths, pb.y, pb.T
     depth = widths.shape[0]
-    Theta, mu_outer = _noncentral_inputs(C, c_diag, act, activation, quad_points, sw2)
-    readout_var = sw2[-1]
+    Theta, mu_outer = _noncentral_inputs(pb.C, pb.c_diag, pb.net)
+    readout_var = pb.net.sw2[-1]
 
     def action(Qbar, Q):
         K_R = _noncentral_kernel(Qbar, Q, Theta, mu_outer, readout_var)
-        return jnp.sum(widths * (-Qbar * Q + jnp.log1p(Q))) + _cholesky_terms(K_R, y, T)
+        return jnp.sum(widths * (-Qbar * Q + jnp.log1p(Q))) + cholesky_terms(K_R, y, T)
 
     # z = (log Q̄_l, log(1 + Q_l)); a saddle (𝒮 is linear in Q̄ at fixed Q), so solve ∇𝒮 = 0 by Newton.
     gradient = jax.grad(lambda z: action(jnp.exp(z[:depth]), jnp.expm1(z[depth:])))
 
     Qbar0 = van.order_params
     z0 = jnp.concatenate([jnp.log(Qbar0), -jnp.log(Qbar0)])  # Q = 1/Q̄ − 1: log(1 + Q) = −log Q̄
-    sol = jax.jit(lambda z: _solvers.newton_root(gradient, z, scale=jnp.concatenate([widths, widths]), tol=tol,
+    sol = jax.jit(lambda z: newton_root(gradient, z, scale=jnp.concatenate([widths, widths]), tol=tol,
                                                  max_iter=max_iter))(z0)
     if not bool(sol.converged):
         raise ConvergenceError(
@@ -544,34 +587,36 @@ def _fc_noncentral(C, c_diag, x, x0, y, y0, act, activation, quad_points, sw2, w
             f"residual {float(sol.residual):.3g} > tol {tol:g}"
         )
     Qbar, Q = jnp.exp(sol.x[:depth]), jnp.expm1(sol.x[depth:])
-    pred = _noncentral_prediction(Qbar, Q, x, x0, y, y0, act, activation, quad_points, sw2, T)
+    pred = _noncentral_prediction(Qbar, Q, pb)
     return FCTheory(NoncentralOrderParams(Qbar, Q), *pred, action(Qbar, Q), sol.residual, (), nngp)
 
 
-def _noncentral_prediction(Qbar, Q, x, x0, y, y0, act, activation, quad_points, sw2, T) -> Prediction:
-    xx = jnp.concatenate([x, x0])
+def _noncentral_prediction(Qbar, Q, pb: _Problem) -> Prediction:
+    sw2 = pb.net.sw2
+    xx = jnp.concatenate([pb.x, pb.x0])
     lin = dict(activation="linear", depth=0, weight_var=sw2[0])
-    Theta, mu_outer = _noncentral_inputs(nngp_kernel(xx, **lin), nngp_diag(xx, **lin), act, activation, quad_points, sw2)
+    Theta, mu_outer = _noncentral_inputs(nngp_kernel(xx, **lin), nngp_diag(xx, **lin), pb.net)
     K_all = _noncentral_kernel(Qbar, Q, Theta, mu_outer, sw2[-1])
-    P = x.shape[0]
-    return _dense_prediction(K_all[:P, :P], K_all[P:, :P], jnp.diagonal(K_all)[P:], y, y0, T)
+    P = pb.x.shape[0]
+    return kernel_prediction(K_all[:P, :P], K_all[P:, :P], jnp.diagonal(K_all)[P:], pb.y, pb.y0, pb.T)
 
 
 @float64_theory
-def renormalized_kernel(x, *, activation: str | Callable, depth: int, order_params, priors=1.0,
-                        variant: str = "vanilla", quad_points: int | None = None):
+def renormalized_kernel(x, *, activation: str | Callable, depth: int, order_params,
+                        weight_var: float | Sequence[float] | None = None, variant: str = "vanilla",
+                        quad_points: int | None = None, priors=None):
     """K_R on the points x (P×P), from the order parameters of `fc_theory` (its `.order_params`; noncentral: the
     `NoncentralOrderParams` or the equivalent (2, L) array of rows (Q̄_l, Q_l)).
 
     vanilla: (Π_l Q_l) K^(L); nested: K^(L) with σ_wl² = Q_l/λ_l (l = 1..L) inside the recursion; noncentral:
-    (Π Q̄_l) Θ_L − m μ_L μ_Lᵀ/λ_L (module docstring). This is the kernel the theory says the readout sees: for
+    (Π Q̄_l) Θ_L − m μ_L μ_Lᵀ/λ_L (module docstring); "auto": `recommended_variant(activation)`. `weight_var` and
+    the deprecated `priors` as in `fc_theory`. This is the kernel the theory says the readout sees: for
     one hidden layer, Q = λ_1 |v|²/N_1 is the posterior readout norm and K_R = Q K^(1) the covariance of f
     given it (`train.experiments.bayes_networks` compares both with sampled networks).
     """
-    depth = _check_depth(depth)
-    if variant not in VARIANTS:
-        raise ValueError(f"variant must be one of {VARIANTS}; got {variant!r}")
-    sw2 = jnp.asarray(1.0 / _priors(priors, depth))
+    depth = check_depth(depth, minimum=1, what="the number of hidden layers")
+    variant = _resolve_variant(variant, activation)
+    sw2 = _weight_var(weight_var, priors, depth)
     x = as_array(x, "x", dtype=jnp.float64, ndim=2, what="a (P, N_0) array of inputs")
     Q = as_array(order_params, "order_params", dtype=jnp.float64)
     expected = (2, depth) if variant == "noncentral" else (depth,)
@@ -583,15 +628,15 @@ def renormalized_kernel(x, *, activation: str | Callable, depth: int, order_para
             "order parameters out of range: Q_l > 0 (vanilla, nested); Q̄_l > 0 and Q_l > −1 (noncentral); "
             f"got {np.asarray(Q).tolist()}"
         )
-    act = get_activation(activation, quad_points)
+    net = _Network(get_activation(activation, quad_points), activation, quad_points, sw2)
     if variant == "vanilla":
         return jnp.prod(Q) * nngp_kernel(x, activation=activation, depth=depth, weight_var=sw2,
                                          quad_points=quad_points)
     C = nngp_kernel(x, activation="linear", depth=0, weight_var=sw2[0])
     c_diag = nngp_diag(x, activation="linear", depth=0, weight_var=sw2[0])
     if variant == "nested":
-        return _nested_kernel(Q, C, c_diag, act, sw2)[0]
-    Theta, mu_outer = _noncentral_inputs(C, c_diag, act, activation, quad_points, sw2)
+        return _nested_kernel(Q, C, c_diag, net)[0]
+    Theta, mu_outer = _noncentral_inputs(C, c_diag, net)
     return _noncentral_kernel(Q[0], Q[1], Theta, mu_outer, sw2[-1])
 
 
@@ -636,9 +681,10 @@ def fc_theory_grid(
     depth: int,
     width: float | Sequence[float],
     temperature: float | Sequence[float],
-    priors=1.0,
+    weight_var: float | Sequence[float] | None = None,
     quad_points: int | None = None,
     tol: float = DEFAULT_TOL,
+    priors=None,
     **renamed,
 ) -> TheoryGrid:
     """Vanilla theory (equal widths) on a whole (width, temperature) grid from one eigendecomposition of K^(L):
@@ -657,14 +703,14 @@ def fc_theory_grid(
             "fc_theory_grid() got unexpected keyword argument(s) "
             + ", ".join(f"{k!r}" + (f" (now {names[k]}=, as in fc_theory)" if k in names else "") for k in renamed)
         )
-    depth = _check_depth(depth)
+    depth = check_depth(depth, minimum=1, what="the number of hidden layers")
     Ns = np.asarray(as_array(width, "width", dtype=jnp.float64, ndim=(0, 1))).reshape(-1)
     Ts = np.asarray(as_array(temperature, "temperature", dtype=jnp.float64, ndim=(0, 1))).reshape(-1)
     if np.any(Ns <= 0):
         raise ValueError(f"width must be > 0 (the number of units per hidden layer); got {width!r}")
     if np.any(Ts <= 0):
         raise ValueError(f"temperature must be > 0; got {temperature!r}")
-    sw2 = jnp.asarray(1.0 / _priors(priors, depth))
+    sw2 = _weight_var(weight_var, priors, depth)
     x, y, x0, y0 = _data(x_train, y_train, x_test, y_test)
     kernel_args = dict(activation=activation, depth=depth, weight_var=sw2, quad_points=quad_points)
     sp = spectrum(nngp_kernel(x, **kernel_args), y, nngp_kernel(x0, x, **kernel_args), nngp_diag(x0, **kernel_args), y0)

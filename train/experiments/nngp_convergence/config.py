@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from deeptheory.theory.nngp import ACTIVATIONS
+from deeptheory.theory.activations import ACTIVATIONS
 from deeptheory.train.data import DATASETS
 from deeptheory.train.harness import cli
 from deeptheory.train.harness.cli import param
