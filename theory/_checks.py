@@ -6,9 +6,10 @@ public (listed in `__all__`) but not re-exported from `deeptheory.theory`: they 
 
 Precision (docs/README.md, "Precision"). Every public theory function is one of two kinds:
 
-- closed forms and solvers (random_features, renormalization, conv_renormalization, gp, and the Bayes denoisers,
-  priors and T*(ε) of particles; `@float64_theory`) compute in float64, whatever the global `jax_enable_x64` flag;
-- maps applied to data (NNGP kernels, attention and particle flows; `@data_map`) compute in the precision of their
+- closed forms and solvers (random_features, renormalization, conv_renormalization, gp, priors, and T*(ε) of
+  particle_flow; `@float64_theory`) compute in float64, whatever the global `jax_enable_x64` flag;
+- maps applied to data (activations' mean_activation, nngp, conv_kernels, attention and the particle flows;
+  `@data_map`) compute in the precision of their
   floating inputs (`working_dtype`): float32 in → float32, which is what float32 models want; float64, Python
   numbers and lists, and integers → float64. float16/bfloat16 are computed in float32.
 

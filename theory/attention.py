@@ -5,7 +5,7 @@ computed densely or over key chunks in O(chunk² + N d) memory, safe against ove
 Ganguly, Metya, Morozov, Sengupta, "Attention as In-Context Empirical Bayes: A Two-Stage View via Particle Dynamics"
 (arXiv 2605.29351, 2026); Efron, JASA 2011 (Tweedie's formula); Milakov & Gimelshein 2018 / Rabe & Staats 2021
 (online softmax, memory-efficient attention). Derivations and the tests that hold them: docs/attention.md,
-eqs. (A-2)–(A-4); tests/test_attention.py.
+eqs. (A-2)–(A-4); tests/test_particles.py.
 
 RBF attention is a posterior mean (eqs. (A-2)–(A-4)). With weights w_j(q) = softmax_j(−|q − x_j|²/(2ε)),
 

@@ -1,5 +1,7 @@
 """Gaussian-process regression by Cholesky, and the NNGP predictor built on `theory.nngp`.
 
+Subject: the posterior mean and variance of a GP at test points and the test loss they predict.
+
 Posterior of a GP with prior covariance K and observation noise T (Rasmussen & Williams 2006,
 eqs. 2.25–2.26; the infinite-width Bayesian network at temperature T,
 docs/nngp_and_renormalization.md, eqs. (R-9)–(R-11)):
@@ -9,6 +11,9 @@ docs/nngp_and_renormalization.md, eqs. (R-9)–(R-11)):
     ε_g      = ⟨(y0 − mean(x0))²⟩_test + ⟨var(x0)⟩_test = bias² + variance
 
 ε_g is what a sampling experiment measures, E_θ[(y0 − f_θ(x0))²] averaged over test points.
+
+Neighbours: `theory.nngp` (the kernels), `theory.renormalization` and `theory.conv_renormalization` (GP regression
+with renormalized kernels: `kernel_prediction` calls `gp_posterior` with noise = T).
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ the time T*(ε) at which Stage 1 has removed the noise. Sources: Smart, Ganguly,
 "Attention as In-Context Empirical Bayes: A Two-Stage View via Particle Dynamics" (arXiv 2605.29351, 2026); Smart,
 Bietti & Sengupta, ICML 2025 ("In-context denoising with one-layer transformers"); Cheng, IEEE TPAMI 1995 (blurring
 mean shift); Silverman 1986 (KDE bandwidth). Conventions, derivations and the tests that hold them:
-docs/attention.md (eqs. (2)–(4) below are (A-5), (A-7), (A-10) there); tests/test_particle_flow.py.
+docs/attention.md (eqs. (2)–(4) below are (A-5), (A-7), (A-10) there); tests/test_particles.py.
 
 Data (docs/attention.md, eq. (A-1)). Tokens y_i = x_i + σ z_i, x_i ~ ρ₀ i.i.d., z_i ~ N(0, I_d), i = 1..N; σ² is `sigma2`.
 m_ε(q; {x_j}) is RBF attention, eq. (1) of `theory.attention`: the posterior mean of the empirical prior on the keys.

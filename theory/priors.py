@@ -5,7 +5,7 @@ Subject: the data distributions of the attention pillar (Gaussian, isotropic mix
 the Bayes risk (`bayes_mmse`) and the oracle-score probability-flow ODE (`probability_flow`): the references the
 learned and the in-context denoisers are measured against. Sources: Efron, JASA 2011 (Tweedie's formula); Song et
 al., ICLR 2021 (probability-flow ODE); DLMF 10.29, 10.40 (Bessel ratios). Derivations and the tests that hold them:
-docs/attention.md, eqs. (A-13)–(A-15); tests/test_priors.py. "Prior" here is only this data distribution; a weight
+docs/attention.md, eqs. (A-13)–(A-15); tests/test_particles.py. "Prior" here is only this data distribution; a weight
 prior is described by `weight_var` (docs/conventions.md).
 
 Bayes posterior means (eqs. (A-14)–(A-15); noise σ²):

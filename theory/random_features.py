@@ -38,6 +38,9 @@ Training dynamics (docs/random_features.md, eqs. (RF-10)–(RF-13)). A linear mo
 loss ½E(y − f)² with a fixed preconditioner f(H) moves each eigenmode of the Hessian H independently; mode k's
 error follows e_{t+1} = (1 + β − η λ_k f(λ_k)) e_t − β e_{t−1} (heavy ball with momentum β; β = 0 is gradient descent,
 e_t = (1 − ηλf)^t), and the loss is L(t) = L_∞ + Σ_k c_k² e_k(t)², c_k² the excess loss in mode k at t = 0.
+
+Neighbours: `theory._solvers` (the bisection of (1)), `models.random_features` (the finite random-feature model
+and its power-law inputs), `train.experiments.rf_scaling` (the experiment that compares both).
 """
 
 from __future__ import annotations
