@@ -29,6 +29,8 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from deeptheory.models.posterior import tree_sq_norm
+
 __all__ = ["SamplerState", "StepInfo", "Sampler", "ula", "mala", "baoab", "SAMPLERS", "tree_normal"]
 
 PyTree = Any
@@ -62,10 +64,6 @@ def tree_normal(key: jax.Array, tree: PyTree) -> PyTree:
 def _axpy(a, x, y):
     """a·x + y leafwise, keeping y's dtype."""
     return jax.tree.map(lambda xi, yi: (a * xi + yi).astype(yi.dtype), x, y)
-
-
-def _sqnorm(tree) -> jax.Array:
-    return sum(jnp.sum(jnp.square(leaf)) for leaf in jax.tree.leaves(tree))
 
 
 def _positive(value, name: str) -> float:
@@ -109,7 +107,7 @@ def mala(log_density: Callable[[PyTree], jax.Array], step_size: float) -> Sample
 
     def log_q(to, frm, grad_frm):  # log q(to | from) up to a constant
         drift = _axpy(h, grad_frm, frm)
-        return -_sqnorm(jax.tree.map(jnp.subtract, to, drift)) / (4 * h)
+        return -tree_sq_norm(jax.tree.map(jnp.subtract, to, drift)) / (4 * h)
 
     def step(key, state: SamplerState):
         key_noise, key_accept = jax.random.split(key)

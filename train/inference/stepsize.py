@@ -18,13 +18,10 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
+from deeptheory.models.posterior import tree_sq_norm
 from deeptheory.train.inference.samplers import SAMPLERS, tree_normal
 
 __all__ = ["top_curvature", "stable_step"]
-
-
-def _sq_norm(tree) -> jax.Array:
-    return sum(jnp.sum(x**2) for x in jax.tree.leaves(tree))
 
 
 def top_curvature(log_density: Callable, params, key: jax.Array, iterations: int = 30) -> float:
@@ -41,11 +38,11 @@ def top_curvature(log_density: Callable, params, key: jax.Array, iterations: int
     def body(_, carry):
         v, _ = carry
         hv = jax.jvp(grad, (params,), (v,))[1]
-        norm = jnp.sqrt(_sq_norm(hv))
+        norm = jnp.sqrt(tree_sq_norm(hv))
         return jax.tree.map(lambda x: x / norm, hv), norm
 
     v = tree_normal(key, params)
-    norm = jnp.sqrt(_sq_norm(v))
+    norm = jnp.sqrt(tree_sq_norm(v))
     v = jax.tree.map(lambda x: x / norm, v)
     _, lam = jax.jit(lambda v: jax.lax.fori_loop(0, iterations, body, (v, norm)))(v)
     return float(lam)
