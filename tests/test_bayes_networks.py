@@ -80,6 +80,7 @@ def test_killed_run_resumes_bitwise(fashion_dir, tmp_path):
     (["--chains", "1"], "--chains must be >= 2"),
     (["--image-side", "5"], "--image-side must divide 28"),
     (["--sampler", "hmc"], "--sampler must be one of"),
+    (["--weight-var", "0"], "--weight-var (the weight variance σ²) must be > 0"),
     (["--architecture", "cnn", "--patches", "2,2"], "for the CNN the depth is the number of --patches, 2"),
 ])
 def test_bad_config_is_refused(argv, message, capsys):

@@ -8,8 +8,9 @@
     kernel, scatter = spec.compare_kernel(pooled_mean, theory)    # the measured kernel against the theory's
 
 - "mlp": `models.mlp.MLP`; `theory.renormalization.fc_theory` (variant from the config, "auto" resolved by
-  activation), its readout order parameter and the renormalized kernel K_R next to the NNGP kernel K; a draw
-  measures the readout norm q̂ = λ_L|v|²/N_L and q̂ K̂_L with K̂_L = σ_L² φφᵀ/N_L on the training points.
+  `recommended_variant(φ)`), its readout order parameter and the renormalized kernel K_R next to the NNGP kernel K; a draw
+  measures the readout norm q̂ = |v|²/N_L (v standard normal) and q̂ K̂_L with K̂_L = σ_L² φφᵀ/N_L on the
+  training points.
 - "cnn": `models.cnn.PatchCNN` on side × side images; `theory.conv_renormalization.conv_theory` (its local NNGP
   is the infinite-width limit); a draw measures the readout overlap matrix Q̂ = v vᵀ/N_c across positions.
 """
@@ -26,13 +27,10 @@ from deeptheory.models.cnn import PatchCNN
 from deeptheory.models.mlp import MLP
 from deeptheory.theory.conv_renormalization import conv_theory
 from deeptheory.theory.nngp import nngp_kernel
-from deeptheory.theory.renormalization import fc_theory, renormalized_kernel
+from deeptheory.theory.renormalization import fc_theory, recommended_variant, renormalized_kernel
 from deeptheory.train.harness import cli
 
 __all__ = ["ARCHITECTURES", "Architecture", "UnitTheory"]
-
-_ODD = ("erf", "tanh", "linear")
-
 
 class UnitTheory(NamedTuple):
     """The theory of one (activation, depth, width, T) point, in what the analysis compares."""
@@ -58,10 +56,8 @@ class Architecture(NamedTuple):
 
 
 def fc_variant(config, activation: str) -> str:
-    """The renormalization variant of fc_theory: the config's, or for "auto" nested for odd φ, noncentral else."""
-    if config.variant != "auto":
-        return config.variant
-    return "nested" if activation in _ODD else "noncentral"
+    """The renormalization variant of fc_theory: the config's, or for "auto" the theory's recommendation for φ."""
+    return recommended_variant(activation) if config.variant == "auto" else config.variant
 
 
 # ------------------------------------------------------------------------------------------------------- MLP
@@ -72,7 +68,7 @@ def _mlp_check(config) -> None:
 
 
 def _mlp_model(config, activation: str, depth: int, width: int):
-    return MLP(widths=(width,) * depth, activation=activation, weight_var=1 / config.prior)
+    return MLP(widths=(width,) * depth, activation=activation, weight_var=config.weight_var)
 
 
 def _mlp_inputs(config, x):
@@ -80,7 +76,6 @@ def _mlp_inputs(config, x):
 
 
 def _mlp_measure(config, model, x_tr, x_te, y_te, depth: int, width: int):
-    readout_var = 1 / config.prior
     readout = f"W{depth}"  # parameters W0..WL, input first (flax orders them as strings: W10 before W2)
 
     def measure(params):
@@ -88,7 +83,7 @@ def _mlp_measure(config, model, x_tr, x_te, y_te, depth: int, width: int):
         _, phi = model.apply(params, x_tr, return_features=True)
         v = params["params"][readout]  # the readout's standard-normal weights
         q = jnp.sum(v**2) / width  # λ_L |v_eff|² / N_L
-        K_hat = readout_var * phi @ phi.T / width
+        K_hat = config.weight_var * phi @ phi.T / width  # σ_L² φφᵀ / N_L
         trace = {"test_loss": jnp.mean((f_te - y_te) ** 2), "readout_q": q}
         return trace, {"f": f_te}, {"qK": q * K_hat}
 
@@ -99,12 +94,12 @@ def _mlp_theory(config, task, activation: str, depth: int, width: int, T: float)
     x, y, x0, y0 = task.x_train, task.y_train, task.x_test, task.y_test
     variant = fc_variant(config, activation)
     th = fc_theory(x, y, x0, y0, activation=activation, depth=depth, width=width, temperature=T,
-                   priors=config.prior, variant=variant)
+                   weight_var=config.weight_var, variant=variant)
     Q = np.asarray(th.order_params)
     readout = Q[0, -1] if variant == "noncentral" else Q[-1]
     K_R = np.asarray(renormalized_kernel(x, activation=activation, depth=depth, order_params=Q,
-                                         priors=config.prior, variant=variant))
-    K = np.asarray(nngp_kernel(x, activation=activation, depth=depth, weight_var=1 / config.prior))
+                                         weight_var=config.weight_var, variant=variant))
+    K = np.asarray(nngp_kernel(x, activation=activation, depth=depth, weight_var=config.weight_var))
     return UnitTheory(th, th.nngp, float(readout), variant, {"K_R": K_R, "K": K})
 
 
@@ -131,7 +126,7 @@ def _cnn_check(config) -> None:
 
 
 def _cnn_model(config, activation: str, depth: int, width: int):
-    return PatchCNN(patches=config.patches, channels=width, activation=activation, weight_var=1 / config.prior)
+    return PatchCNN(patches=config.patches, channels=width, activation=activation, weight_var=config.weight_var)
 
 
 def _cnn_inputs(config, x):
@@ -154,7 +149,8 @@ def _cnn_measure(config, model, x_tr, x_te, y_te, depth: int, width: int):
 def _cnn_theory(config, task, activation: str, depth: int, width: int, T: float) -> UnitTheory:
     img = lambda a: _cnn_inputs(config, a)  # noqa: E731
     th = conv_theory(img(task.x_train), task.y_train, img(task.x_test), task.y_test, activation=activation,
-                     patches=config.patches, channels=width, temperature=T, priors=config.prior)
+                     patches=config.patches, channels=width, temperature=T,
+                     weight_var=config.weight_var)
     Q = np.asarray(th.order_params)
     return UnitTheory(th, th.local_nngp, float(np.trace(Q) / len(Q)), "conv", {"Q": Q})
 

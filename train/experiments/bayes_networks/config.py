@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from deeptheory.theory.nngp import ACTIVATIONS
+from deeptheory.theory.activations import ACTIVATIONS
 from deeptheory.train.data import DATASETS
 from deeptheory.train.experiments.bayes_networks.architectures import ARCHITECTURES
 from deeptheory.train.harness import cli
@@ -33,8 +33,9 @@ class Config:
     widths: tuple[int, ...] = param((32, 64, 256), "hidden widths N (MLP) or channels (CNN)", valid="each ≥ 1")
     temperatures: tuple[float, ...] = param((0.01,), "posterior temperatures T (likelihood exp(-Σ(y - f)²/2T))",
                                             valid="each > 0")
-    prior: float = param(1.0, "weight precision λ of every layer (weights N(0, 1/λ))", valid="> 0")
-    variant: str = param("auto", "renormalization variant (auto: nested for odd φ, noncentral otherwise)",
+    weight_var: float = param(1.0, "weight variance σ² = 1/λ of every layer", valid="> 0")
+    variant: str = param("auto", "renormalization variant (auto: theory.renormalization.recommended_variant: "
+                                 "nested for odd φ, noncentral otherwise)",
                          choices=("auto", "vanilla", "nested", "noncentral"))
     sampler: str = param("baoab", "MCMC sampler", choices=tuple(SAMPLERS))
     step: float = param(0.0, "step h in the log-density convention (0: step_scale/√λ_max, BAOAB; step_scale/λ_max, "
@@ -68,7 +69,7 @@ class Config:
         req(len(self.temperatures) >= 1 and all(t > 0 for t in self.temperatures),
             f"--temperatures must be > 0 (the likelihood is exp(-Σ(y - f)²/2T)); got "
             f"{','.join(f'{t:g}' for t in self.temperatures)}")
-        req(self.prior > 0, f"--prior (the weight precision λ) must be > 0; got {self.prior}")
+        req(self.weight_var > 0, f"--weight-var (the weight variance σ²) must be > 0; got {self.weight_var}")
         req(self.variant in ("auto", "vanilla", "nested", "noncentral"),
             f"--variant must be auto, vanilla, nested or noncentral; got {self.variant!r}")
         req(self.sampler in SAMPLERS, f"--sampler must be one of {', '.join(SAMPLERS)}; got {self.sampler!r}")

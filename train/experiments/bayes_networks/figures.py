@@ -153,8 +153,11 @@ def report(record: dict) -> ReportSpec:
     if max_rhat > 1.05:
         deviations.append(f"R̂ reaches {max_rhat:.3f} (> 1.05): the slowest point may not be fully mixed.")
     headline = f"theory within error or 3 % at {len(agree)}/{len(rows)} points (NNGP {len(nngp_agree)}/{len(rows)})"
+    # results.json written before the rename recorded the precision λ = 1/σ² as "prior"
+    weight_var = config["weight_var"] if "weight_var" in config else 1 / config["prior"]
     setup = (f"{config['chains']} {config['sampler'].upper()} chains per point sample the posterior "
-             f"p(θ | D) ∝ exp(−Σ(y − f)²/2T − λ|θ|²/2) of {config['architecture'].upper()}s (λ = {config['prior']}) with "
+             f"p(W | D) ∝ exp(−Σ(y − f)²/2T − |W|²/2σ²) of {config['architecture'].upper()}s (weight variance "
+             f"σ² = {weight_var:g}) with "
              f"activation(s) {', '.join(config['activations'])}, depths {', '.join(map(str, config['depths']))}, widths "
              f"{', '.join(map(str, config['widths']))} and T ∈ {{{', '.join(f'{t:g}' for t in config['temperatures'])}}}, "
              f"for {config['burn_in_time']:g} time units of burn-in and {config['sample_time']:g} of sampling (step "
