@@ -17,7 +17,7 @@ All samplers target π(θ) ∝ exp(log_density(θ)) and take the step h in the l
           p ← p + (h/2)∇log π.  One gradient per step; configurational error O(h²), none for Gaussian targets;
           stable for h √λ_max(−∇²log π) < 2; mixes in O(√κ) steps where overdamped schemes need O(κ).
 
-The papers' step ε on the energy ½Σ(f − y)² + prior·T is h = ε T here (`models.posterior`;
+The papers' step ε on the energy ½Σ(f − y)² + (Tλ/2)|W|² is h = ε T here (`models.posterior`;
 docs/nngp_and_renormalization.md, eq. (R-28)).
 """
 
