@@ -15,9 +15,16 @@ from deeptheory.models.random_features import (
     power_law_inputs,
     random_projection,
 )
-from deeptheory.theory.random_features import power_law_spectrum, power_law_target
+from deeptheory.theory.random_features import learning_curve, power_law_spectrum, power_law_target
 from deeptheory.train.experiments import rf_scaling
-from deeptheory.train.experiments.rf_scaling.optimizers import OPTIMIZERS, make_optimizer, natural_gradient
+from deeptheory.train.experiments.rf_scaling.optimizers import (
+    OPTIMIZERS,
+    SPECS,
+    STEP_FACTOR,
+    make_optimizer,
+    natural_gradient,
+    spec,
+)
 from deeptheory.train.harness import cli
 
 TINY = dict(s_values=(1.0, 2.0), dim=96, widths=(4, 8, 16), steps=40, seeds=3, lr_multipliers=(0.5, 1.0))
@@ -97,6 +104,31 @@ def test_optimizers_by_name_and_errors():
         make_optimizer("natural", 0.1)
     with pytest.raises(ValueError, match="parameters have 3"):
         natural_gradient(0.1, Sigma).init(jnp.zeros(3))
+
+
+def test_optimizer_specs_train_as_their_theory_says():
+    """Each spec's transform at its base rate, trained in float64, ends where its eigenbasis theory (preconditioner
+    values, momentum) says — exactly for the specs whose theory has no caveat; the top mode of GD's Σ sits at
+    η μ_max = STEP_FACTOR."""
+    Sigma, b = _problem()
+    hp = rf_scaling.Config()
+    mu, U = np.linalg.eigh(np.asarray(Sigma))
+    c2 = (U.T @ np.asarray(b)) ** 2 / mu
+    spectrum = {"mu_max": mu[-1], "mu_max_diag": 1.0}
+    assert OPTIMIZERS == tuple(SPECS) and spec("gd").base_lr(spectrum, hp) * mu[-1] == pytest.approx(STEP_FACTOR)
+    assert [name for name in OPTIMIZERS if not spec(name).has_theory] == ["adam"]
+    for name in OPTIMIZERS:
+        optimizer = spec(name)
+        if not optimizer.has_theory or optimizer.theory_caveat:
+            continue
+        lr = optimizer.base_lr(spectrum, hp)
+        a = _trajectory(make_optimizer(name, lr, fisher=Sigma, damping=hp.damping, beta=hp.momentum), Sigma, b)[-1]
+        trained = float(a @ Sigma @ a - 2 * a @ b + np.sum(c2))  # the loss above the floor c − Σ c2
+        theory = learning_curve(mu, c2, 25, learning_rate=lr, momentum=hp.momentum if optimizer.theory_momentum else 0.0,
+                                preconditioner_values=optimizer.theory_preconditioner(mu, None, hp))[-1]
+        assert trained == pytest.approx(float(theory), rel=1e-9), name
+    with pytest.raises(ValueError, match="optimizer must be one of"):
+        spec("lbfgs")
 
 
 def test_experiment_matches_eigenbasis_theory_and_resumes(tmp_path):
