@@ -7,8 +7,8 @@ test loss (1/P_test) Σ (f(x) − y)², the readout norm q̂ = λ_L|v|²/N_L, an
 with (docs/nngp_and_renormalization.md: posterior eq. (R-11), renormalized theory eqs. (R-12)–(R-24), samplers
 eqs. (R-25)–(R-28)):
 
-- theory: `theory.renormalization.fc_theory` (variant "auto": nested for odd φ, non-central otherwise;
-  `conv_theory` for the CNN) on exactly the same train and test sets — ε_g = bias² + variance;
+- theory: `theory.renormalization.fc_theory` (variant "auto": `recommended_variant(φ)`, nested for odd φ, non-central
+  otherwise; `conv_theory` for the CNN) on exactly the same train and test sets — ε_g = bias² + variance;
 - NNGP: the same with Q = 1 (infinite width);
 - renormalization itself: ⟨q̂⟩ against the readout order parameter, and ⟨q̂ K̂_L⟩ (K̂_L = φφᵀ/(λ_L N_L), the
   covariance of f given the readout norm) against K_R from `renormalized_kernel`, next to the NNGP kernel.
