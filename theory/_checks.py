@@ -272,28 +272,22 @@ def weight_variances(weight_var, priors, count: int, layers: str) -> np.ndarray:
         if weight_var is not None:
             raise ValueError("pass weight_var (σ_l² = 1/λ_l) only; priors (precisions λ) is its deprecated form")
         warnings.warn("priors (precisions λ) is deprecated; pass weight_var = 1/λ", DeprecationWarning, stacklevel=4)
-        lam = np.asarray(as_array(priors, "priors", dtype=jnp.float64, ndim=(0, 1)))
-        lam = np.full(count, float(lam)) if lam.ndim == 0 else lam
-        if lam.shape != (count,):
-            raise ValueError(
-                f"priors must be a scalar or [λ_0, …, λ_L], one precision per weight layer (input layer first, readout "
-                f"last): length {layers}; got {priors!r}"
-            )
-        if not np.all(np.isfinite(lam)) or np.any(lam <= 0):
-            raise ValueError(f"priors are Gaussian precisions λ_l and must be finite and > 0; got {priors!r}")
-        return 1.0 / lam
-    values = 1.0 if weight_var is None else weight_var
-    sw2 = np.asarray(as_array(values, "weight_var", dtype=jnp.float64, ndim=(0, 1)))
-    sw2 = np.full(count, float(sw2)) if sw2.ndim == 0 else sw2
-    if sw2.shape != (count,):
-        raise ValueError(
-            f"weight_var must be a scalar or [σ_0², …, σ_L²], one variance per weight layer (input layer first, "
-            f"readout last): length {layers}; got {weight_var!r}"
-        )
-    if not np.all(np.isfinite(sw2)) or np.any(sw2 <= 0):
-        raise ValueError(f"weight_var (σ_l² = 1/λ_l, the prior variance of each weight layer) must be finite and > 0; "
-                         f"got {weight_var!r}")
-    return sw2
+        name, given = "priors", priors
+        shape_text = "[λ_0, …, λ_L], one precision per weight layer"
+        range_text = "are Gaussian precisions λ_l and must be finite and > 0;"
+    else:
+        name, given = "weight_var", 1.0 if weight_var is None else weight_var
+        shape_text = "[σ_0², …, σ_L²], one variance per weight layer"
+        range_text = "(σ_l² = 1/λ_l, the prior variance of each weight layer) must be finite and > 0;"
+    shown = priors if priors is not None else weight_var
+    values = np.asarray(as_array(given, name, dtype=jnp.float64, ndim=(0, 1)))
+    values = np.full(count, float(values)) if values.ndim == 0 else values
+    if values.shape != (count,):
+        raise ValueError(f"{name} must be a scalar or {shape_text} (input layer first, readout last): length {layers}; "
+                         f"got {shown!r}")
+    if not np.all(np.isfinite(values)) or np.any(values <= 0):
+        raise ValueError(f"{name} {range_text} got {shown!r}")
+    return 1.0 / values if priors is not None else values
 
 
 def check_tokens(name: str, x) -> None:

@@ -116,6 +116,21 @@ def _pair_chain(x_AxD, x_BxD, q_LxA, q_LxB, sw2, sb2, act: Activation, depth: in
     return c
 
 
+def _block_chain(x_AxD, x_BxD, q_LxA, q_LxB, s_a, s_b, shape, sw2, sb2, act: Activation, depth: int):
+    """`_pair_chain` on the block of rows s_a … s_a + n_a of x_AxD and s_b … s_b + n_b of x_BxD."""
+    n_a, n_b = shape
+    return _pair_chain(
+        lax.dynamic_slice_in_dim(x_AxD, s_a, n_a),
+        lax.dynamic_slice_in_dim(x_BxD, s_b, n_b),
+        lax.dynamic_slice_in_dim(q_LxA, s_a, n_a, 1),
+        lax.dynamic_slice_in_dim(q_LxB, s_b, n_b, 1),
+        sw2,
+        sb2,
+        act,
+        depth,
+    )
+
+
 def _blocks(n: int, block: int) -> list[tuple[int, int]]:
     """(start, size) of blocks covering [0, n): full blocks, then one smaller remainder block."""
     return [(s, min(block, n - s)) for s in range(0, n, block)]
@@ -145,16 +160,7 @@ def _symmetric_kernel(x_PxD, sw2, sb2, *, act: Activation, depth: int, block: in
 
     def write(out, s_a, s_b, shape):
         n_a, n_b = shape
-        c = _pair_chain(
-            lax.dynamic_slice_in_dim(x_PxD, s_a, n_a),
-            lax.dynamic_slice_in_dim(x_PxD, s_b, n_b),
-            lax.dynamic_slice_in_dim(q_LxP, s_a, n_a, 1),
-            lax.dynamic_slice_in_dim(q_LxP, s_b, n_b, 1),
-            sw2,
-            sb2,
-            act,
-            depth,
-        )
+        c = _block_chain(x_PxD, x_PxD, q_LxP, q_LxP, s_a, s_b, shape, sw2, sb2, act, depth)
         on_diagonal = jnp.arange(n_a)[:, None] + s_a == jnp.arange(n_b)[None, :] + s_b
         # The diagonal K(x, x) comes from the O(P) recursion, so it is exact and bitwise reproducible.
         c = jnp.where(on_diagonal, lax.dynamic_slice_in_dim(q_LxP[depth], s_a, n_a)[:, None], c)
@@ -174,17 +180,7 @@ def _cross_kernel(x1_AxD, x2_BxD, sw2, sb2, *, act: Activation, depth: int, bloc
     q1, q2 = _diag_layers(x1_AxD, sw2, sb2, act, depth), _diag_layers(x2_BxD, sw2, sb2, act, depth)
 
     def write(out, s_a, s_b, shape):
-        n_a, n_b = shape
-        c = _pair_chain(
-            lax.dynamic_slice_in_dim(x1_AxD, s_a, n_a),
-            lax.dynamic_slice_in_dim(x2_BxD, s_b, n_b),
-            lax.dynamic_slice_in_dim(q1, s_a, n_a, 1),
-            lax.dynamic_slice_in_dim(q2, s_b, n_b, 1),
-            sw2,
-            sb2,
-            act,
-            depth,
-        )
+        c = _block_chain(x1_AxD, x2_BxD, q1, q2, s_a, s_b, shape, sw2, sb2, act, depth)
         return lax.dynamic_update_slice(out, c, (s_a, s_b))
 
     jobs = [(a, b) for a in _blocks(x1_AxD.shape[0], block) for b in _blocks(x2_BxD.shape[0], block)]
