@@ -1,5 +1,5 @@
-"""The public surface: theory/ and models/ re-export every module's public names, one subject per module, and no
-module or benchmark imports another module's private (underscore) names."""
+"""The public surface: theory/, models/, train.harness and train.inference re-export every module's public names,
+one subject per module, and no module or benchmark imports another module's private (underscore) names."""
 
 import ast
 import functools
@@ -9,11 +9,12 @@ import types
 import pytest
 
 from deeptheory import models, theory
+from deeptheory.train import harness, inference
 
 ROOT = pathlib.Path(theory.__file__).parent.parent  # the repository root: the package deeptheory
 
 
-@pytest.mark.parametrize("package", [theory, models])
+@pytest.mark.parametrize("package", [theory, models, harness, inference])
 def test_packages_reexport_each_module_public_names(package):
     assert len(set(package.__all__)) == len(package.__all__), "a public name is defined by two modules"
     for module in package.MODULES:

@@ -48,11 +48,11 @@ from typing import Any
 import jax
 from jax.experimental import multihost_utils
 
-from deeptheory.train.data import DataError
+from deeptheory.train.data import DATASETS, DataError
 from deeptheory.train.harness.results import code_fingerprint, package_versions, read_results, to_jsonable, write_results
 
-__all__ = ["ConfigError", "Experiment", "param", "require", "flag", "parse_config", "init_runtime", "execute",
-           "main", "claim_record", "check_claim"]
+__all__ = ["BinaryTaskFields", "ConfigError", "Experiment", "param", "require", "require_binary_task", "flag",
+           "parse_config", "init_runtime", "execute", "claim_record", "check_claim"]
 
 _CLUSTER_ENV = ("SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE")
 
@@ -91,10 +91,22 @@ def require(condition: bool, message: str) -> None:
         raise ConfigError(message)
 
 
-def require_binary_task(config) -> None:
-    """The data fields every binary-task experiment shares: dataset, classes, n_train, n_test."""
-    from deeptheory.train.data import DATASETS
+@dataclasses.dataclass(frozen=True)
+class BinaryTaskFields:
+    """The data fields of every experiment on a real binary task (`train.data.load_task`). An experiment's Config
+    inherits them — they come first on the command line — and redeclares one only to change its default
+    (`n_test: int = param(256, "test points", valid="≥ 1")`); its `validate` calls `require_binary_task`."""
 
+    dataset: str = param("auto", "data set (auto: Fashion-MNIST when installed, else MNIST-1D)", choices=DATASETS)
+    data_dir: str = param("", "folder of MNIST-format IDX files (empty: $DEEPTHEORY_DATA_DIR, then Debian's)")
+    classes: tuple[int, ...] = param((0, 1), "the two classes (Fashion-MNIST 0 = T-shirt/top, 1 = Trouser), labels "
+                                     "0/1", valid="two different class indices, 0–9")
+    n_train: int = param(64, "training points P", valid="≥ 2")
+    n_test: int = param(64, "test points", valid="≥ 1")
+
+
+def require_binary_task(config) -> None:
+    """The checks of the `BinaryTaskFields`: dataset, classes, n_train, n_test."""
     require(config.dataset in DATASETS, f"--dataset must be one of {', '.join(DATASETS)}; got {config.dataset!r}")
     require(len(config.classes) == 2 and config.classes[0] != config.classes[1],
             f"--classes must be two different class indices; got {_shown(config.classes)}")

@@ -42,7 +42,7 @@ from matplotlib.patches import Patch  # noqa: E402
 
 __all__ = ["Series", "Panel", "Figure", "Table", "ReportSpec", "agreement", "AGREEMENT_NOTE", "inside_interval",
            "plus_minus", "percent",
-           "render_figures", "write_report", "draw", "main"]
+           "render_figures", "write_report", "draw"]
 
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "h")
 _LINES = {"-": "solid", "--": "dashed", ":": "dotted", "-.": "dashdot"}

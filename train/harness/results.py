@@ -1,4 +1,12 @@
-"""results.json: what ran (config), on what (versions, commit, device), how long, and what it measured."""
+"""results.json: what ran (config), on what (versions, commit, device), how long, and what it measured.
+
+    write_results(out_dir, name=..., config=..., metrics=..., wall_time_s=..., plots=..., data=..., timing=...)
+    record = read_results(out_dir)       # what `python -m deeptheory.train report` redraws from
+
+Metrics pass through `to_jsonable` (dataclasses, NamedTuples, arrays → plain JSON; non-finite floats → null).
+`code_fingerprint` hashes the package's .py files, so `train.harness.cli.execute` can tell a finished run of the
+same code (metrics reused) from one of other code (checkpoints re-analysed). Multi-host: process 0 writes.
+"""
 
 from __future__ import annotations
 

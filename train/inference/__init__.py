@@ -10,3 +10,12 @@
 
 The densities come from `models.posterior.log_posterior`; `train.experiments.bayes_networks` uses all four.
 """
+
+from deeptheory.train.inference import chains, diagnostics, samplers, stepsize
+from deeptheory.train.inference.chains import *  # noqa: F403
+from deeptheory.train.inference.diagnostics import *  # noqa: F403
+from deeptheory.train.inference.samplers import *  # noqa: F403
+from deeptheory.train.inference.stepsize import *  # noqa: F403
+
+MODULES = (samplers, chains, diagnostics, stepsize)
+__all__ = [name for module in MODULES for name in module.__all__]

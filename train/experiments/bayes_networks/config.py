@@ -6,7 +6,6 @@ import math
 from dataclasses import dataclass
 
 from deeptheory.theory.activations import ACTIVATIONS
-from deeptheory.train.data import DATASETS
 from deeptheory.train.experiments.bayes_networks.architectures import ARCHITECTURES
 from deeptheory.train.harness import cli
 from deeptheory.train.harness.cli import param
@@ -16,12 +15,7 @@ NAME = "bayes_networks"
 
 
 @dataclass(frozen=True)
-class Config:
-    dataset: str = param("auto", "data set (auto: Fashion-MNIST when installed, else MNIST-1D)", choices=DATASETS)
-    data_dir: str = param("", "folder of MNIST-format IDX files (empty: $DEEPTHEORY_DATA_DIR, then Debian's)")
-    classes: tuple[int, ...] = param((0, 1), "the two classes (Fashion-MNIST 0 = T-shirt/top, 1 = Trouser), labels 0/1",
-                                     valid="two different class indices, 0–9")
-    n_train: int = param(64, "training points P", valid="≥ 2")
+class Config(cli.BinaryTaskFields):
     n_test: int = param(256, "test points", valid="≥ 1")
     image_side: int = param(28, "images average-pooled to side × side (28 keeps Fashion-MNIST whole; 1-d data such "
                                  "as MNIST-1D keep their 40 inputs)", unit="pixels", valid="a divisor of 28")

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from deeptheory.theory.activations import ACTIVATIONS
-from deeptheory.train.data import DATASETS
 from deeptheory.train.harness import cli
 from deeptheory.train.harness.cli import param
 
@@ -13,13 +12,7 @@ NAME = "nngp_convergence"
 
 
 @dataclass(frozen=True)
-class Config:
-    dataset: str = param("auto", "data set (auto: Fashion-MNIST when installed, else MNIST-1D)", choices=DATASETS)
-    data_dir: str = param("", "folder of MNIST-format IDX files (empty: $DEEPTHEORY_DATA_DIR, then Debian's)")
-    classes: tuple[int, ...] = param((0, 1), "the two classes (Fashion-MNIST 0 = T-shirt/top, 1 = Trouser)",
-                                     valid="two different class indices, 0–9")
-    n_train: int = param(64, "training points P", valid="≥ 2")
-    n_test: int = param(64, "test points", valid="≥ 1")
+class Config(cli.BinaryTaskFields):
     input_dim: int = param(0, "PCA to this many inputs (0 keeps all: 784 for Fashion-MNIST, 40 for MNIST-1D)",
                            valid="0 … n_train")
     activations: tuple[str, ...] = param(("relu", "erf"), "activations φ", choices=ACTIVATIONS)
