@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import os
+import pathlib
 import subprocess
 import sys
 
@@ -154,6 +155,18 @@ def test_bad_data_is_an_error_and_does_not_claim_the_folder(tmp_path, monkeypatc
         cli.execute(nngp_convergence.EXPERIMENT, dataclasses.replace(base, classes=(0, 12)), out)
     assert not out.exists()
     assert cli.execute(nngp_convergence.EXPERIMENT, base, out)["data"]["dataset"] == "fashion-mnist"
+
+
+def test_code_fingerprint_covers_every_module_that_computes_results():
+    """A change in any .py file of theory/, models/ or train/ — subpackages included — must change the fingerprint,
+    or a finished run of older code would be reused instead of re-analysed."""
+    from deeptheory.train.harness.results import fingerprinted_files
+
+    names = {name for name, _ in fingerprinted_files()}
+    root = pathlib.Path(nngp_convergence.__file__).resolve().parents[3]
+    on_disk = {f"deeptheory.{top}/{path.relative_to(root / top).as_posix()}"
+               for top in ("theory", "models", "train") for path in (root / top).rglob("*.py")}
+    assert names == on_disk and "deeptheory.train/experiments/nngp_convergence/analysis.py" in names
 
 
 def test_interrupted_run_resumes_to_identical_results(fake_fashion, tmp_path):

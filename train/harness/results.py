@@ -47,17 +47,24 @@ def _git_commit() -> str:
 _CODE_PACKAGES = ("deeptheory.theory", "deeptheory.models", "deeptheory.train")
 
 
-@functools.cache
-def code_fingerprint() -> str:
-    """sha256 (16 hex digits) of every .py file of the packages that compute results (theory, models, train): two
-    runs with the same fingerprint, config, data and package versions compute the same metrics. Cached: the
-    code a process imported is the code it runs."""
-    digest = hashlib.sha256()
+def fingerprinted_files() -> list[tuple[str, Path]]:
+    """(name, path) of every .py file of the packages that compute results, subpackages included, sorted."""
+    files = []
     for package in _CODE_PACKAGES:
         folder = Path(importlib.import_module(package).__path__[0])
-        for path in sorted(folder.glob("*.py")):
-            digest.update(f"{package}/{path.name}\0".encode())
-            digest.update(path.read_bytes())
+        files += [(f"{package}/{path.relative_to(folder).as_posix()}", path) for path in sorted(folder.rglob("*.py"))]
+    return files
+
+
+@functools.cache
+def code_fingerprint() -> str:
+    """sha256 (16 hex digits) of every .py file of the packages that compute results (theory, models, train, with
+    their subpackages): two runs with the same fingerprint, config, data and package versions compute the same
+    metrics. Cached: the code a process imported is the code it runs."""
+    digest = hashlib.sha256()
+    for name, path in fingerprinted_files():
+        digest.update(f"{name}\0".encode())
+        digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from deeptheory.train.experiments.nngp_convergence.analysis import error_slope
 from deeptheory.train.harness.report import AGREEMENT_NOTE, Figure, Panel, ReportSpec, Series, Table, agreement, plus_minus
 
 
@@ -20,7 +19,7 @@ def report(record: dict) -> ReportSpec:
 
     def guide(a, d):
         """c·N^-1/2 through the data: c the median of error·√N over the widths (not pinned at one point)."""
-        c = float(np.median([err(a, d, w) * np.sqrt(w) for w in W]))
+        c = m["per_activation_depth"][f"{a}_L{d}"]["guide_c"]
         return [c / np.sqrt(w) for w in W]
 
     table = Table("Kernel error slope and GP test loss", [
@@ -53,10 +52,10 @@ def report(record: dict) -> ReportSpec:
                [Panel(f"{a}: every (N, D)", "D · N", "relative kernel error",
                       [Series([w * dd for w in W for dd in ladder], [err(a, d, w, dd) for w in W for dd in ladder],
                               "points", group=depth_group[d], role="measured", size=3) for d in L]
-                      + [_collapse_line(rows, a, L[0], W, ladder)], xscale="log", yscale="log") for a in A]),
+                      + [_collapse_line(m["collapse_c"][a], L[0], W, ladder)], xscale="log", yscale="log") for a in A]),
         Figure("gp_test_loss_vs_width", f"Test loss of GP regression (T = {config['temperature']}) with the mean kernel of "
                f"{D} networks (solid) against the NNGP predictor's (dotted, same colour): look for each solid line "
-               f"settling onto its dotted line as N grows (within {100 * _gp_gap(rows, m, A, L, W[-1]):.1f} % at "
+               f"settling onto its dotted line as N grows (within {100 * m['gp_gap_at_max_width']:.1f} % at "
                f"N = {W[-1]}); the wiggles at small N are the error of a {D}-network mean kernel.",
                [Panel(f"{a}: GP test loss", "width N", r"test loss $\varepsilon_g$ = bias² + variance",
                       [s for d in L for s in (
@@ -67,17 +66,18 @@ def report(record: dict) -> ReportSpec:
     ]
     slopes = m["error_slope_vs_width"]
     fits = ", ".join(f"{k.replace('_L', ' L=')} {v['slope']:.3f}" for k, v in slopes.items())
-    worst_gp = _gp_gap(rows, m, A, L, W[-1])
+    worst_gp = m["gp_gap_at_max_width"]
     findings = [f"Fitted slopes of the kernel error against N (theory −0.5): {fits}.",
                 f"At N = {W[-1]} GP regression with the {D}-network kernel is within {100 * worst_gp:.1f} % of the NNGP "
                 "predictor's test loss for every activation and depth."]
-    deep = [d for d in L if d > 1]
-    deviations = [line for a in A for line in _shallow_slope_note(a, L[0], W, ladder, err, slopes[f"{a}_L{L[0]}"])]
-    if deep:
-        ratio = {a: np.median([err(a, d, w, dd) / err(a, L[0], w, dd) for w in W for dd in ladder]) for a in A
-                 for d in deep[-1:]}
-        deviations.append(f"At depth L = {deep[-1]} the error sits above the depth-{L[0]} collapse line (median ratio "
-                          + ", ".join(f"{a} ×{v:.2f}" for a, v in ratio.items())
+    deviations = [line for a in A for line in _shallow_slope_note(a, L[0], W, ladder,
+                                                                  m["per_activation_depth"][f"{a}_L{L[0]}"],
+                                                                  slopes[f"{a}_L{L[0]}"])]
+    if "deep_over_shallow_error" in m:
+        deep = m["deep_over_shallow_error"]
+        deviations.append(f"At depth L = {deep['depth']} the error sits above the depth-{deep['shallow_depth']} "
+                          "collapse line (median ratio "
+                          + ", ".join(f"{a} ×{v:.2f}" for a, v in deep["median_ratio"].items())
                           + "): a finite deep network's kernel carries an O(1/N) bias and larger per-unit fluctuations; "
                           "this is expected, not a failure of the NNGP limit.")
     deviations += _label_variance_note(record, m["nngp_gp"], A, L)
@@ -92,28 +92,20 @@ def report(record: dict) -> ReportSpec:
     return ReportSpec(setup, [table], figures, findings, deviations, headline)
 
 
-def _gp_gap(rows, m, A, L, width) -> float:
-    """Largest |ensemble-kernel GP loss / NNGP GP loss − 1| at `width`."""
-    return max(abs(rows[a, d, width]["gp_test_loss_empirical"] / m["nngp_gp"][f"{a}_L{d}"]["total"] - 1)
-               for a in A for d in L)
-
-
-def _shallow_slope_note(activation, depth, widths, ladder, err, fit) -> list[str]:
+def _shallow_slope_note(activation, depth, widths, ladder, summary, fit) -> list[str]:
     """At L = 1 the −1/2 is exact for the expected error (E K̂ = K_NNGP); a fitted slope outside its error bar is
-    then the scatter of single draws. Say so with the numbers: the spread of error·√(D·N) over the widths and the
-    slopes fitted at the other D of the ladder."""
+    then the scatter of single draws. Say so with the numbers (from analyse): the spread of error·√(D·N) over the
+    widths and the slopes fitted at the other D of the ladder."""
     if depth != 1 or len(widths) < 3 or not fit["stderr"] > 0 or abs(fit["slope"] + 0.5) <= fit["stderr"]:
         return []  # inside its error bar, or a fit too short to have one
     D = ladder[-1]
-    spread = np.asarray([err(activation, depth, w) * np.sqrt(w * D) for w in widths])
-    scatter = 50 * (spread.max() - spread.min()) / spread.mean()
-    smaller = [dd for dd in ladder[:-1] if dd >= 4]
-    others = [error_slope(widths, [err(activation, depth, w, dd) for w in widths])[0] for dd in smaller]
+    spread, scatter = summary["scaled_error_spread"], summary["scaled_error_spread"]["half_range_percent"]
+    smaller, others = list(summary["slopes_at_smaller_draws"]), list(summary["slopes_at_smaller_draws"].values())
     z = abs(fit["slope"] + 0.5) / fit["stderr"]
     text = (f"{activation}, L = 1: fitted slope {fit['slope']:.3f} ± {fit['stderr']:.3f}, {z:.1f} standard errors "
             "from −1/2, although at L = 1 the −1/2 is exact for the expected error (E K̂ = K_{NNGP}: no bias). Each "
             f"width contributes a single draw of the {D}-network mean: error·√(D·N) scatters by ±{scatter:.0f} % "
-            f"over the widths ({spread.min():.2f}–{spread.max():.2f}), and the slope follows that scatter")
+            f"over the widths ({spread['min']:.2f}–{spread['max']:.2f}), and the slope follows that scatter")
     if others:
         text += (f" (fitted at D = {', '.join(map(str, smaller))} of the same draws: "
                  f"{', '.join(f'{s:.2f}' for s in others)}, mean {np.mean(others):.3f})")
@@ -146,11 +138,9 @@ def _label_variance_note(record, nngp_gp, A, L) -> list[str]:
     return [text + "."]
 
 
-def _collapse_line(rows, activation, depth, widths, ladder) -> Series:
-    """c/√(D·N) with c the median of error·√(D·N) at the shallowest depth."""
+def _collapse_line(c, depth, widths, ladder) -> Series:
+    """c/√(D·N) with c (from analyse) the median of error·√(D·N) at the shallowest depth."""
     dn = np.asarray([w * d for w in widths for d in ladder], float)
-    errors = np.asarray([rows[activation, depth, w]["kernel_error"][str(d)] for w in widths for d in ladder])
-    c = float(np.median(errors * np.sqrt(dn)))
     grid = np.geomspace(dn.min(), dn.max(), 20)
     return Series(grid.tolist(), (c / np.sqrt(grid)).tolist(), "line", line="--", color="black",
                   label=r"$c/\sqrt{D N}$" + f" (theory, L = {depth})")
