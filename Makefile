@@ -63,5 +63,5 @@ bench: $(STAMP)  ## every benchmark against its baseline (figures go to benchmar
 	$(PY) -m deeptheory.benchmarks.rf_sweep
 	$(PY) -m deeptheory.benchmarks.particles
 
-clean:  ## remove the virtualenv and every run
-	rm -rf $(VENV) runs .pytest_cache
+clean:  ## remove the virtualenv, every run and build leftovers
+	rm -rf $(VENV) runs .pytest_cache build *.egg-info

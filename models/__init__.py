@@ -11,7 +11,7 @@
                      two-stage denoiser
 
 Derivations: docs/nngp_and_renormalization.md, docs/random_features.md, docs/attention.md. Models import theory
-(for φ and patchify), never train.
+(φ, patchify, the attention kernels), never train.
 """
 
 from deeptheory.models import attention, cnn, mlp, posterior, random_features

@@ -344,7 +344,8 @@ def time_bottleneck(eigenvalues, n_steps, *, learning_rate, preconditioner_value
 @float64_theory
 def loglog_slope(n, loss):
     """α of L ∝ N^-α by least squares of log L on log N (points with a non-finite or non-positive L are
-    dropped by weight 0). The fitted exponent every experiment reports (docs/random_features.md, eq. (RF-17))."""
+    dropped by weight 0) (docs/random_features.md, eq. (RF-17)). The one α fit: the theory's predicted α and
+    `train.fits.fit_exponent`'s measured α both call it, so prediction and measurement are fitted alike."""
     n = as_array(n, "n", dtype=_F64, ndim=1, what="the sizes N of the fit")
     if fails(lambda v: v > 0, n):
         raise ValueError("n (the sizes N of L ∝ N^-α) must be > 0")

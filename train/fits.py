@@ -1,7 +1,11 @@
 """Every fit of a line, a slope or an exponent to measured points, in one place.
 
     fit = line_fit(x, y)                   # least squares y ≈ slope·x + intercept, with the slope's standard error
-    fit = line_fit(np.log(n), np.log(err)) # a log-log slope (nngp_convergence: kernel error vs width)
+    fit = line_fit(np.log(n), np.log(err)) # a log-log slope (nngp_convergence: kernel error vs width; denoise)
+
+The scaling exponent α is fitted by `theory.random_features.loglog_slope` (below, through `fit_exponent`), the
+same function that turns the theory's predicted losses into a predicted α, so prediction and measurement are
+fitted alike; it lives in theory/ because theory cannot import train.
 
 Scaling exponents with honest confidence intervals (docs/random_features.md, eqs. (RF-17)–(RF-19)): α of
 L(N) ∝ N^-α over a stated window.

@@ -12,7 +12,8 @@ with three steps, each a function of what the previous one wrote:
   a JSON-able dict; no randomness that run did not record;
 - `report(record) -> train.harness.report.ReportSpec`: tables and figures drawn from results.json alone, so
   `python -m deeptheory.train report DIR` redraws them without recomputing anything.
-The package registers itself in `train.harness.registry`. Then
+A new experiment is added by one line in `train.harness.registry.EXPERIMENTS` (and its package in pyproject.toml's
+package list; `tests/test_packaging.py` says so if it is missing). Then
 
     python -m deeptheory.train <name> --preset quick --out DIR [--field value ...] [--distributed]
 
