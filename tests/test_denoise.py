@@ -8,8 +8,12 @@ import numpy as np
 import pytest
 
 from deeptheory.train.experiments import denoise
-from deeptheory.train.experiments.denoise import measure, training
+from deeptheory.train.experiments.denoise import analysis, measure, training
+from deeptheory.train.experiments.denoise import config as denoise_config
+from deeptheory.train.fits import line_fit
 from deeptheory.train.harness import cli
+from deeptheory.train.harness.keys import derive_seed
+from deeptheory.train.harness.report import agreement
 from deeptheory.train.harness.results import to_jsonable
 
 TINY = dict(priors=("gaussian", "two_mode"), dims=(1,), sigma2s=(0.5, 1.0), step=0.25, context=96, prompts=2,
@@ -31,7 +35,22 @@ def test_experiment_results_and_resume(tmp_path, monkeypatch):
         if prior == "gaussian":  # closed form, per coordinate: s₀σ²/(s₀ + σ²) with s₀ = 1
             assert r["bayes_mse"] == pytest.approx(s2 / (1 + s2), rel=1e-12)
             assert r["t_star_theory"] == pytest.approx(s2 / 2 + config.eps / 2 * np.log1p(s2), rel=1e-12)
+    # the one random step of analyse, the bootstrap of T_best, is seeded from (seed, path) and recorded
+    assert m["t_best_bootstrap"]["resamples"] == analysis.BOOTSTRAP_RESAMPLES
+    for (prior, s2), r in rows.items():
+        assert r["t_best_bootstrap_seed"] == derive_seed(config.seed, *analysis.BOOTSTRAP_PATH, prior, 1, s2)
+        # the flag the report lists deviations by is the rule `agreement` words
+        worded = agreement(r["t_best"], r["t_best_se"], r["t_star_theory"], within=m["t_star_tolerance"])
+        assert r["t_star_deviates"] == worded.startswith("deviates")
+    assert m["summary"]["cells"] == len(rows)
+    assert m["summary"]["t_star_deviations"] == sum(r["t_star_deviates"] for r in rows.values())
     assert [c["context_sizes"] for c in m["convergence"]] == [list(TINY["context_sizes"])] * 2
+    for c in m["convergence"]:  # the excess's power law keeps its intercept: the figure draws e^a N^x
+        if c["excess_decay_exponent"] is not None:
+            n, e = np.asarray(c["excess_decay_fitted_n"], float), np.asarray(c["excess_over_bayes_realised"])
+            fit = line_fit(np.log(n), np.log(e[np.isin(c["context_sizes"], n)]))
+            assert (fit.slope, fit.intercept) == pytest.approx((c["excess_decay_exponent"],
+                                                               c["excess_decay_log_intercept"]))
     fixed = [t for t in m["trained"] if t["readout"] == "fixed"]
     assert len(fixed) == 2 and len(m["trained"]) == 4
     for t in fixed:  # τ is pinned at σ² (its gradient is zeroed), Stage 1 alone is trained
@@ -70,3 +89,16 @@ def _interrupted(*args, **kwargs):
 def test_bad_config_is_one_clear_error(override, message):
     with pytest.raises(cli.ConfigError, match=message):
         dataclasses.replace(denoise.Config(), **override).validate()
+
+
+@pytest.mark.parametrize("override", [dict(priors=("gaussian",)), dict(mode_variance=2.0), dict(mode_variance=0.1)])
+def test_depth_covers_every_prior_whatever_is_selected(override):
+    """The flow-time grid reaches horizon × the largest T*(ε) over every prior (each with its own s₀), so it does
+    not depend on --priors: a prior run alone draws the same curves as in the full set."""
+    config = dataclasses.replace(denoise.Config(), **override)
+    full = dataclasses.replace(config, priors=tuple(denoise_config.PRIORS))
+    assert denoise_config.depth(config) == denoise_config.depth(full)
+    s2 = max(config.sigma2s)
+    t_max = max(denoise_config.t_star(s2, config.eps, spec.local_variance(config.mode_variance))
+                for spec in denoise_config.PRIORS.values())
+    assert denoise_config.depth(config) * config.step * config.eps >= config.horizon * t_max - 1e-12

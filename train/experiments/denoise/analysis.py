@@ -4,7 +4,13 @@ Bayes and its decay with N, the trained models' clocks, and the particle histogr
 metrics = {"depth_curves": one row per (prior, d, σ²), "t_star_slopes": one per (prior, d),
            "convergence": one per (prior, d), "trained": one per (prior, readout, σ²), "times": the flow-time grid,
            "particles_histogram": densities at T = 0, T_best, 2 T_best over a prior sample (or None),
-           "t_star_law": T*(ε) on a σ² grid, for s₀ = 1 ("gaussian") and s₀ = mode_variance ("components")}
+           "t_star_law": T*(ε) on a σ² grid, for s₀ = 1 ("gaussian") and s₀ = mode_variance ("components"),
+           "t_best_bootstrap": how the SE of T_best was resampled (resamples, the seed's key path),
+           "t_star_tolerance": the relative tolerance of each row's "t_star_deviates",
+           "summary": the ranges and counts the report states over all depth-curve rows}
+
+The one random step here, the bootstrap of T_best over prompts, draws from a NumPy generator seeded by
+`train.harness.keys.derive_seed(config.seed, NAME, "t_best bootstrap", prior, d, σ²)` (recorded per row).
 """
 
 from __future__ import annotations
@@ -15,24 +21,43 @@ import numpy as np
 from deeptheory.theory.particle_flow import parabolic_minimum
 from deeptheory.train.experiments.denoise.config import (
     KDE_GRID,
+    NAME,
     PRIORS,
     Config,
     flow_times,
     histogram_case,
+    local_variance,
     t_star,
 )
 from deeptheory.train.fits import line_fit
+from deeptheory.train.harness.keys import derive_seed
+
+BOOTSTRAP_RESAMPLES = 64  # resamples of the prompts behind the SE of T_best
+BOOTSTRAP_PATH = (NAME, "t_best bootstrap")  # + (prior, d, σ²): the key path of each cell's bootstrap seed
+T_STAR_TOLERANCE = 0.1  # T_best agrees with T*(ε) inside 1 SE or within this relative tolerance
 
 
-def _t_best(times, curves_RxL):
-    """T minimising the prompt-mean curve, and the SE of that minimiser from a bootstrap over prompts (64
-    resamples, a fixed NumPy seed: the SE is a function of the measured curves alone)."""
+def _bootstrap_seed(config: Config, name: str, dim: int, sigma2: float) -> int:
+    return derive_seed(config.seed, *BOOTSTRAP_PATH, name, dim, sigma2)
+
+
+def _t_best(times, curves_RxL, seed: int):
+    """T minimising the prompt-mean curve, and the SE of that minimiser from a bootstrap over prompts
+    (BOOTSTRAP_RESAMPLES resamples drawn from NumPy's generator at `seed`)."""
     best = float(parabolic_minimum(jnp.asarray(times), jnp.asarray(curves_RxL.mean(0))))
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     R = curves_RxL.shape[0]
     boot = [float(parabolic_minimum(jnp.asarray(times), jnp.asarray(curves_RxL[rng.integers(0, R, R)].mean(0))))
-            for _ in range(64)]
+            for _ in range(BOOTSTRAP_RESAMPLES)]
     return best, float(np.std(boot, ddof=1))
+
+
+def _deviates(measured: float, se: float, predicted: float) -> bool:
+    """True when `predicted` lies outside measured ± se and off by more than T_STAR_TOLERANCE (relative) — the
+    rule of `train.harness.report.agreement`, which words the table's column."""
+    if abs(predicted - measured) <= se:
+        return False
+    return not (measured and abs(predicted / measured - 1) <= T_STAR_TOLERANCE)
 
 
 def _depth_rows(config: Config, name: str, dim: int, res: dict, times) -> tuple[list, dict]:
@@ -43,7 +68,8 @@ def _depth_rows(config: Config, name: str, dim: int, res: dict, times) -> tuple[
     rows, t_bests, corrected = [], [], []
     for si, s2 in enumerate(config.sigma2s):
         curve = c["two_stage"][si]
-        t_best, t_se = _t_best(times, curve)
+        seed = _bootstrap_seed(config, name, dim, s2)
+        t_best, t_se = _t_best(times, curve, seed)
         t_bests.append(t_best)
         t_star_theory = t_star(s2, config.eps, s0)
         corrected.append(t_best - (t_star_theory - s2 / 2))
@@ -53,8 +79,10 @@ def _depth_rows(config: Config, name: str, dim: int, res: dict, times) -> tuple[
         kde = c["kde_grid"][si].mean(0)
         rows.append({
             "prior": name, "dim": dim, "sigma2": s2, "half_sigma2": s2 / 2,
-            "t_best": t_best, "t_best_se": t_se, "t_best_over_half_sigma2": t_best / (s2 / 2),
+            "t_best": t_best, "t_best_se": t_se, "t_best_bootstrap_seed": seed,
+            "t_best_over_half_sigma2": t_best / (s2 / 2),
             "t_star_theory": t_star_theory, "t_star_theory_kind": spec.t_star_kind,
+            "t_best_over_t_star": t_best / t_star_theory, "t_star_deviates": _deviates(t_best, t_se, t_star_theory),
             "t_best_eps_corrected": t_best - (t_star_theory - s2 / 2),
             "best_depth": i, "mse_best": float(mean[i]), "mse_depth0": float(mean[0]),
             "mse_at_half_sigma2": float(np.interp(s2 / 2, times, mean)),
@@ -66,9 +94,11 @@ def _depth_rows(config: Config, name: str, dim: int, res: dict, times) -> tuple[
             "mse_kde_silverman": float(c["kde_silverman"][si].mean()),
             "mse_kde_best": float(kde.min()), "kde_best_h2_over_sigma2": KDE_GRID[int(np.argmin(kde))],
             "mse_oracle_flow": float(c["oracle_flow"][si].mean()),
+            "beats_comparators": bool(mean[i] < min(mean[0], kde.min(), c["blurring"][si].mean(0).min())),
             "distance_best_time": float(times[int(np.argmin(c["distance"][si].mean(0)))]),
             "distance_min": float(c["distance"][si].mean(0).min()),
             "distance_floor": float(c["distance_floor"][si].mean()),
+            "distance_min_over_floor": float(c["distance"][si].mean(0).min() / c["distance_floor"][si].mean()),
             "mse_curve": mean.tolist(), "distance_curve": c["distance"][si].mean(0).tolist(),
             "variance_curve": c["variance"][si].mean(0).tolist(),
         })
@@ -88,14 +118,17 @@ def _convergence_row(config: Config, name: str, dim: int, res: dict) -> dict:
     bayes_same_tokens = np.asarray([conv[f"n{n}_bayes"].mean() for n in config.context_sizes])
     paired = best / bayes_same_tokens - 1
     positive = paired > 0
-    rate = line_fit(np.log(np.asarray(config.context_sizes)[positive]), np.log(paired[positive])).slope \
-        if positive.sum() >= 2 else None  # fitted on the paired excess
+    # log(paired excess) ≈ intercept + rate · log N, least squares over the N where the paired excess is positive
+    fit = line_fit(np.log(np.asarray(config.context_sizes)[positive]), np.log(paired[positive])) \
+        if positive.sum() >= 2 else None
     return {"prior": name, "dim": dim, "sigma2": config.convergence_sigma2,
             "context_sizes": list(config.context_sizes), "mse_best": best.tolist(),
             "bayes_mse": float(res["bayes_convergence"]), "excess_over_bayes": excess.tolist(),
             "excess_over_bayes_realised": paired.tolist(),
             "bayes_realised": bayes_same_tokens.tolist(),
-            "excess_decay_exponent": rate,
+            "excess_decay_exponent": None if fit is None else fit.slope,
+            "excess_decay_log_intercept": None if fit is None else fit.intercept,
+            "excess_decay_fitted_n": np.asarray(config.context_sizes)[positive].tolist(),
             "prompts": [len(conv[f"n{n}"]) for n in config.context_sizes]}
 
 
@@ -117,6 +150,8 @@ def _trained_rows(config: Config, name: str, tr: dict, times) -> list[dict]:
                 "readout_over_sigma2": tau / s2, "bandwidths": bw.tolist(), "steps": steps.tolist(),
                 "bandwidth_cv": float(np.std(bw) / np.mean(bw)),
                 "mse_learned": float(tr["learned_mse"][vi, si]), "mse_analytic_best": float(analytic[si].mean(0).min()),
+                "learned_excess_over_bayes": float(tr["learned_mse"][vi, si] / tr["bayes_realised"][vi, si] - 1),
+                "analytic_excess_over_bayes": float(analytic[si].mean(0).min() / analytic_bayes[si] - 1),
                 "analytic_best_time": float(times[int(np.argmin(analytic[si].mean(0)))]),
                 "mse_bayes_realised": float(tr["bayes_realised"][vi, si]),
                 "analytic_bayes_realised": float(analytic_bayes[si]),
@@ -134,10 +169,9 @@ def _particles_histogram(config: Config, rows: list, times, sample: dict | None)
     path, tokens = sample["particles"], sample["tokens"]
     t_best = next(r["t_best"] for r in rows if r["prior"] == name and r["dim"] == 1 and r["sigma2"] == s2)
     edges = np.linspace(np.min(path[0]), np.max(path[0]), 61)
-    dt = config.step * config.eps
     curves = []
     for t in (0.0, t_best, 2 * t_best):
-        i = min(int(round(t / dt)), len(times) - 1)
+        i = int(np.argmin(np.abs(times - t)))  # the recorded layer nearest t (the last one past the grid)
         curves.append({"time": float(times[i]), "density": np.histogram(path[i], edges, density=True)[0]})
     return {"prior": name, "sigma2": s2, "edges": edges,
             "prior_density": np.histogram(tokens, edges, density=True)[0], "curves": curves}
@@ -146,8 +180,23 @@ def _particles_histogram(config: Config, rows: list, times, sample: dict | None)
 def _t_star_law(config: Config) -> dict:
     """T*(ε) on a σ² grid up to the largest σ², with s₀ = 1 and with s₀ = mode_variance: the figure's lines."""
     grid = np.linspace(0, max(config.sigma2s), 50)[1:]
-    return {"sigma2": grid.tolist(), "gaussian": [t_star(s, config.eps) for s in grid],
-            "components": [t_star(s, config.eps, config.mode_variance) for s in grid]}
+    s0 = {kind: local_variance(component, config.mode_variance)
+          for kind, component in (("gaussian", False), ("components", True))}
+    return {"sigma2": grid.tolist(), **{kind: [t_star(s, config.eps, s0[kind]) for s in grid] for kind in s0}}
+
+
+def _span(values) -> list[float]:
+    return [float(min(values)), float(max(values))]
+
+
+def _summary(rows: list) -> dict:
+    """The ranges and counts over all (prior, d, σ²) cells that the report's findings state."""
+    return {"cells": len(rows),
+            "t_best_over_t_star": _span([r["t_best_over_t_star"] for r in rows]),
+            "t_best_over_half_sigma2": _span([r["t_best_over_half_sigma2"] for r in rows]),
+            "excess_over_bayes_realised": _span([r["excess_over_bayes_realised"] for r in rows]),
+            "beats_comparators": sum(r["beats_comparators"] for r in rows),
+            "t_star_deviations": sum(r["t_star_deviates"] for r in rows)}
 
 
 def analyse(config: Config, data, raw: dict) -> dict:
@@ -161,4 +210,7 @@ def analyse(config: Config, data, raw: dict) -> dict:
     trained = [row for name, tr in raw["trained"].items() for row in _trained_rows(config, name, tr, times)]
     return {"depth_curves": rows, "t_star_slopes": slopes, "convergence": convergence, "trained": trained,
             "times": times.tolist(), "particles_histogram": _particles_histogram(config, rows, times, raw["histogram"]),
-            "t_star_law": _t_star_law(config)}
+            "t_star_law": _t_star_law(config), "summary": _summary(rows),
+            "t_best_bootstrap": {"resamples": BOOTSTRAP_RESAMPLES, "seed": "train.harness.keys.derive_seed(seed, "
+                                 + ", ".join(map(repr, BOOTSTRAP_PATH)) + ", prior, d, σ²)"},
+            "t_star_tolerance": T_STAR_TOLERANCE}

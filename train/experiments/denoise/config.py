@@ -27,6 +27,13 @@ KDE_GRID = (0.05, 0.1, 0.2, 0.4, 0.8)  # h²/σ² for the tuned Tweedie–KDE
 # ------------------------------------------------------------------------------------------------------ priors
 
 
+def local_variance(component_variance: bool, mode_variance: float) -> float:
+    """s₀ of the Gaussian T*(ε) law, the one rule: a mixture's component variance, or the prior variance 1
+    (well-separated modes each contract like a Gaussian of variance s₀ — the ε-correction (ε/2) ln(1 + σ²/s₀) is
+    local)."""
+    return mode_variance if component_variance else 1.0
+
+
 @dataclass(frozen=True)
 class PriorSpec:
     """One prior ρ₀ of the clean tokens: how to build it, its label, and the s₀ of its T*(ε) law."""
@@ -36,9 +43,8 @@ class PriorSpec:
     component_variance: bool  # T*(ε) takes s₀ = mode_variance (a mixture's components); else the prior variance 1
 
     def local_variance(self, mode_variance: float) -> float:
-        """s₀ of the Gaussian T*(ε) law: the prior variance, or a mixture's component variance (well-separated
-        modes each contract like a Gaussian of variance s₀ — the ε-correction (ε/2) ln(1 + σ²/s₀) is local)."""
-        return mode_variance if self.component_variance else 1.0
+        """s₀ of this prior's T*(ε) law (`local_variance`)."""
+        return local_variance(self.component_variance, mode_variance)
 
     @property
     def t_star_kind(self) -> str:
@@ -165,9 +171,13 @@ def t_star(sigma2: float, eps: float, local_variance: float = 1.0) -> float:
 
 
 def depth(config: Config, sigma2: float | None = None) -> int:
-    """Layers to reach horizon × the largest T*(ε) among the priors (at the largest σ² unless given)."""
-    s0 = min(1.0, config.mode_variance)
-    t_max = config.horizon * t_star(max(config.sigma2s) if sigma2 is None else sigma2, config.eps, s0)
+    """Layers to reach horizon × the largest T*(ε) of *every* prior in PRIORS (at the largest σ² unless given).
+
+    Every prior, not only the selected ones: the flow-time grid then does not depend on --priors, so a prior run
+    alone draws the same curves as inside the full set (its keys are by value too)."""
+    s2 = max(config.sigma2s) if sigma2 is None else sigma2
+    t_max = config.horizon * max(t_star(s2, config.eps, spec.local_variance(config.mode_variance))
+                                 for spec in PRIORS.values())
     return int(math.ceil(t_max / (config.step * config.eps)))
 
 

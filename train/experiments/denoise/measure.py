@@ -58,11 +58,17 @@ def prior(config: Config, name: str, dim: int, dtype):
     return PRIORS[name].build(config, dim, dtype)
 
 
+def _blurring_depth(config: Config, depth: int) -> int:
+    """Blurring mean-shift steps covering the flow time of `depth` Stage-1 layers (it advances T by ε per step,
+    a layer by α ε)."""
+    return int(math.ceil(depth * config.step))
+
+
 def _prompt_fn(config: Config, prior, n: int, depth: int, full: bool):
     """(key, {"sigma2"}) → per-depth Stage-2 MSE (and, when `full`, every comparator) on one fresh prompt."""
     chunk_size, eps, step = chunk(config), config.eps, config.step
     dim = prior.dim
-    bms_depth = int(math.ceil(depth * step))  # blurring mean shift advances T by ε per layer
+    bms_depth = _blurring_depth(config, depth)
 
     def fn(key, p):
         sigma2 = p["sigma2"]
@@ -145,7 +151,7 @@ def _case_template(config: Config) -> dict:
     per_depth = ("two_stage", "particles_only", "distance", "variance")
     scalars = ("distance_floor", "kde_silverman", "kde_h2", "oracle_flow", "bayes_realised")
     curves = {**{k: np.zeros((S, R, L)) for k in per_depth}, **{k: np.zeros((S, R)) for k in scalars},
-              "blurring": np.zeros((S, R, int(math.ceil((L - 1) * config.step)) + 1)),
+              "blurring": np.zeros((S, R, _blurring_depth(config, L - 1) + 1)),
               "kde_grid": np.zeros((S, R, len(KDE_GRID)))}
     depth_n = depth(config, config.convergence_sigma2)
     convergence = {}
