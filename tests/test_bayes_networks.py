@@ -19,16 +19,26 @@ TINY = dict(n_train=12, n_test=10, image_side=7, widths=(8,), depths=(1,), chain
             burn_in_time=1.0, measure_time=0.25, checkpoint_every=2)
 
 
-def test_rows_hold_experiment_theory_and_nngp(fashion_dir, tmp_path):
+def test_rows_hold_sampled_theory_and_nngp(fashion_dir, tmp_path):
     config = dataclasses.replace(bayes_networks.Config(), **{**TINY, "activations": ("erf", "relu"), "depths": (1, 2)})
     record = cli.execute(bayes_networks.EXPERIMENT, config, tmp_path / "run")
-    rows = record["metrics"]["rows"]
+    rows, summary = record["metrics"]["rows"], record["metrics"]["summary"]
     assert len(rows) == 4 and {r["theory_variant"] for r in rows} == {"nested", "noncentral"}
     for r in rows:
-        for key in ("width", "depth", "experiment", "error", "theory", "NNGP"):
+        for key in ("width", "depth", "sampled", "error", "theory", "nngp"):
             assert np.isfinite(r[key]), key
         assert r["error"] > 0 and r["diagnostics"]["ess"] > 0 and r["kernel"]["scale_theory"] > 0
-        assert np.isclose(r["bias2"]["experiment"] + r["variance"]["experiment"], r["experiment"])
+        assert np.isclose(r["bias2"]["sampled"] + r["variance"]["sampled"], r["sampled"])
+        # one agreement test (analysis): inside the 1-SE error bar or within 3 %
+        assert r["meets"]["theory"] == (abs(r["theory"] - r["sampled"]) <= r["error"]
+                                        or abs(r["theory"] / r["sampled"] - 1) <= 0.03)
+        q = r["readout_q"]
+        assert r["meets"]["readout_q"] == (abs(q["theory"] - q["sampled"]) <= q["error"]
+                                           or abs(q["relative_deviation"]) <= 0.03)
+    assert summary["points"] == 4 and summary["kernel_points"] == 4
+    for key in ("theory", "nngp", "readout_q"):
+        assert summary[f"{key}_meets"] == sum(r["meets"][key] for r in rows)
+    assert summary["kernel_closer_to_K_R"] == sum(r["kernel"]["closer_to_K_R"] for r in rows)
     assert all((tmp_path / "run" / p).stat().st_size > 1000 for p in record["plots"])
 
 

@@ -15,7 +15,7 @@ from scipy import integrate, special
 from deeptheory.models.mlp import MLP
 from deeptheory.models.posterior import log_posterior
 from deeptheory.train.inference.chains import SamplerDivergence, run_chains
-from deeptheory.train.inference.samplers import baoab, mala, ula
+from deeptheory.train.inference.samplers import SAMPLERS, SamplerSpec, baoab, mala, ula
 from deeptheory.train.inference.stepsize import stable_step, top_curvature
 
 N_CHAINS = 2000
@@ -56,8 +56,23 @@ def test_top_curvature_is_the_largest_eigenvalue_of_the_posterior_precision():
     lam = top_curvature(log_p, theta, jax.random.key(0), iterations=200)
     np.testing.assert_allclose(lam, np.linalg.eigvalsh(A).max(), rtol=1e-8)
     assert stable_step("baoab", 4.0, 0.5) == 0.25 and stable_step("mala", 4.0, 0.5) == 0.125
+    assert stable_step(SAMPLERS["baoab"], 4.0, 0.5) == 0.25 and stable_step(SAMPLERS["ula"], 4.0, 0.5) == 0.125
     with pytest.raises(ValueError, match="sampler must be one of"):
         stable_step("hmc", 4.0, 0.5)
+
+
+def test_registry_holds_each_samplers_factory_stability_rate_and_options():
+    """A name gives the factory (calling the spec calls it), the rate r with h·r < 2, and the extra options."""
+    assert set(SAMPLERS) == {"ula", "mala", "baoab"} and all(isinstance(v, SamplerSpec) for v in SAMPLERS.values())
+    assert [SAMPLERS[n].factory for n in ("ula", "mala", "baoab")] == [ula, mala, baoab]
+    assert SAMPLERS["baoab"].options == ("friction",) and SAMPLERS["ula"].options == SAMPLERS["mala"].options == ()
+    assert SAMPLERS["baoab"].stability_rate(9.0) == 3.0 and SAMPLERS["mala"].stability_rate(9.0) == 9.0
+    _, log_p, _, _ = _regression()
+    theta = {"params": {"W0": jnp.zeros((3, 1), jnp.float64)}}
+    a, b = SAMPLERS["baoab"](log_p, 0.1, friction=2.0), baoab(log_p, 0.1, friction=2.0)
+    key = jax.random.key(1)
+    np.testing.assert_array_equal(a.step(key, a.init(theta))[0].position["params"]["W0"],
+                                  b.step(key, b.init(theta))[0].position["params"]["W0"])
 
 
 def test_ula_has_the_stationary_law_of_its_discretisation():

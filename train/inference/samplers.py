@@ -1,6 +1,6 @@
 """Gradient-based MCMC over a whole pytree, optax style: a factory returns `Sampler(init, step)`.
 
-    sampler = mala(log_density, step_size=1e-3)
+    sampler = mala(log_density, step_size=1e-3)          # or SAMPLERS["mala"](log_density, 1e-3)
     state = sampler.init(params)
     state, info = sampler.step(jax.random.fold_in(key, t), state)     # pure; jit / vmap / scan it
 
@@ -17,12 +17,17 @@ All samplers target π(θ) ∝ exp(log_density(θ)) and take the step h in the l
           p ← p + (h/2)∇log π.  One gradient per step; configurational error O(h²), none for Gaussian targets;
           stable for h √λ_max(−∇²log π) < 2; mixes in O(√κ) steps where overdamped schemes need O(κ).
 
+`SAMPLERS` maps each name to a `SamplerSpec`: its factory (calling the spec calls it), the rate r(λ_max) whose
+h·r < 2 bounds its stable steps (λ_max for the overdamped two, √λ_max for BAOAB; `train.inference.stepsize`), and
+the names of its extra keyword arguments (BAOAB: friction), which a caller takes from its config by name.
+
 The papers' step ε on the energy ½Σ(f − y)² + (Tλ/2)|W|² is h = ε T here (`models.posterior`;
 docs/nngp_and_renormalization.md, eq. (R-28)).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -31,7 +36,7 @@ import jax.numpy as jnp
 
 from deeptheory.models.posterior import tree_sq_norm
 
-__all__ = ["SamplerState", "StepInfo", "Sampler", "ula", "mala", "baoab", "SAMPLERS", "tree_normal"]
+__all__ = ["SamplerState", "StepInfo", "Sampler", "SamplerSpec", "ula", "mala", "baoab", "SAMPLERS", "tree_normal"]
 
 PyTree = Any
 
@@ -151,4 +156,23 @@ def baoab(log_density: Callable[[PyTree], jax.Array], step_size: float, friction
     return Sampler(_init_fn(value_and_grad), step)
 
 
-SAMPLERS = {"ula": ula, "mala": mala, "baoab": baoab}
+class SamplerSpec(NamedTuple):
+    """A sampler by name (module docstring): its factory, its stability rate, its extra options."""
+
+    factory: Callable[..., Sampler]  # (log_density, step_size, **options) → Sampler
+    stability_rate: Callable[[float], float]  # λ_max ↦ r: steps with h·r < 2 are stable on a Gaussian of precision λ_max
+    options: tuple[str, ...] = ()  # the factory's extra keyword arguments (e.g. "friction")
+
+    def __call__(self, log_density: Callable[[PyTree], jax.Array], step_size: float, **options) -> Sampler:
+        return self.factory(log_density, step_size, **options)
+
+
+def _overdamped_rate(curvature: float) -> float:
+    return curvature  # h λ_max < 2 (ULA, MALA's proposal)
+
+
+SAMPLERS = {
+    "ula": SamplerSpec(ula, _overdamped_rate),
+    "mala": SamplerSpec(mala, _overdamped_rate),
+    "baoab": SamplerSpec(baoab, math.sqrt, options=("friction",)),  # h √λ_max < 2
+}

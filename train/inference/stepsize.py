@@ -1,25 +1,25 @@
 """Step sizes from the posterior's top curvature.
 
     lam = top_curvature(log_density, params, key)       # λ_max of −∇² log π at params (power iteration)
-    h = stable_step("baoab", lam, fraction=0.5)         # that fraction of the sampler's stability scale
+    h = stable_step("baoab", lam, fraction=0.5)         # that fraction of the sampler's stability scale 1/r(λ_max)
 
 A Langevin step h (log-density convention of `train.inference.samplers`) is stable on a Gaussian of precision
 λ_max only below a limit set by λ_max: h λ_max < 2 for the overdamped samplers (ULA, and MALA's proposal), and
-h √λ_max < 2 for BAOAB (docs/nngp_and_renormalization.md, eqs. (R-25)–(R-28)). The curvature is measured once, at
-a starting point, by power iteration on Hessian-vector products (forward over reverse mode: one gradient's cost
-per iteration, no Hessian formed).
+h √λ_max < 2 for BAOAB (docs/nngp_and_renormalization.md, eqs. (R-25)–(R-28)): h r(λ_max) < 2 with r the
+stability rate of each sampler's `samplers.SamplerSpec`. The curvature is measured once, at a starting point, by
+power iteration on Hessian-vector products (forward over reverse mode: one gradient's cost per iteration, no
+Hessian formed).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 
 from deeptheory.models.posterior import tree_sq_norm
-from deeptheory.train.inference.samplers import SAMPLERS, tree_normal
+from deeptheory.train.inference.samplers import SAMPLERS, SamplerSpec, tree_normal
 
 __all__ = ["top_curvature", "stable_step"]
 
@@ -48,8 +48,11 @@ def top_curvature(log_density: Callable, params, key: jax.Array, iterations: int
     return float(lam)
 
 
-def stable_step(sampler: str, curvature: float, fraction: float) -> float:
-    """The step h = fraction / √λ_max for BAOAB, fraction / λ_max for ULA and MALA (module docstring)."""
-    if sampler not in SAMPLERS:
-        raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}; got {sampler!r}")
-    return fraction / (math.sqrt(curvature) if sampler == "baoab" else curvature)
+def stable_step(sampler: str | SamplerSpec, curvature: float, fraction: float) -> float:
+    """The step h = fraction / r(λ_max), r the sampler's stability rate: fraction / √λ_max for BAOAB, fraction / λ_max
+    for ULA and MALA (module docstring). `sampler`: a name in `SAMPLERS` or a `SamplerSpec`."""
+    if not isinstance(sampler, SamplerSpec):
+        if sampler not in SAMPLERS:
+            raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}; got {sampler!r}")
+        sampler = SAMPLERS[sampler]
+    return fraction / sampler.stability_rate(curvature)

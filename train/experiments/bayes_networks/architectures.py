@@ -5,10 +5,11 @@
     x = spec.inputs(config, task.x_train)                          # flat pixels → what the model takes
     measure = spec.measure(config, model, x_tr, x_te, y_te, depth, width)   # params → (trace, accum, pooled)
     theory = spec.theory(config, task, activation, depth, width, T)         # UnitTheory, float64
-    kernel, scatter = spec.compare_kernel(pooled_mean, theory)    # the measured kernel against the theory's
+    kernel, scatter = spec.compare_kernel(pooled_mean, theory, tolerance)  # measured kernel vs the theory's
 
-- "mlp": `models.mlp.MLP`; `theory.renormalization.fc_theory` (variant from the config, "auto" resolved by
-  `recommended_variant(φ)`), its readout order parameter and the renormalized kernel K_R next to the NNGP kernel K; a draw
+- "mlp": `models.mlp.MLP`; `theory.renormalization.fc_theory` (the config's variant as given: the theory resolves
+  "auto" itself; `recommended_variant(φ)` names the one used in the row), its readout order parameter (Q̄_L
+  for a `NoncentralOrderParams` result, else Q_L) and the renormalized kernel K_R next to the NNGP kernel K; a draw
   measures the readout norm q̂ = |v|²/N_L (v standard normal) and q̂ K̂_L with K̂_L = σ_L² φφᵀ/N_L on the
   training points.
 - "cnn": `models.cnn.PatchCNN` on side × side images; `theory.conv_renormalization.conv_theory` (its local NNGP
@@ -27,7 +28,12 @@ from deeptheory.models.cnn import PatchCNN
 from deeptheory.models.mlp import MLP
 from deeptheory.theory.conv_renormalization import conv_theory
 from deeptheory.theory.nngp import nngp_kernel
-from deeptheory.theory.renormalization import fc_theory, recommended_variant, renormalized_kernel
+from deeptheory.theory.renormalization import (
+    NoncentralOrderParams,
+    fc_theory,
+    recommended_variant,
+    renormalized_kernel,
+)
 from deeptheory.train.harness import cli
 
 __all__ = ["ARCHITECTURES", "Architecture", "UnitTheory"]
@@ -52,11 +58,12 @@ class Architecture(NamedTuple):
     inputs: Callable  # (config, x flat (P, side²)) → the model's inputs
     measure: Callable  # (config, model, x_tr, x_te, y_te, depth, width) → (params → (trace, accum, pooled))
     theory: Callable  # (config, task, activation, depth, width, T) → UnitTheory
-    compare_kernel: Callable  # (pooled mean, UnitTheory) → (kernel metrics, (sampled, K_R, K) for a scatter or None)
+    compare_kernel: Callable  # (pooled mean, UnitTheory, tolerance) → (kernel metrics, (sampled, K_R, K) or None)
 
 
 def fc_variant(config, activation: str) -> str:
-    """The renormalization variant of fc_theory: the config's, or for "auto" the theory's recommendation for φ."""
+    """The name of the renormalization variant fc_theory uses, for the record: the config's, or for "auto" the
+    theory's recommendation for φ (fc_theory resolves "auto" the same way itself)."""
     return recommended_variant(activation) if config.variant == "auto" else config.variant
 
 
@@ -92,27 +99,31 @@ def _mlp_measure(config, model, x_tr, x_te, y_te, depth: int, width: int):
 
 def _mlp_theory(config, task, activation: str, depth: int, width: int, T: float) -> UnitTheory:
     x, y, x0, y0 = task.x_train, task.y_train, task.x_test, task.y_test
-    variant = fc_variant(config, activation)
     th = fc_theory(x, y, x0, y0, activation=activation, depth=depth, width=width, temperature=T,
-                   weight_var=config.weight_var, variant=variant)
+                   weight_var=config.weight_var, variant=config.variant)
     Q = np.asarray(th.order_params)
-    readout = Q[0, -1] if variant == "noncentral" else Q[-1]
+    # the measured readout norm λ_L|v|²/N_L is Q̄_L in the non-central ansatz, Q_L otherwise
+    noncentral = isinstance(th.order_params, NoncentralOrderParams)
+    readout = np.asarray(th.order_params.q_bar)[-1] if noncentral else Q[-1]
     K_R = np.asarray(renormalized_kernel(x, activation=activation, depth=depth, order_params=Q,
-                                         weight_var=config.weight_var, variant=variant))
+                                         weight_var=config.weight_var, variant=config.variant))
     K = np.asarray(nngp_kernel(x, activation=activation, depth=depth, weight_var=config.weight_var))
-    return UnitTheory(th, th.nngp, float(readout), variant, {"K_R": K_R, "K": K})
+    return UnitTheory(th, th.nngp, float(readout), fc_variant(config, activation), {"K_R": K_R, "K": K})
 
 
-def _mlp_compare_kernel(pooled: dict, theory: UnitTheory):
-    """⟨q̂K̂⟩ against K_R and the NNGP kernel K, both relative to ‖K_R‖, and its best scale on K."""
+def _mlp_compare_kernel(pooled: dict, theory: UnitTheory, tolerance: float):
+    """⟨q̂K̂⟩ against K_R and the NNGP kernel K, both relative to ‖K_R‖, and its best scale on K against K_R's
+    (matching within the relative `tolerance`)."""
     qK, K_R, K = pooled["qK"], theory.kernels["K_R"], theory.kernels["K"]
     norm = np.linalg.norm(K_R)
     metrics = {
         "rel_distance_to_K_R": float(np.linalg.norm(qK - K_R) / norm),
-        "rel_distance_to_NNGP": float(np.linalg.norm(qK - K) / norm),
+        "rel_distance_to_nngp": float(np.linalg.norm(qK - K) / norm),
         "scale_fit": float(np.sum(qK * K) / np.sum(K * K)),  # ⟨q̂K̂⟩ ≈ c K: the measured renormalization
         "scale_theory": float(np.sum(K_R * K) / np.sum(K * K)),
     }
+    metrics["closer_to_K_R"] = metrics["rel_distance_to_K_R"] < metrics["rel_distance_to_nngp"]
+    metrics["scale_matches_theory"] = bool(abs(metrics["scale_fit"] / metrics["scale_theory"] - 1) <= tolerance)
     return metrics, (qK, K_R, K)
 
 
@@ -155,7 +166,7 @@ def _cnn_theory(config, task, activation: str, depth: int, width: int, T: float)
     return UnitTheory(th, th.local_nngp, float(np.trace(Q) / len(Q)), "conv", {"Q": Q})
 
 
-def _cnn_compare_kernel(pooled: dict, theory: UnitTheory):
+def _cnn_compare_kernel(pooled: dict, theory: UnitTheory, tolerance: float):
     """The readout overlap ⟨Q̂⟩ against the theory's Q and against the NNGP's Q = I, relative to ‖Q‖."""
     Q_emp, Q = pooled["Q"], theory.kernels["Q"]
     norm = np.linalg.norm(Q)

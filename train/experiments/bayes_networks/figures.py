@@ -26,21 +26,21 @@ def report(record: dict) -> ReportSpec:
         q = r["readout_q"]
         table.rows.append([
             r["activation"], r["depth"], r["width"], f"{r['p_over_n']:g}", f"{r['temperature']:g}",
-            plus_minus(r["experiment"], r["error"]), f"{r['theory']:.4f}",
-            agreement(r["experiment"], r["error"], r["theory"]),
-            f"{r['NNGP']:.4f}", agreement(r["experiment"], r["error"], r["NNGP"]),
-            f"{plus_minus(q['experiment'], q['error'], 3)} / {q['theory']:.3f}", f"{r['diagnostics']['rhat']:.3f}",
+            plus_minus(r["sampled"], r["error"]), f"{r['theory']:.4f}",
+            agreement(r["sampled"], r["error"], r["theory"]),
+            f"{r['nngp']:.4f}", agreement(r["sampled"], r["error"], r["nngp"]),
+            f"{plus_minus(q['sampled'], q['error'], 3)} / {q['theory']:.3f}", f"{r['diagnostics']['rhat']:.3f}",
             f"{r['diagnostics']['ess']:.0f}"])
     table.note = ("ε_{g} = bias² + variance, averaged over test points; the error is the Monte Carlo standard error "
                   "sd/√ESS. Readout Q: ⟨λ_{L}|v|²/N_{L}⟩ (MLP) or tr Q/n (CNN) against the theory's order parameter. "
                   + AGREEMENT_NOTE + " Tolerance here: 3 %.")
     tables = [table]
-    kernel_rows = [r for r in rows if "rel_distance_to_K_R" in r["kernel"]]
+    kernel_rows = [r for r in rows if "closer_to_K_R" in r["kernel"]]
     if kernel_rows:
         tables.append(Table("Posterior kernel ⟨q̂ K̂_{L}⟩ against the renormalized kernel K_{R} and the NNGP kernel", [
             "φ", "L", "N", "‖⟨q̂K̂⟩ − K_{R}‖/‖K_{R}‖", "‖⟨q̂K̂⟩ − K‖/‖K_{R}‖", "best scale c in ⟨q̂K̂⟩ ≈ c K", "theory's scale"],
             [[r["activation"], r["depth"], r["width"], f"{r['kernel']['rel_distance_to_K_R']:.3f}",
-              f"{r['kernel']['rel_distance_to_NNGP']:.3f}", f"{r['kernel']['scale_fit']:.3f}",
+              f"{r['kernel']['rel_distance_to_nngp']:.3f}", f"{r['kernel']['scale_fit']:.3f}",
               f"{r['kernel']['scale_theory']:.3f}"] for r in kernel_rows]))
 
     groups = sorted({(r["activation"], r["temperature"]) for r in rows})
@@ -54,10 +54,10 @@ def report(record: dict) -> ReportSpec:
                 continue
             N = [r["width"] for r in sel]
             g = f"L = {depth}"
-            series += [Series(N, [r["experiment"] for r in sel], "points", yerr=[r["error"] for r in sel], group=g,
+            series += [Series(N, [r["sampled"] for r in sel], "points", yerr=[r["error"] for r in sel], group=g,
                               role="sampled (± 1 SE)"),
                        Series(N, [r["theory"] for r in sel], "line", group=g, role="renormalized theory"),
-                       Series(N, [r["NNGP"] for r in sel], "line", line=":", group=g, role="NNGP (infinite width)")]
+                       Series(N, [r["nngp"] for r in sel], "line", line=":", group=g, role="NNGP (infinite width)")]
         panels.append(Panel(f"{act}, T = {T:g}, P = {P}", "width N", r"test loss $\varepsilon_g$", series,
                             xscale="log", xticks=config["widths"]))
     figures = [Figure("test_loss_vs_width", "Sampled test loss against width, with the renormalized theory (solid) "
@@ -70,8 +70,8 @@ def report(record: dict) -> ReportSpec:
             g = f"L = {depth}"
             dev_series += [
                 Series([r["p_over_n"] for r in sel], [100 * r["relative_deviation"] for r in sel], "points", group=g,
-                       yerr=[100 * r["error"] / r["experiment"] for r in sel], role="renormalized theory"),
-                Series([r["p_over_n"] for r in sel], [100 * (r["NNGP"] / r["experiment"] - 1) for r in sel], "line",
+                       yerr=[100 * r["error"] / r["sampled"] for r in sel], role="renormalized theory"),
+                Series([r["p_over_n"] for r in sel], [100 * r["nngp_relative_deviation"] for r in sel], "line",
                        line=":", marker=True, group=g, role="NNGP")]
     dev_series += [Series([min(ratios) / 1.5, max(ratios) * 1.5], [-3, -3], "band", y2=[3, 3], color="0.5",
                           label="±3 %"),
@@ -86,7 +86,7 @@ def report(record: dict) -> ReportSpec:
         sel = sorted((r for r in rows if r["depth"] == depth), key=lambda r: r["p_over_n"])
         if sel:
             g = f"L = {depth}"
-            q_series += [Series([r["p_over_n"] for r in sel], [r["readout_q"]["experiment"] for r in sel], "points",
+            q_series += [Series([r["p_over_n"] for r in sel], [r["readout_q"]["sampled"] for r in sel], "points",
                                 yerr=[r["readout_q"]["error"] for r in sel], group=g, role="sampled"),
                          Series([r["p_over_n"] for r in sel], [r["readout_q"]["theory"] for r in sel], "line", group=g,
                                 role="theory")]
@@ -110,27 +110,24 @@ def report(record: dict) -> ReportSpec:
         caption += " Right: " + _scatter_caption(scatter, rows)
     figures.append(Figure("renormalization", caption, renorm_panels))
 
-    agree = [r for r in rows if r["within_error_bar"] or r["within_3_percent"]]
-    nngp_agree = [r for r in rows if _meets(r["experiment"], r["error"], r["NNGP"])]
-    q_agree = [r for r in rows if _meets(r["readout_q"]["experiment"], r["readout_q"]["error"], r["readout_q"]["theory"])]
-    findings = [f"Test loss: the renormalized theory meets {len(agree)}/{len(rows)} points inside the error bar or "
-                f"within 3 %; the NNGP meets {len(nngp_agree)}/{len(rows)}.",
+    summary = m["summary"]
+    n = summary["points"]
+    findings = [f"Test loss: the renormalized theory meets {summary['theory_meets']}/{n} points inside the error bar "
+                f"or within 3 %; the NNGP meets {summary['nngp_meets']}/{n}.",
                 f"Readout order parameter (the renormalization of the readout itself): the theory meets "
-                f"{len(q_agree)}/{len(rows)} points inside the error bar or within 3 %."]
-    if kernel_rows:
-        closer = sum(r["kernel"]["rel_distance_to_K_R"] < r["kernel"]["rel_distance_to_NNGP"] for r in kernel_rows)
-        findings.append(f"The sampled posterior kernel is closer to K_{{R}} than to the NNGP kernel at {closer}/"
-                        f"{len(kernel_rows)} points.")
+                f"{summary['readout_q_meets']}/{n} points inside the error bar or within 3 %."]
+    if summary["kernel_points"]:
+        findings.append(f"The sampled posterior kernel is closer to K_{{R}} than to the NNGP kernel at "
+                        f"{summary['kernel_closer_to_K_R']}/{summary['kernel_points']} points.")
     deviations = []
-    missed = [r for r in rows if r not in agree]
+    missed = [r for r in rows if not r["meets"]["theory"]]
     if missed:
         deviations.append("Test loss, beyond 3 % and outside the error bar: " + "; ".join(
-            f"{_point(r)}: theory {percent(r['relative_deviation'])} ({abs(r['theory'] - r['experiment']) / r['error']:.1f}"
-            f" SE; bias² sampled {r['bias2']['experiment']:.3f} vs theory {r['bias2']['theory']:.3f}, variance "
-            f"{r['variance']['experiment']:.3f} vs {r['variance']['theory']:.3f})" for r in missed) + ".")
-        in_bias = [r for r in missed if abs(r["bias2"]["theory"] - r["bias2"]["experiment"])
-                   > abs(r["variance"]["theory"] - r["variance"]["experiment"])]
-        in_variance = [r for r in missed if r not in in_bias]
+            f"{_point(r)}: theory {percent(r['relative_deviation'])} ({r['deviation_in_errors']:.1f}"
+            f" SE; bias² sampled {r['bias2']['sampled']:.3f} vs theory {r['bias2']['theory']:.3f}, variance "
+            f"{r['variance']['sampled']:.3f} vs {r['variance']['theory']:.3f})" for r in missed) + ".")
+        in_bias = [r for r in missed if r["larger_miss"] == "bias2"]
+        in_variance = [r for r in missed if r["larger_miss"] == "variance"]
 
         def at(points, others):
             return "every one of these points" if not others else ", ".join(map(_point, points))
@@ -138,26 +135,24 @@ def report(record: dict) -> ReportSpec:
         parts = ([f"in the bias² (the posterior mean) at {at(in_bias, in_variance)}"] if in_bias else []) + (
             [f"in the variance at {at(in_variance, in_bias)}"] if in_variance else [])
         deviations.append("The larger part of the miss is " + "; ".join(parts) + ".")
-    q_missed = [r for r in rows if r not in q_agree]
+    q_missed = [r for r in rows if not r["meets"]["readout_q"]]
     if q_missed:
         deviations.append("Readout order parameter, beyond 3 % and outside the error bar: " + "; ".join(
-            f"{_point(r)}: theory {r['readout_q']['theory']:.3f} vs sampled {r['readout_q']['experiment']:.3f} ± "
-            f"{r['readout_q']['error']:.3f} ({percent(r['readout_q']['theory'] / r['readout_q']['experiment'] - 1)})"
+            f"{_point(r)}: theory {r['readout_q']['theory']:.3f} vs sampled {r['readout_q']['sampled']:.3f} ± "
+            f"{r['readout_q']['error']:.3f} ({percent(r['readout_q']['relative_deviation'])})"
             for r in q_missed) + ".")
     deviations += _label_variance_note(record, rows)
     if record.get("data", {}) and record["data"].get("input_dim", 784) < 200:
         deviations.append(f"The inputs here are {record['data']['input_dim']}-dimensional; the theory's Gaussian "
                           "equivalence needs an input dimension large compared with P, so larger deviations are "
                           "expected than on full-resolution Fashion-MNIST (d = 784).")
-    max_rhat = max(r["diagnostics"]["rhat"] for r in rows)
-    if max_rhat > 1.05:
-        deviations.append(f"R̂ reaches {max_rhat:.3f} (> 1.05): the slowest point may not be fully mixed.")
-    headline = f"theory within error or 3 % at {len(agree)}/{len(rows)} points (NNGP {len(nngp_agree)}/{len(rows)})"
-    # results.json written before the rename recorded the precision λ = 1/σ² as "prior"
-    weight_var = config["weight_var"] if "weight_var" in config else 1 / config["prior"]
+    if not summary["mixed"]:
+        deviations.append(f"R̂ reaches {summary['max_rhat']:.3f} (> {summary['rhat_limit']:g}): the slowest point "
+                          "may not be fully mixed.")
+    headline = f"theory within error or 3 % at {summary['theory_meets']}/{n} points (NNGP {summary['nngp_meets']}/{n})"
     setup = (f"{config['chains']} {config['sampler'].upper()} chains per point sample the posterior "
              f"p(W | D) ∝ exp(−Σ(y − f)²/2T − |W|²/2σ²) of {config['architecture'].upper()}s (weight variance "
-             f"σ² = {weight_var:g}) with "
+             f"σ² = {config['weight_var']:g}) with "
              f"activation(s) {', '.join(config['activations'])}, depths {', '.join(map(str, config['depths']))}, widths "
              f"{', '.join(map(str, config['widths']))} and T ∈ {{{', '.join(f'{t:g}' for t in config['temperatures'])}}}, "
              f"for {config['burn_in_time']:g} time units of burn-in and {config['sample_time']:g} of sampling (step "
@@ -165,11 +160,6 @@ def report(record: dict) -> ReportSpec:
              "readout norm and the posterior kernel are compared with the renormalized theory ("
              f"{_variants_text(config, rows)}) and the NNGP on exactly the same train and test sets.")
     return ReportSpec(setup, tables, figures, findings, deviations, headline)
-
-
-def _meets(measured, error, predicted, within: float = 0.03) -> bool:
-    """The report's agreement: inside the 1-SE error bar or within 3 %."""
-    return abs(predicted - measured) <= error or abs(predicted / measured - 1) <= within
 
 
 def _point(row) -> str:
@@ -198,10 +188,10 @@ def _scatter_caption(scatter, rows) -> str:
     if row is None or "scale_fit" not in row["kernel"]:
         return text
     k = row["kernel"]
-    nearer = "closer to" if k["rel_distance_to_K_R"] < k["rel_distance_to_NNGP"] else "farther from"
+    nearer = "closer to" if k["closer_to_K_R"] else "farther from"
     text += (f" The red cloud is {nearer} the diagonal than the grey one (relative distance "
-             f"{k['rel_distance_to_K_R']:.2f} vs {k['rel_distance_to_NNGP']:.2f})")
-    if abs(k["scale_fit"] / k["scale_theory"] - 1) <= 0.03:
+             f"{k['rel_distance_to_K_R']:.2f} vs {k['rel_distance_to_nngp']:.2f})")
+    if k["scale_matches_theory"]:
         return text + (f", and the best scale of the sampled kernel on K, {k['scale_fit']:.2f}, matches K_{{R}}'s "
                        f"{k['scale_theory']:.2f}.")
     flatter = k["scale_fit"] < k["scale_theory"]
@@ -217,12 +207,12 @@ def _label_variance_note(record, rows) -> list[str]:
     data = record.get("data") or {}
     if data.get("labels") != "01":
         return []
-    above = [r for r in rows if r["experiment"] > 0.25]
+    above = [r for r in rows if r["sampled"] > 0.25]
     if not above:
         return []
-    low = min(above, key=lambda r: r["experiment"])
+    low = min(above, key=lambda r: r["sampled"])
     return [f"ε_{{g}} exceeds the label variance 0.25 at {len(above)}/{len(rows)} points (e.g. {_point(low)}: "
-            f"{low['experiment']:.3f} = bias² {low['bias2']['experiment']:.3f} + variance "
-            f"{low['variance']['experiment']:.3f}): it counts the posterior variance of f as well as the posterior "
+            f"{low['sampled']:.3f} = bias² {low['bias2']['sampled']:.3f} + variance "
+            f"{low['variance']['sampled']:.3f}): it counts the posterior variance of f as well as the posterior "
             "mean's error, and the prior has mean 0 while the 0/1 labels have mean ½ (predicting ½ everywhere would "
             "score 0.25, predicting 0 would score 0.5)."]

@@ -68,16 +68,16 @@ def _run_unit(config: Config, task, activation: str, depth: int, width: int, T: 
     path = (NAME, config.architecture, activation, depth, width, T)
     key = derive(config.seed, *path, "init")
     positions = jax.vmap(lambda k: model.init(k, x_tr))(jax.random.split(jax.random.fold_in(key, 0), config.chains))
+    sampler = SAMPLERS[config.sampler]
     if config.step > 0:
         h, lam = config.step, float("nan")
     else:
         lam = top_curvature(log_p, jax.tree.map(lambda a: a[0], positions), jax.random.fold_in(key, 1))
-        h = stable_step(config.sampler, lam, config.step_scale)
+        h = stable_step(sampler, lam, config.step_scale)
     every, burn, n_steps = _schedule(config, h)
-    sampler = SAMPLERS[config.sampler]
-    kwargs = {"friction": config.friction} if config.sampler == "baoab" else {}
+    options = {name: getattr(config, name) for name in sampler.options}  # e.g. BAOAB's friction
     label = f"{activation} L={depth} N={width} T={T:g}"
-    result = run_chains(sampler(log_p, h, **kwargs), positions, seed=derive_seed(config.seed, *path, "chains"),
+    result = run_chains(sampler(log_p, h, **options), positions, seed=derive_seed(config.seed, *path, "chains"),
                         n_steps=n_steps, every=every, burn_in=burn,
                         measure=arch.measure(config, model, x_tr, x_te, y_te, depth, width),
                         checkpoint_dir=out_dir / "checkpoints" / _unit_name(activation, depth, width, T),
