@@ -6,7 +6,11 @@ Most loops are one call:
 
 runs state = step_fn(k, state) for k = (last saved step) … n_steps − 1, with a progress line, saving after every
 step (or every `every` steps, and always the last); a finished loop returns its final state without calling
-step_fn. By hand:
+step_fn. A piece computed in one go (a finished case restores instead of recomputing):
+
+    result = compute_once(out / "checkpoints" / "case_a", template, lambda: expensive(...))
+
+By hand:
 
     ckpt = Checkpointer(out / "checkpoints", every=10)
     step, state = ckpt.restore(initial_state)        # (0, initial_state) on a fresh directory
@@ -35,7 +39,7 @@ import orbax.checkpoint as ocp
 
 from deeptheory.train.harness.progress import progress
 
-__all__ = ["Checkpointer", "resume_loop"]
+__all__ = ["Checkpointer", "compute_once", "resume_loop"]
 
 logging.getLogger("absl").setLevel(logging.WARNING)
 
@@ -101,4 +105,15 @@ def resume_loop(directory: str | Path, initial_state, n_steps: int, step_fn: Cal
         for k in progress(range(start, n_steps), desc=desc, total=n_steps, initial=start, unit=unit):
             state = step_fn(k, state)
             ckpt.save(k + 1, state, force=k + 1 == n_steps)
+    return state
+
+
+def compute_once(directory: str | Path, template, compute: Callable):
+    """compute(), saved under `directory`; a rerun restores it instead (template: its pytree structure, shapes and
+    dtypes — the one-step case of `resume_loop`)."""
+    with Checkpointer(directory) as ckpt:
+        done, state = ckpt.restore(template)
+        if not done:
+            state = compute()
+            ckpt.save(1, state, force=True)
     return state

@@ -20,7 +20,6 @@ in the grid.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from pathlib import Path
 
 import jax
@@ -47,7 +46,7 @@ from deeptheory.train.experiments.denoise.config import (
     depth,
     histogram_case,
 )
-from deeptheory.train.harness.checkpoint import Checkpointer
+from deeptheory.train.harness.checkpoint import compute_once
 from deeptheory.train.harness.keys import derive, derive_batch
 from deeptheory.train.harness.progress import progress
 from deeptheory.train.harness.sweep import sweep
@@ -201,25 +200,15 @@ def _histogram_template(config: Config) -> dict:
     return {"particles": np.zeros((depth(config) + 1, n), np.float32), "tokens": np.zeros(n, np.float32)}
 
 
-def _checkpointed(directory: Path, template, compute: Callable):
-    """compute(), saved under `directory`; a rerun restores it instead (template: its structure, shapes, dtypes)."""
-    with Checkpointer(directory) as ckpt:
-        done, state = ckpt.restore(template)
-        if not done:
-            state = compute()
-            ckpt.save(1, state, force=True)
-    return state
-
-
 def run(config: Config, data, out_dir: Path) -> dict:
     ckpt = out_dir / "checkpoints"
     results = {}
     for name, dim in progress(cases(config), desc=f"{NAME}: depth curves", unit="cases"):
-        results[name, dim] = _checkpointed(ckpt / f"case_{name}_{dim}", _case_template(config),
+        results[name, dim] = compute_once(ckpt / f"case_{name}_{dim}", _case_template(config),
                                            lambda: _case(config, name, dim))  # noqa: B023 (called at once)
-    trained = {name: _checkpointed(ckpt / f"trained_{name}", _trained_template(config),
+    trained = {name: compute_once(ckpt / f"trained_{name}", _trained_template(config),
                                    lambda: _trained(config, name, out_dir))  # noqa: B023 (called at once)
                for name in config.train_priors}
-    histogram = None if histogram_case(config) is None else _checkpointed(
+    histogram = None if histogram_case(config) is None else compute_once(
         ckpt / "histogram", _histogram_template(config), lambda: _histogram_sample(config))
     return {"cases": results, "trained": trained, "histogram": histogram}
