@@ -327,3 +327,19 @@ def covariance_chain(K0_AxB, k0_A, k0_B, *, activation: str | Callable | Activat
         b = sw2[l] * act.diag(b) + sb2[l]
     return finite_kernel(K), finite_kernel(a), finite_kernel(b)
 
+
+_MOVED = {"Activation": "activations", "get_activation": "activations", "mean_activation": "activations",
+          "ACTIVATIONS": "activations", "DEFAULT_QUAD_POINTS": "activations", "conv_patch_kernels": "conv_kernels"}
+
+
+def __getattr__(name: str):
+    """Names that moved out of this module (issue 18): still importable from here for one release, with a
+    DeprecationWarning naming the new home."""
+    if name in _MOVED:
+        import importlib
+        import warnings
+
+        home = f"deeptheory.theory.{_MOVED[name]}"
+        warnings.warn(f"{name} moved from deeptheory.theory.nngp to {home}", DeprecationWarning, stacklevel=2)
+        return getattr(importlib.import_module(home), name)
+    raise AttributeError(f"module 'deeptheory.theory.nngp' has no attribute {name!r}")
