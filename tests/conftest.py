@@ -4,13 +4,16 @@
 - rank promotion raises (a silent (P,) + (P, 1) broadcast is a classic kernel bug);
 - strict dtype promotion: float32 and float64 arrays never mix implicitly, so a theory function
   cannot quietly drop to float32 or an experiment quietly rise to float64;
-- float64 enabled, as in every `train` entry point (theory runs in float64; models ask for float32);
+- float64 enabled, as inside an experiment's run and analyse (theory runs in float64; models ask for float32);
+- no persistent compilation cache for the commands tests start (DEEPTHEORY_JAX_CACHE=off), so every test
+  compiles what it runs and writes nothing outside its tmp_path;
 - warnings are errors (pyproject.toml `filterwarnings`), with narrow exceptions listed there.
 """
 
 import os
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+os.environ.setdefault("DEEPTHEORY_JAX_CACHE", "off")
 
 import jax  # noqa: E402
 import pytest  # noqa: E402

@@ -226,6 +226,37 @@ def test_command_line_and_report(fake_fashion, tmp_path):
         assert not (tmp_path / "bad").exists()
 
 
+def test_compilation_cache_location(monkeypatch, tmp_path):
+    monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR", raising=False)
+    monkeypatch.setenv("DEEPTHEORY_JAX_CACHE", "off")
+    assert cli.compilation_cache_dir() is None
+    monkeypatch.setenv("DEEPTHEORY_JAX_CACHE", str(tmp_path / "c"))
+    assert cli.compilation_cache_dir() == tmp_path / "c"
+    monkeypatch.delenv("DEEPTHEORY_JAX_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cli.compilation_cache_dir() == tmp_path / "xdg" / "deeptheory" / "jax"
+    monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path / "users"))  # the user's own choice wins
+    assert cli.compilation_cache_dir() is None
+
+
+def test_second_command_loads_compiled_programs_with_the_same_results(fake_fashion, tmp_path):
+    """The command line fills the persistent compilation cache; a second run of the same command reads it and
+    gives bitwise the same metrics."""
+    flags = [f"--{k.replace('_', '-')}={','.join(map(str, v)) if isinstance(v, tuple) else v}" for k, v in TINY.items()]
+    env = dict(os.environ, DEEPTHEORY_JAX_CACHE=str(tmp_path / "cache"))
+    metrics = []
+    for run in ("first", "second"):
+        cmd = [sys.executable, "-m", "deeptheory.train", "nngp_convergence", "--out", str(tmp_path / run), *flags]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+        assert done.returncode == 0, done.stderr
+        metrics.append(json.loads((tmp_path / run / "results.json").read_text())["metrics"])
+        if run == "first":
+            cached = {p.name for p in (tmp_path / "cache").iterdir()}
+            assert cached, "the first run wrote no compiled programs"
+    assert metrics[0] == metrics[1]
+    assert {p.name for p in (tmp_path / "cache").iterdir()} == cached  # nothing new compiled the second time
+
+
 def test_report_is_redrawn_from_results_alone(fake_fashion, tmp_path):
     out = tmp_path / "run"
     cli.execute(nngp_convergence.EXPERIMENT, dataclasses.replace(nngp_convergence.Config(), **TINY), out)

@@ -53,7 +53,7 @@ from deeptheory.train.data import DATASETS, DataError
 from deeptheory.train.harness.results import code_fingerprint, package_versions, read_results, to_jsonable, write_results
 
 __all__ = ["BinaryTaskFields", "ConfigError", "Experiment", "param", "require", "require_binary_task", "flag",
-           "parse_config", "init_runtime", "execute", "claim_record", "check_claim"]
+           "parse_config", "init_runtime", "compilation_cache_dir", "execute", "claim_record", "check_claim"]
 
 _CLUSTER_ENV = ("SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE")
 
@@ -235,10 +235,37 @@ def parse_config(config_cls, presets: dict, argv=None, *, prog: str | None = Non
     return config, args
 
 
+CACHE_ENV = "DEEPTHEORY_JAX_CACHE"
+
+
+def compilation_cache_dir() -> Path | None:
+    """Where the command line keeps JAX's persistent compilation cache: $DEEPTHEORY_JAX_CACHE (`off` disables it),
+    else $XDG_CACHE_HOME/deeptheory/jax, else ~/.cache/deeptheory/jax. None when disabled, or when the user set
+    JAX's own JAX_COMPILATION_CACHE_DIR (then JAX uses that, untouched)."""
+    chosen = os.environ.get(CACHE_ENV, "")
+    if chosen.lower() in ("off", "0", "none", "false") or os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+        return None
+    if chosen:
+        return Path(chosen).expanduser()
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "deeptheory" / "jax"
+
+
 def init_runtime(distributed: bool = False) -> None:
-    """Multi-host when asked: `jax.distributed.initialize()` auto-detects SLURM, Open MPI and TPU pods; it runs
-    when --distributed is given or when the cluster environment reports more than one task. Nothing else global is
-    set (the float64 of an experiment is scoped to `execute`)."""
+    """What a command (`python -m deeptheory.train ...`) sets up before any work; importing the package sets nothing.
+
+    - JAX's persistent compilation cache (`compilation_cache_dir`): a second run of the same command loads its
+      compiled programs instead of compiling them again (the quick rf_scaling: 17 s of compute first, 8 s after).
+      Every program is cached: on CPU ours compile in 0.05–2 s each, below JAX's default 1 s threshold. A cached
+      program is the same executable, so results are bitwise those of a compiled one.
+    - Multi-host when asked: `jax.distributed.initialize()` auto-detects SLURM, Open MPI and TPU pods; it runs when
+      --distributed is given or when the cluster environment reports more than one task.
+    The float64 of an experiment is scoped to `execute`, not set here."""
+    cache = compilation_cache_dir()
+    if cache is not None:
+        jax.config.update("jax_compilation_cache_dir", str(cache))
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+        jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
     in_cluster = any(int(os.environ.get(v, "1")) > 1 for v in _CLUSTER_ENV)
     if distributed or in_cluster or os.environ.get("JAX_COORDINATOR_ADDRESS"):
         jax.distributed.initialize()
