@@ -80,6 +80,7 @@ __all__ = [
     "ConvergenceError",
     "VARIANTS",
     "recommended_variant",
+    "resolve_variant",
     "fc_theory",
     "fc_theory_grid",
     "renormalized_kernel",
@@ -157,7 +158,9 @@ def _weight_var(weight_var, priors, depth: int) -> jax.Array:
     return jnp.asarray(weight_variances(weight_var, priors, depth + 1, f"depth + 1 = {depth + 1}"))
 
 
-def _resolve_variant(variant: str, activation) -> str:
+def resolve_variant(variant: str, activation: str | Callable) -> str:
+    """The variant `fc_theory` and `renormalized_kernel` use for `variant`: "auto" is `recommended_variant(activation)`,
+    any other name must be one of VARIANTS."""
     if variant == "auto":
         return recommended_variant(activation)
     if variant not in VARIANTS:
@@ -464,7 +467,7 @@ def fc_theory(
       ConvergenceError: if the solver does not reach `tol` (the message gives the residual).
     """
     depth = check_depth(depth, minimum=1, what="the number of hidden layers")
-    variant = _resolve_variant(variant, activation)
+    variant = resolve_variant(variant, activation)
     T = positive_scalar("temperature", temperature, "the posterior temperature T, i.e. the GP noise variance")
     widths = jnp.asarray(_widths(width, depth))
     sw2 = _weight_var(weight_var, priors, depth)
@@ -615,7 +618,7 @@ def renormalized_kernel(x, *, activation: str | Callable, depth: int, order_para
     given it (`train.experiments.bayes_networks` compares both with sampled networks).
     """
     depth = check_depth(depth, minimum=1, what="the number of hidden layers")
-    variant = _resolve_variant(variant, activation)
+    variant = resolve_variant(variant, activation)
     sw2 = _weight_var(weight_var, priors, depth)
     x = as_array(x, "x", dtype=jnp.float64, ndim=2, what="a (P, N_0) array of inputs")
     Q = as_array(order_params, "order_params", dtype=jnp.float64)

@@ -40,7 +40,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
-__all__ = ["Series", "Panel", "Figure", "Table", "ReportSpec", "agreement", "AGREEMENT_NOTE", "inside_interval",
+__all__ = ["Series", "Panel", "Figure", "Table", "ReportSpec", "agreement", "agrees", "within_error_bar",
+           "within_relative", "AGREEMENT_NOTE", "inside_interval",
            "plus_minus", "percent",
            "render_figures", "write_report", "draw"]
 
@@ -131,16 +132,31 @@ AGREEMENT_NOTE = ("Agreement: the prediction lies inside the measurement's 1-SE 
                   "tolerance of it, or deviates by prediction/measurement − 1 (and by how many SEs).")
 
 
+def within_error_bar(measured: float, error: float | None, predicted: float) -> bool:
+    """|predicted − measured| ≤ error (1 SE); False without a finite error bar."""
+    return bool(error is not None and math.isfinite(error) and abs(predicted - measured) <= error)
+
+
+def within_relative(measured: float, predicted: float, within: float) -> bool:
+    """|predicted / measured − 1| ≤ within; False for a measurement of 0."""
+    return bool(measured) and bool(abs(predicted / measured - 1) <= within)
+
+
+def agrees(measured: float, error: float | None, predicted: float, *, within: float) -> bool:
+    """The one agreement rule of the reports: inside the 1-SE error bar, or within `within` (relative)."""
+    return within_error_bar(measured, error, predicted) or within_relative(measured, predicted, within)
+
+
 def agreement(measured: float, error: float | None, predicted: float, *, within: float = 0.03) -> str:
-    """How a prediction meets a measurement, in the same words everywhere: inside the error bar (1 SE),
-    within `within` (relative), or deviates by x %."""
+    """How a prediction meets a measurement, in the same words everywhere (the rule of `agrees`): inside the error
+    bar (1 SE), within `within` (relative), or deviates by x %."""
     if predicted is None or measured is None or not (math.isfinite(predicted) and math.isfinite(measured)):
         return "—"
-    if error is not None and math.isfinite(error) and abs(predicted - measured) <= error:
+    if within_error_bar(measured, error, predicted):
         return "inside error bar"
-    relative = predicted / measured - 1 if measured else math.inf
-    if abs(relative) <= within:
+    if within_relative(measured, predicted, within):
         return f"within {100 * within:g} %"
+    relative = predicted / measured - 1 if measured else math.inf
     if error is not None and math.isfinite(error) and error > 0:
         return f"deviates {percent(relative)} ({abs(predicted - measured) / error:.1f} SE)"
     return f"deviates {percent(relative)}"

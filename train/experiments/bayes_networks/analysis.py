@@ -7,8 +7,9 @@ acceptance; the sampler's step and schedule),
            "kernel_scatter": the sampled posterior kernel entry by entry against K_R and K at one point (MLP only)}
 
 Every measured quantity is keyed "sampled", its predictions "theory" and "nngp". A prediction *meets* a measurement
-when it lies inside its 1-SE error bar or within TOLERANCE (3 %) of it: `_agreement` is that test, the one place it
-is made; figures.py only formats the flags and counts.
+when it lies inside its 1-SE error bar or within TOLERANCE (3 %) of it: `_agreement` records both parts of that
+rule (`train.harness.report.within_error_bar` / `within_relative`, the rule of every report); figures.py only
+formats the flags and counts.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import numpy as np
 from deeptheory.train.experiments.bayes_networks.architectures import ARCHITECTURES, UnitTheory
 from deeptheory.train.experiments.bayes_networks.config import Config
 from deeptheory.train.experiments.bayes_networks.measure import Measured
+from deeptheory.train.harness.report import within_error_bar, within_relative
 from deeptheory.train.inference import diagnostics
 
 TOLERANCE = 0.03  # relative tolerance of agreement, next to the 1-SE error bar
@@ -26,8 +28,8 @@ RHAT_LIMIT = 1.05  # split-R̂ above it: a point may not be fully mixed
 
 def _agreement(measured: float, error: float, predicted: float) -> dict:
     """Whether a prediction meets a measurement: inside the 1-SE error bar, within TOLERANCE, either."""
-    within_error = bool(abs(predicted - measured) <= error)
-    within_tolerance = bool(abs(predicted / measured - 1) <= TOLERANCE)
+    within_error = within_error_bar(measured, error, predicted)
+    within_tolerance = within_relative(measured, predicted, TOLERANCE)
     return {"within_error_bar": within_error, "within_3_percent": within_tolerance,
             "meets": within_error or within_tolerance}
 

@@ -8,7 +8,7 @@
     kernel, scatter = spec.compare_kernel(pooled_mean, theory, tolerance)  # measured kernel vs the theory's
 
 - "mlp": `models.mlp.MLP`; `theory.renormalization.fc_theory` (the config's variant as given: the theory resolves
-  "auto" itself; `recommended_variant(φ)` names the one used in the row), its readout order parameter (Q̄_L
+  "auto" itself; `resolve_variant` names the one used in the row), its readout order parameter (Q̄_L
   for a `NoncentralOrderParams` result, else Q_L) and the renormalized kernel K_R next to the NNGP kernel K; a draw
   measures the readout norm q̂ = |v|²/N_L (v standard normal) and q̂ K̂_L with K̂_L = σ_L² φφᵀ/N_L on the
   training points.
@@ -31,8 +31,8 @@ from deeptheory.theory.nngp import nngp_kernel
 from deeptheory.theory.renormalization import (
     NoncentralOrderParams,
     fc_theory,
-    recommended_variant,
     renormalized_kernel,
+    resolve_variant,
 )
 from deeptheory.train.harness import cli
 
@@ -59,12 +59,6 @@ class Architecture(NamedTuple):
     measure: Callable  # (config, model, x_tr, x_te, y_te, depth, width) → (params → (trace, accum, pooled))
     theory: Callable  # (config, task, activation, depth, width, T) → UnitTheory
     compare_kernel: Callable  # (pooled mean, UnitTheory, tolerance) → (kernel metrics, (sampled, K_R, K) or None)
-
-
-def fc_variant(config, activation: str) -> str:
-    """The name of the renormalization variant fc_theory uses, for the record: the config's, or for "auto" the
-    theory's recommendation for φ (fc_theory resolves "auto" the same way itself)."""
-    return recommended_variant(activation) if config.variant == "auto" else config.variant
 
 
 # ------------------------------------------------------------------------------------------------------- MLP
@@ -108,7 +102,7 @@ def _mlp_theory(config, task, activation: str, depth: int, width: int, T: float)
     K_R = np.asarray(renormalized_kernel(x, activation=activation, depth=depth, order_params=Q,
                                          weight_var=config.weight_var, variant=config.variant))
     K = np.asarray(nngp_kernel(x, activation=activation, depth=depth, weight_var=config.weight_var))
-    return UnitTheory(th, th.nngp, float(readout), fc_variant(config, activation), {"K_R": K_R, "K": K})
+    return UnitTheory(th, th.nngp, float(readout), resolve_variant(config.variant, activation), {"K_R": K_R, "K": K})
 
 
 def _mlp_compare_kernel(pooled: dict, theory: UnitTheory, tolerance: float):

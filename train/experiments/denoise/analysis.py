@@ -31,6 +31,7 @@ from deeptheory.train.experiments.denoise.config import (
 )
 from deeptheory.train.fits import line_fit
 from deeptheory.train.harness.keys import derive_seed
+from deeptheory.train.harness.report import agrees
 
 BOOTSTRAP_RESAMPLES = 64  # resamples of the prompts behind the SE of T_best
 BOOTSTRAP_PATH = (NAME, "t_best bootstrap")  # + (prior, d, σ²): the key path of each cell's bootstrap seed
@@ -50,14 +51,6 @@ def _t_best(times, curves_RxL, seed: int):
     boot = [float(parabolic_minimum(jnp.asarray(times), jnp.asarray(curves_RxL[rng.integers(0, R, R)].mean(0))))
             for _ in range(BOOTSTRAP_RESAMPLES)]
     return best, float(np.std(boot, ddof=1))
-
-
-def _deviates(measured: float, se: float, predicted: float) -> bool:
-    """True when `predicted` lies outside measured ± se and off by more than T_STAR_TOLERANCE (relative) — the
-    rule of `train.harness.report.agreement`, which words the table's column."""
-    if abs(predicted - measured) <= se:
-        return False
-    return not (measured and abs(predicted / measured - 1) <= T_STAR_TOLERANCE)
 
 
 def _depth_rows(config: Config, name: str, dim: int, res: dict, times) -> tuple[list, dict]:
@@ -82,7 +75,8 @@ def _depth_rows(config: Config, name: str, dim: int, res: dict, times) -> tuple[
             "t_best": t_best, "t_best_se": t_se, "t_best_bootstrap_seed": seed,
             "t_best_over_half_sigma2": t_best / (s2 / 2),
             "t_star_theory": t_star_theory, "t_star_theory_kind": spec.t_star_kind,
-            "t_best_over_t_star": t_best / t_star_theory, "t_star_deviates": _deviates(t_best, t_se, t_star_theory),
+            "t_best_over_t_star": t_best / t_star_theory,
+            "t_star_deviates": not agrees(t_best, t_se, t_star_theory, within=T_STAR_TOLERANCE),
             "t_best_eps_corrected": t_best - (t_star_theory - s2 / 2),
             "best_depth": i, "mse_best": float(mean[i]), "mse_depth0": float(mean[0]),
             "mse_at_half_sigma2": float(np.interp(s2 / 2, times, mean)),
