@@ -15,12 +15,11 @@ import numpy as np
 from deeptheory.theory.random_features import (
     learning_curve,
     loglog_slope,
-    power_law_spectrum,
-    power_law_target,
     rf_risk,
     time_bottleneck,
 )
 from deeptheory.train.experiments.rf_scaling.config import NAME, Config
+from deeptheory.train.experiments.rf_scaling.measure import population
 from deeptheory.train.experiments.rf_scaling.optimizers import OptimizerSpec, spec
 from deeptheory.train.fits import fit_exponent
 from deeptheory.train.harness.keys import derive_seed
@@ -51,12 +50,6 @@ def theory_losses(optimizer: OptimizerSpec, config: Config, spectra: dict) -> np
     return _final_losses(config, mu, c2, floor, lr, f, beta).reshape(S, R, len(W), len(M))
 
 
-def _population(config: Config, s: float):
-    """(λ, v²) of the inputs and the teacher at spectral exponent s, float64."""
-    return (np.asarray(power_law_spectrum(config.dim, s)),
-            np.asarray(power_law_target(config.dim, s + config.target_shift)))
-
-
 def closed_form_losses(optimizer: OptimizerSpec, config: Config) -> np.ndarray:
     """(S, W, M) losses predicted with no sampling: training for T steps at effective rate η_eff ≈ the population
     ridge z = 1/(η_eff T) (early stopping ↔ ridge: Ali, Kolter & Tibshirani 2019; Bordelon et al. 2024), so
@@ -69,7 +62,7 @@ def closed_form_losses(optimizer: OptimizerSpec, config: Config) -> np.ndarray:
     ridge = np.asarray([1.0 / (rate * m * config.steps) for m in M])
     out = np.empty((S, len(W), len(M)))
     for si, s in enumerate(config.s_values):
-        lam, v2 = (jnp.asarray(x) for x in _population(config, s))
+        lam, v2 = (jnp.asarray(x) for x in population(config, s))
         risk = jax.vmap(jax.vmap(lambda n, z, lam=lam, v2=v2: rf_risk(lam, v2, n_features=n, n_samples=jnp.inf, ridge=z,
                                                                       noise=config.noise), (None, 0)), (0, None))
         out[si] = np.asarray(risk(jnp.asarray(W, jnp.float64), jnp.asarray(ridge)))
@@ -108,7 +101,7 @@ def analyse(config: Config, data, raw: dict) -> dict:
     diagnostics = []
     gd, natural = spec("gd"), spec("natural")
     for s in S:
-        lam, v2 = _population(config, s)
+        lam, v2 = population(config, s)
         converged = [float(rf_risk(lam, v2, n_features=N, n_samples=jnp.inf, ridge=0.0, noise=config.noise)) for N in W]
         # N*(T) at ηλ₁ = 1 (the population spectrum: the preconditioner's mean diagonal is not used by GD or NG)
         n_star = {o.name: int(time_bottleneck(lam, config.steps, learning_rate=1.0,

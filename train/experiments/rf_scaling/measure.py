@@ -30,9 +30,16 @@ from deeptheory.train.harness.keys import derive, derive_batch
 from deeptheory.train.harness.progress import progress
 from deeptheory.train.harness.sweep import sweep
 
-__all__ = ["Problem", "make_problems", "spectra", "sweep_params", "train_fn", "run"]
+__all__ = ["Problem", "make_problems", "population", "spectra", "sweep_params", "train_fn", "run"]
 
 SPECTRUM_FIELDS = ("mu", "c2", "floor", "mu_max", "mean_diag", "mu_max_diag")
+
+
+def population(config: Config, s: float) -> tuple[np.ndarray, np.ndarray]:
+    """(λ, v²) of the inputs and the teacher at spectral exponent s, float64: what the features are drawn on and
+    what the sampling-free theory (`analysis`) integrates against."""
+    return (np.asarray(power_law_spectrum(config.dim, s)),
+            np.asarray(power_law_target(config.dim, s + config.target_shift)))
 
 
 class Problem:
@@ -41,8 +48,7 @@ class Problem:
     def __init__(self, config: Config, s_index: int, seed: int):
         s = config.s_values[s_index]
         W = self.widths = config.widths
-        self.lam = np.asarray(power_law_spectrum(config.dim, s))
-        self.v2 = np.asarray(power_law_target(config.dim, s + config.target_shift))
+        self.lam, self.v2 = population(config, s)
         self.teacher = np.sqrt(self.v2 / self.lam)
         key = derive(config.seed, NAME, "features", s, seed)  # by value: --s-values 1.0 alone draws the same
         self.G = np.asarray(random_projection(key, W[-1], config.dim, dtype=jnp.float64)) * np.sqrt(W[-1])
