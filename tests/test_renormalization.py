@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from deeptheory.theory import renormalization as R
+from deeptheory.theory.activations import get_activation, mean_activation
 from deeptheory.theory.gp import gp_posterior
-from deeptheory.theory.nngp import nngp_diag, nngp_kernel
+from deeptheory.theory.nngp import covariance_chain, nngp_diag, nngp_kernel
 
 
 def _data(seed=0, P=200, N0=50, P_test=100, noise=0.3):
@@ -337,3 +338,94 @@ def test_recommended_variant_and_auto(activation, expected):
         np.testing.assert_array_equal(np.asarray(auto.order_params), np.asarray(chosen.order_params))
     with pytest.raises(ValueError, match="unknown activation"):
         R.recommended_variant("sigmoid-ish")
+
+
+# ---------------------------------------------------------------------------------------------
+# Fast solvers: closed-form derivatives, the eigenbasis non-central action, compile once, grids
+
+
+def test_nested_derivatives_equal_automatic_differentiation_of_the_dense_action():
+    """(R-19b): value, gradient and Hessian from one Cholesky equal autodiff through a dense solve, away from the
+    solution (where the Tr(B K_lm) term does not vanish)."""
+    x, y, _, _ = _data(P=30, N0=10)
+    T = 0.05  # three hidden layers: three weight variances after the input's
+    sw2 = jnp.asarray([1.0, 1.3, 0.8, 1.1])
+    C = nngp_kernel(x, activation="linear", depth=0, weight_var=sw2[0])
+    c = nngp_diag(x, activation="linear", depth=0, weight_var=sw2[0])
+    widths = jnp.asarray([20.0, 35.0, 50.0])
+    act = get_activation("erf")
+
+    def dense(q):
+        K_R = covariance_chain(C, c, c, activation=act, layer_weight_var=jnp.exp(q) * sw2[1:])[0]
+        return jnp.sum(widths * (jnp.exp(q) - q)) + _dense_action(K_R, jnp.asarray(y), T)
+
+    q = jnp.asarray([0.3, -0.4, 0.7])
+    value, grad, hess = R._nested_derivatives(q, C, c, jnp.asarray(y), widths, T, sw2[1:], act,
+                                              curvature_dtype=jnp.float64)
+    np.testing.assert_allclose(value, dense(q), rtol=1e-12)
+    np.testing.assert_allclose(grad, jax.grad(dense)(q), rtol=1e-9, atol=1e-9 * float(jnp.max(widths)))
+    np.testing.assert_allclose(hess, jax.hessian(dense)(q), rtol=1e-9, atol=1e-9 * float(jnp.max(widths)))
+    # The default computes Tr(B K_lm) in float32 (it only shapes the Newton step): the Hessian to float32 accuracy
+    # amplified by the cancellation in B = A⁻¹ − ααᵀ, the value and gradient still to float64.
+    value32, grad32, hess32 = R._nested_derivatives(q, C, c, jnp.asarray(y), widths, T, sw2[1:], act)
+    assert value32 == value and np.array_equal(grad32, grad)
+    np.testing.assert_allclose(hess32, hess, rtol=1e-4)
+
+
+@pytest.mark.parametrize("activation", ["relu", "gelu"])
+def test_noncentral_eigenbasis_action_equals_the_dense_action(activation):
+    """(R-21) by Sherman–Morrison in the eigenbasis of Θ_L equals the dense action of the rank-one-corrected kernel,
+    for a shift of either sign (m > 0 and m < 0)."""
+    x, y, x0, y0 = _data(P=40, N0=10)
+    depth, T, N = 2, 0.02, 30.0
+    sw2 = jnp.asarray([1.0, 1.2, 0.9])
+    K, K0, k0 = (nngp_kernel(x, activation=activation, depth=depth, weight_var=sw2),
+                 nngp_kernel(x0, x, activation=activation, depth=depth, weight_var=sw2),
+                 nngp_diag(x0, activation=activation, depth=depth, weight_var=sw2))
+    sp, U = R._decompose(K, jnp.asarray(y), K0, k0, jnp.asarray(y0))
+    mu = mean_activation(activation, nngp_diag(x, activation=activation, depth=depth - 1, weight_var=sw2[:depth]))
+    widths = jnp.full((depth,), N)
+    for z in (jnp.asarray([0.2, -0.1, 0.3, 0.05]), jnp.asarray([-0.3, 0.1, -0.2, 0.4])):
+        Qbar, Q = jnp.exp(z[:depth]), jnp.expm1(z[depth:])
+        K_R = R._noncentral_kernel(Qbar, Q, K, jnp.outer(mu, mu), sw2[-1])
+        dense = jnp.sum(widths * (-Qbar * Q + jnp.log1p(Q))) + _dense_action(K_R, jnp.asarray(y), T)
+        fast = R._noncentral_action(z, sp.eigenvalues, sp.y_tilde, U.T @ mu, widths, T, sw2[-1])
+        np.testing.assert_allclose(fast, dense, rtol=1e-11)
+
+
+@pytest.mark.parametrize("activation,variant", [("erf", "nested"), ("relu", "noncentral")])
+def test_a_second_call_with_other_values_compiles_nothing(activation, variant):
+    """The solvers are compiled once per (shapes, φ, variant): other widths, temperatures and weight variances reuse
+    the compiled programs (counted from JAX's backend-compile events)."""
+    x, y, x0, y0 = _data(P=24, N0=6, P_test=5)
+    kw = dict(activation=activation, depth=2, variant=variant)
+    R.fc_theory(x, y, x0, y0, width=(20, 30), temperature=0.05, weight_var=[1.0, 1.0, 1.0], **kw)
+    compiles = []
+
+    def listen(event, duration, **_):
+        if event == "/jax/core/compile/backend_compile_duration":
+            compiles.append(duration)
+
+    jax.monitoring.register_event_duration_secs_listener(listen)
+    try:
+        R.fc_theory(x, y, x0, y0, width=(35, 50), temperature=0.01, weight_var=[1.0, 0.7, 1.4], **kw)
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listen)
+    assert len(compiles) == 0, f"{len(compiles)} programs compiled again"
+
+
+@pytest.mark.parametrize("activation,variant", [("erf", "nested"), ("relu", "noncentral"), ("gelu", "noncentral")])
+def test_grid_equals_single_calls(activation, variant):
+    """Every point of a nested / non-central grid (warm starts, eigenbasis prediction) equals `fc_theory` there."""
+    x, y, x0, y0 = _data(P=50, N0=10, P_test=20)
+    widths, temps = [25.0, 60.0, 200.0], [0.003, 0.05]
+    kw = dict(activation=activation, depth=2, variant=variant)
+    grid = R.fc_theory_grid(x, y, x0, y0, width=widths, temperature=temps, **kw)
+    assert bool(jnp.all(grid.converged))
+    for i, N in enumerate(widths):
+        for j, T in enumerate(temps):
+            one = R.fc_theory(x, y, x0, y0, width=N, temperature=T, **kw)
+            point = jax.tree.map(lambda a, i=i, j=j: a[i, j], grid.order_params)
+            np.testing.assert_allclose(np.asarray(point), np.asarray(one.order_params), rtol=1e-8)
+            np.testing.assert_allclose(grid.test_loss[i, j], one.test_loss, rtol=1e-8)
+            np.testing.assert_allclose(grid.bias2[i, j], one.bias2, rtol=1e-8)

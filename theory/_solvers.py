@@ -50,18 +50,26 @@ def bisect(h: Callable, lo, hi, iterations: int = 64):
     return 0.5 * (a + b)
 
 
-def newton_minimize(f: Callable, x0, *, scale, tol: float, max_iter: int = 100) -> Solution:
+def newton_minimize(f: Callable, x0, *, scale, tol: float, max_iter: int = 100,
+                    derivatives: Callable | None = None) -> Solution:
     """Minimise a smooth f: Rⁿ → R (n small) by saddle-free Newton with Armijo backtracking.
 
     The step solves |H| d = −g with |H| = V|Λ|Vᵀ (eigenvalues floored at 1e-12·max|Λ|), so it is a descent
     direction even where H is indefinite (Dauphin et al. 2014); backtracking halves it at most 60 times.
     Converged when max |g_i / scale_i| <= tol.
-    """
-    value_and_grad = jax.value_and_grad(f)
-    hessian = jax.hessian(f)
 
-    def direction(x, g):
-        lam, V = jnp.linalg.eigh(hessian(x))
+    `derivatives(x) -> (f, ∇f, ∇²f)` replaces automatic differentiation where the caller has them cheaper (one
+    factorisation shared by all three, as `theory.renormalization`'s nested action does); default: jax.grad and
+    jax.hessian of f. The line search only evaluates f.
+    """
+    if derivatives is None:
+        value_and_grad, hessian = jax.value_and_grad(f), jax.hessian(f)
+
+        def derivatives(x):
+            return (*value_and_grad(x), hessian(x))
+
+    def direction(H, g):
+        lam, V = jnp.linalg.eigh(H)
         floor = 1e-12 * jnp.maximum(jnp.max(jnp.abs(lam)), 1e-300)
         return -V @ ((V.T @ g) / jnp.maximum(jnp.abs(lam), floor))
 
@@ -83,19 +91,18 @@ def newton_minimize(f: Callable, x0, *, scale, tol: float, max_iter: int = 100) 
         return jnp.max(jnp.abs(g / scale))
 
     def cond(state):
-        x, fx, g, k, stalled = state
+        x, fx, g, H, k, stalled = state
         return (residual(g) > tol) & (k < max_iter) & ~stalled
 
     def body(state):
-        x, fx, g, k, _ = state
-        x_new, fx_new = line_search(x, fx, g, direction(x, g))
-        fx_new, g_new = value_and_grad(x_new)
+        x, fx, g, H, k, _ = state
+        x_new, fx_new = line_search(x, fx, g, direction(H, g))
+        fx_new, g_new, H_new = derivatives(x_new)
         # No decrease at all (at the floor of float64 rounding): stop; the residual says how close we are.
         stalled = ~(fx_new < fx) & jnp.all(x_new == x)
-        return x_new, fx_new, g_new, k + 1, stalled
+        return x_new, fx_new, g_new, H_new, k + 1, stalled
 
-    fx0, g0 = value_and_grad(x0)
-    x, fx, g, k, _ = lax.while_loop(cond, body, (x0, fx0, g0, 0, False))
+    x, fx, g, _, k, _ = lax.while_loop(cond, body, (x0, *derivatives(x0), 0, False))
     r = residual(g)
     return Solution(x, fx, r, k, r <= tol)
 

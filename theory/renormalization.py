@@ -55,6 +55,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.scipy.linalg import cho_solve
 
 from deeptheory.theory._checks import (
     as_array,
@@ -233,9 +234,15 @@ def spectrum(K_PxP, y_train, K_QxP, k_Q, y_test) -> Spectrum:
             f"shapes do not fit: K_PxP {K_PxP.shape}, y_train {y_train.shape}, K_QxP {K_QxP.shape}, k_Q {k_Q.shape}, "
             f"y_test {y_test.shape} (expected (P, P), (P,), (Q, P), (Q,), (Q,))"
         )
+    return _decompose(K_PxP, y_train, K_QxP, k_Q, y_test)[0]
+
+
+@jax.jit
+def _decompose(K_PxP, y_train, K_QxP, k_Q, y_test) -> tuple[Spectrum, jax.Array]:
+    """`Spectrum` and the eigenvectors U_PxP (the non-central theory projects the mean activations on them)."""
     k, U_PxP = jnp.linalg.eigh(K_PxP)
     y_tilde = U_PxP.T @ y_train
-    return Spectrum(jnp.maximum(k, 0.0), y_tilde**2, y_tilde, K_QxP @ U_PxP, k_Q, y_test)
+    return Spectrum(jnp.maximum(k, 0.0), y_tilde**2, y_tilde, K_QxP @ U_PxP, k_Q, y_test), U_PxP
 
 
 def _data_term(c, T, sp: Spectrum):
@@ -286,7 +293,12 @@ def solve_vanilla(sp: Spectrum, widths, T, *, tol: float = DEFAULT_TOL) -> Vanil
     check_scalar("T", T, minimum=0, strict=True, hint=" (the temperature)")
     if fails(lambda v: v > 0, widths):
         raise ValueError(f"widths must be > 0; got {np.asarray(widths).tolist()}")
-    T, sp = jnp.asarray(T, jnp.float64), _as_float64(sp)
+    return _solve_vanilla(_as_float64(sp), widths, jnp.asarray(T, jnp.float64), tol=float(tol))
+
+
+@functools.partial(jax.jit, static_argnames=("tol",))
+def _solve_vanilla(sp: Spectrum, widths, T, *, tol: float) -> VanillaSolution:
+    """`solve_vanilla` after its checks: compiled once per (P, L, tol)."""
 
     def order_params(u):
         return 1.0 - _g(jnp.exp(u), T, sp) / widths
@@ -411,8 +423,7 @@ def _nested_kernel(Q, C, c_diag, net: _Network):
 
 def _noncentral_kernel(Qbar, Q, Theta, mu_outer, readout_var):
     """K_R = (Π Q̄_l) Θ_L − m μ_L μ_Lᵀ/λ_L, m = Σ_l (Q̄_l − 1/(1 + Q_l)) Π_{r>l} Q̄_r (eq. (R-21), non-central)."""
-    later = jnp.concatenate([jnp.cumprod(Qbar[::-1])[::-1][1:], jnp.ones((1,), Qbar.dtype)])
-    m = jnp.sum((Qbar - 1.0 / (1.0 + Q)) * later)
+    m = jnp.sum((Qbar - 1.0 / (1.0 + Q)) * _later_products(Qbar))
     return jnp.prod(Qbar) * Theta - m * readout_var * mu_outer
 
 
@@ -480,14 +491,14 @@ def fc_theory(
     k0 = nngp_diag(x0, **kernel_args)
     nngp = kernel_prediction(K, K0, k0, y, y0, T)
 
-    sp = spectrum(K, y, K0, k0, y0)
+    sp, U_PxP = _decompose(K, y, K0, k0, y0)
     van = solve_vanilla(sp, widths, T, tol=tol)
     if not bool(van.converged):
         raise ConvergenceError(
             f"vanilla saddle point not found: {int(van.n_minima)} minima on the scanned range c ∈ [e^-100, e^100], "
             f"residual {float(van.residual):.3g} > tol {tol:g} (widths {np.asarray(widths).tolist()}, T = {T:g})"
         )
-    if variant == "vanilla":
+    if variant == "vanilla" or (variant == "nested" and depth == 1):  # one layer: nested = vanilla exactly (R-19)
         Q, action, residual = van.order_params, van.action, van.residual
         others = _other_minima(van)
         pred = kernel_prediction(van.scale * K, van.scale * K0, van.scale * k0, y, y0, T)
@@ -496,8 +507,9 @@ def fc_theory(
     C = nngp_kernel(x, activation="linear", depth=0, weight_var=sw2[0])
     c_diag = nngp_diag(x, activation="linear", depth=0, weight_var=sw2[0])
     problem = _Problem(net, x, y, x0, y0, C, c_diag, widths, T)
-    solve = _fc_nested if variant == "nested" else _fc_noncentral
-    return solve(problem, van, nngp, tol, max_iter)
+    if variant == "nested":
+        return _fc_nested(problem, van, nngp, tol, max_iter)
+    return _fc_noncentral(problem, sp, U_PxP, van, nngp, tol, max_iter)
 
 
 @float64_theory
@@ -518,18 +530,65 @@ def _other_minima(van: VanillaSolution) -> tuple:
     )
 
 
+def _nested_action(q, C, c_diag, y, widths, T, layer_var, act: Activation):
+    """𝒮 in q = log Q (module docstring) with the nested kernel (eq. (R-19))."""
+    K_R = covariance_chain(C, c_diag, c_diag, activation=act, layer_weight_var=jnp.exp(q) * layer_var)[0]
+    return jnp.sum(widths * (jnp.exp(q) - q)) + cholesky_terms(K_R, y, T)
+
+
+def _nested_derivatives(q, C, c_diag, y, widths, T, layer_var, act: Activation, curvature_dtype=jnp.float32):
+    """𝒮, ∇𝒮 and ∇²𝒮 in q = log Q from one Cholesky of A = K_R + T I (docs/nngp_and_renormalization.md, eq. (R-19b)).
+
+    With K_l = ∂K_R/∂q_l, K_lm = ∂²K_R/∂q_l∂q_m, α = A⁻¹y and B = A⁻¹ − ααᵀ:
+        ∂_l 𝒮   = N_l (Q_l − 1) + Tr(B K_l)
+        ∂_lm 𝒮  = δ_lm N_l Q_l + Tr(B K_lm) − Tr(A⁻¹K_l A⁻¹K_m) + 2 αᵀK_l A⁻¹ K_m α.
+    K_l are L forward tangents of the (elementwise) chain and Tr(B K_lm) the Hessian of q ↦ ⟨B, K_R(q)⟩ at fixed B
+    (in float32 by default: it only shapes the step), so automatic differentiation never passes through the
+    factorisation; the O(P³) work per evaluation is one Cholesky, A⁻¹ and the L products A⁻¹K_l.
+    """
+
+    def kernel(q):
+        return covariance_chain(C, c_diag, c_diag, activation=act, layer_weight_var=jnp.exp(q) * layer_var)[0]
+
+    depth, P = q.shape[0], C.shape[0]
+    K_R, K_LxPxP = jax.vmap(lambda v: jax.jvp(kernel, (q,), (v,)), out_axes=(None, 0))(jnp.eye(depth, dtype=q.dtype))
+    chol = jnp.linalg.cholesky(K_R + T * jnp.eye(P, dtype=K_R.dtype))
+    alpha = cho_solve((chol, True), y)
+    A_inv = cho_solve((chol, True), jnp.eye(P, dtype=K_R.dtype))
+    Q = jnp.exp(q)
+    value = jnp.sum(widths * (Q - q)) + jnp.dot(y, alpha) + 2.0 * jnp.sum(jnp.log(jnp.diagonal(chol)))
+    Kalpha_LxP = K_LxPxP @ alpha
+    grad = widths * (Q - 1.0) + jnp.einsum("ij,lij->l", A_inv, K_LxPxP) - Kalpha_LxP @ alpha
+    M_LxPxP = A_inv @ K_LxPxP
+    # Tr(B K_lm) only shapes the Newton step, never the solution (the gradient is float64): computed in float32,
+    # half the time of the costliest piece, it costs at most one more iteration (its relative error is ~1e-7).
+    B_, C_, c_, lv_ = (a.astype(curvature_dtype) for a in (A_inv - jnp.outer(alpha, alpha), C, c_diag, layer_var))
+    curvature = jax.hessian(lambda q: jnp.vdot(B_, covariance_chain(
+        C_, c_, c_, activation=act, layer_weight_var=jnp.exp(q) * lv_)[0]))(q.astype(curvature_dtype))
+    curvature = curvature.astype(q.dtype)
+    hess = (jnp.diag(widths * Q) + curvature - jnp.einsum("lij,mji->lm", M_LxPxP, M_LxPxP)
+            + 2.0 * Kalpha_LxP @ A_inv @ Kalpha_LxP.T)
+    return value, grad, 0.5 * (hess + hess.T)
+
+
+@functools.partial(jax.jit, static_argnames=("act", "tol", "max_iter"))
+def _solve_nested(q0_SxL, C, c_diag, y, widths, T, layer_var, *, act: Activation, tol: float, max_iter: int):
+    """Newton from each start q0 (rows of q0_SxL), one after the other (lax.map: under vmap a finished start would
+    keep paying for the other's line search). Compiled once per (shapes, φ, tol, max_iter): widths, T, weight
+    variances and starts are traced values."""
+    args = (C, c_diag, y, widths, T, layer_var, act)
+    return jax.lax.map(
+        lambda q0: newton_minimize(lambda q: _nested_action(q, *args), q0, scale=widths, tol=tol, max_iter=max_iter,
+                                   derivatives=lambda q: _nested_derivatives(q, *args)),
+        q0_SxL,
+    )
+
+
 def _fc_nested(pb: _Problem, van: VanillaSolution, nngp: Prediction, tol: float, max_iter: int) -> FCTheory:
     widths = pb.widths
-
-    def action(q):
-        Q = jnp.exp(q)
-        K_R = _nested_kernel(Q, pb.C, pb.c_diag, pb.net)[0]
-        return jnp.sum(widths * (Q - q)) + cholesky_terms(K_R, pb.y, pb.T)
-
-    # Two starts, run one after the other: under vmap a finished start would keep paying for the other's line search.
-    solve = jax.jit(lambda q0: newton_minimize(action, q0, scale=widths, tol=tol, max_iter=max_iter))
-    sols = jax.tree.map(lambda *a: jnp.stack(a), *[solve(q0) for q0 in (jnp.zeros_like(widths),
-                                                                         jnp.log(van.order_params))])
+    starts = jnp.stack([jnp.zeros_like(widths), jnp.log(van.order_params)])
+    sols = _solve_nested(starts, pb.C, pb.c_diag, pb.y, widths, jnp.asarray(pb.T, widths.dtype), pb.net.sw2[1:],
+                         act=pb.net.act, tol=float(tol), max_iter=int(max_iter))
     ok = np.asarray(sols.converged)
     if not ok.any():
         raise ConvergenceError(
@@ -548,14 +607,16 @@ def _fc_nested(pb: _Problem, van: VanillaSolution, nngp: Prediction, tol: float,
 
 
 def _nested_prediction(Q, pb: _Problem) -> Prediction:
-    sw2 = pb.net.sw2
-    lin = dict(activation="linear", depth=0, weight_var=sw2[0])
-    c_test = nngp_diag(pb.x0, **lin)
-    sw2_layers = Q * sw2[1:]
-    K_R = _nested_kernel(Q, pb.C, pb.c_diag, pb.net)[0]
-    K0_R, k0_R, _ = covariance_chain(nngp_kernel(pb.x0, pb.x, **lin), c_test, pb.c_diag, activation=pb.net.act,
-                                     layer_weight_var=sw2_layers)
-    return kernel_prediction(K_R, K0_R, k0_R, pb.y, pb.y0, pb.T)
+    lin = dict(activation="linear", depth=0, weight_var=pb.net.sw2[0])
+    return _nested_prediction_arrays(Q, pb.C, pb.c_diag, nngp_kernel(pb.x0, pb.x, **lin), nngp_diag(pb.x0, **lin),
+                                     pb.y, pb.y0, pb.T, pb.net.sw2[1:], pb.net.act)
+
+
+def _nested_prediction_arrays(Q, C, c_diag, C0_QxP, c0_Q, y, y0, T, layer_var, act: Activation) -> Prediction:
+    """GP prediction with the nested kernels, from the layer-0 covariances (traceable: the grid calls it under jit)."""
+    K_R = covariance_chain(C, c_diag, c_diag, activation=act, layer_weight_var=Q * layer_var)[0]
+    K0_R, k0_R, _ = covariance_chain(C0_QxP, c0_Q, c_diag, activation=act, layer_weight_var=Q * layer_var)
+    return kernel_prediction(K_R, K0_R, k0_R, y, y0, T)
 
 
 def _noncentral_inputs(C, c_diag, net: _Network):
@@ -567,23 +628,59 @@ def _noncentral_inputs(C, c_diag, net: _Network):
     return Theta, jnp.outer(mu, mu)
 
 
-def _fc_noncentral(pb: _Problem, van: VanillaSolution, nngp: Prediction, tol: float, max_iter: int) -> FCTheory:
-    widths, y, T = pb.widths, pb.y, pb.T
+def _later_products(Qbar):
+    """Π_{r>l} Q̄_r for l = 1..L (1 for the last layer)."""
+    return jnp.concatenate([jnp.cumprod(Qbar[::-1])[::-1][1:], jnp.ones((1,), Qbar.dtype)])
+
+
+def _noncentral_data_term(scale, shift, T, theta, y_tilde, mu_tilde):
+    """yᵀA⁻¹y + log det A for A = scale·Θ + T I − shift·μμᵀ in the eigenbasis Θ = U diag(θ) Uᵀ (ỹ = Uᵀy,
+    μ̃ = Uᵀμ), by the Sherman–Morrison and matrix-determinant identities with D = scale·θ + T:
+        yᵀA⁻¹y = ỹᵀD⁻¹ỹ + shift (ỹᵀD⁻¹μ̃)² / (1 − shift μ̃ᵀD⁻¹μ̃),  log det A = Σ log D_i + log(1 − shift μ̃ᵀD⁻¹μ̃).
+    O(P) per evaluation. NaN where A is not positive definite (as a failed Cholesky would be): the solvers'
+    backtracking then shortens the step."""
+    d = scale * theta + T
+    s_mm, s_ym, s_yy = jnp.sum(mu_tilde**2 / d), jnp.sum(y_tilde * mu_tilde / d), jnp.sum(y_tilde**2 / d)
+    den = 1.0 - shift * s_mm
+    ok = den > 0
+    den = jnp.where(ok, den, 1.0)
+    return jnp.where(ok, s_yy + shift * s_ym**2 / den + jnp.sum(jnp.log(d)) + jnp.log(den), jnp.nan)
+
+
+def _noncentral_action(z, theta, y_tilde, mu_tilde, widths, T, readout_var):
+    """𝒮 of eq. (R-21) in z = (log Q̄_l, log(1 + Q_l)): K_R = (Π Q̄_l) Θ_L − m μ_L μ_Lᵀ/λ_L (`_noncentral_kernel`)."""
     depth = widths.shape[0]
-    Theta, mu_outer = _noncentral_inputs(pb.C, pb.c_diag, pb.net)
-    readout_var = pb.net.sw2[-1]
+    Qbar, Q = jnp.exp(z[:depth]), jnp.expm1(z[depth:])
+    m = jnp.sum((Qbar - 1.0 / (1.0 + Q)) * _later_products(Qbar))
+    return (jnp.sum(widths * (-Qbar * Q + jnp.log1p(Q)))
+            + _noncentral_data_term(jnp.prod(Qbar), m * readout_var, T, theta, y_tilde, mu_tilde))
 
-    def action(Qbar, Q):
-        K_R = _noncentral_kernel(Qbar, Q, Theta, mu_outer, readout_var)
-        return jnp.sum(widths * (-Qbar * Q + jnp.log1p(Q))) + cholesky_terms(K_R, y, T)
 
-    # z = (log Q̄_l, log(1 + Q_l)); a saddle (𝒮 is linear in Q̄ at fixed Q), so solve ∇𝒮 = 0 by Newton.
-    gradient = jax.grad(lambda z: action(jnp.exp(z[:depth]), jnp.expm1(z[depth:])))
+@functools.partial(jax.jit, static_argnames=("tol", "max_iter"))
+def _solve_noncentral(z0, theta, y_tilde, mu_tilde, widths, T, readout_var, *, tol: float, max_iter: int):
+    """Newton on ∇𝒮 = 0 (a saddle: 𝒮 is linear in Q̄ at fixed Q) in the eigenbasis of Θ_L, O(P) per evaluation.
+    Compiled once per (P, L, tol, max_iter); returns the `Solution` and 𝒮 there."""
+    args = (theta, y_tilde, mu_tilde, widths, T, readout_var)
+    sol = newton_root(jax.grad(lambda z: _noncentral_action(z, *args)), z0,
+                      scale=jnp.concatenate([widths, widths]), tol=tol, max_iter=max_iter)
+    return sol, _noncentral_action(sol.x, *args)
 
+
+def _fc_noncentral(pb: _Problem, sp: Spectrum, U_PxP, van: VanillaSolution, nngp: Prediction, tol: float,
+                   max_iter: int) -> FCTheory:
+    """Non-central ansatz from the spectrum of Θ_L = K^(L) (the NNGP kernel, already decomposed for the vanilla
+    start): K_R differs from a multiple of Θ_L by a rank-one term, so every evaluation of 𝒮 is O(P)."""
+    widths = pb.widths
+    depth = widths.shape[0]
+    net = pb.net
+    q_prev = nngp_diag(pb.x, activation=net.activation, depth=depth - 1, weight_var=net.sw2[:depth],
+                       quad_points=net.quad_points)
+    mu_tilde = U_PxP.T @ mean_activation(net.activation, q_prev, net.quad_points)
     Qbar0 = van.order_params
     z0 = jnp.concatenate([jnp.log(Qbar0), -jnp.log(Qbar0)])  # Q = 1/Q̄ − 1: log(1 + Q) = −log Q̄
-    sol = jax.jit(lambda z: newton_root(gradient, z, scale=jnp.concatenate([widths, widths]), tol=tol,
-                                                 max_iter=max_iter))(z0)
+    sol, action = _solve_noncentral(z0, sp.eigenvalues, sp.y_tilde, mu_tilde, widths,
+                                    jnp.asarray(pb.T, widths.dtype), net.sw2[-1], tol=float(tol),
+                                    max_iter=int(max_iter))
     if not bool(sol.converged):
         raise ConvergenceError(
             f"non-central saddle point not found after {int(sol.iterations)} Newton steps from the central solution: "
@@ -591,7 +688,7 @@ def _fc_noncentral(pb: _Problem, van: VanillaSolution, nngp: Prediction, tol: fl
         )
     Qbar, Q = jnp.exp(sol.x[:depth]), jnp.expm1(sol.x[depth:])
     pred = _noncentral_prediction(Qbar, Q, pb)
-    return FCTheory(NoncentralOrderParams(Qbar, Q), *pred, action(Qbar, Q), sol.residual, (), nngp)
+    return FCTheory(NoncentralOrderParams(Qbar, Q), *pred, action, sol.residual, (), nngp)
 
 
 def _noncentral_prediction(Qbar, Q, pb: _Problem) -> Prediction:
@@ -648,17 +745,20 @@ def renormalized_kernel(x, *, activation: str | Callable, depth: int, order_para
 
 
 class TheoryGrid(NamedTuple):
-    """Vanilla theory on a (width, temperature) grid: `width` (W,) and `temperature` (T,) are the grid's axes; every
-    other array has shape (W, T). Field names follow `FCTheory`."""
+    """Theory on a (width, temperature) grid: `width` (W,) and `temperature` (T,) are the grid's axes; every other
+    array has shape (W, T), order parameters (W, T, …) as below. Field names follow `FCTheory`."""
 
     width: jax.Array
     temperature: jax.Array
-    order_params: jax.Array  # Q (equal widths: Q_l = Q for every layer l)
+    # vanilla: (W, T) Q (equal widths: Q_l = Q for every layer l); nested: (W, T, L) Q_l;
+    # noncentral: NoncentralOrderParams of two (W, T, L) arrays
+    order_params: jax.Array | NoncentralOrderParams
     test_loss: jax.Array
     bias2: jax.Array
     variance: jax.Array
-    n_minima: jax.Array
+    n_minima: jax.Array  # local minima of the vanilla action (the start of nested and non-central)
     converged: jax.Array
+    residual: jax.Array | None = None  # nested, noncentral: max |∂𝒮|/N at each point (vanilla: None)
 
 
 @functools.partial(jax.jit, static_argnames=("depth", "tol"))
@@ -673,6 +773,74 @@ def _grid(sp: Spectrum, widths, temperatures, depth: int, tol: float):
     return jax.lax.map(lambda N: jax.vmap(lambda T: point(N, T))(temperatures), widths)
 
 
+def _snake(W: int, T: int) -> np.ndarray:
+    """Grid points in boustrophedon order (rows alternate direction), so each point's predecessor is a neighbour."""
+    order = np.arange(W * T).reshape(W, T)
+    order[1::2] = order[1::2, ::-1]
+    return order.reshape(-1)
+
+
+@functools.partial(jax.jit, static_argnames=("depth", "tol"))
+def _vanilla_points(sp: Spectrum, widths_G, temperatures_G, depth: int, tol: float):
+    """Vanilla solutions at G points (the starts of the nested and non-central grids), O(P) each."""
+    return jax.lax.map(lambda NT: solve_vanilla(sp, jnp.full((depth,), NT[0]), NT[1], tol=tol),
+                       jnp.stack([widths_G, temperatures_G], axis=1))
+
+
+@functools.partial(jax.jit, static_argnames=("act", "tol", "max_iter"))
+def _nested_grid(q_van_GxL, widths_G, temperatures_G, C, c_diag, C0_QxP, c0_Q, y, y0, layer_var, *,
+                 act: Activation, tol: float, max_iter: int):
+    """Nested theory at G points in order, each from two starts: the previous point's solution (warm start) and its
+    own vanilla solution; the lower converged minimum is kept. One point in memory at a time (lax.scan)."""
+
+    def point(q_prev, inputs):
+        q_van, N, T = inputs
+        widths = jnp.full_like(q_van, N)
+        args = (C, c_diag, y, widths, T, layer_var, act)
+        sols = jax.lax.map(
+            lambda q0: newton_minimize(lambda q: _nested_action(q, *args), q0, scale=widths, tol=tol,
+                                       max_iter=max_iter, derivatives=lambda q: _nested_derivatives(q, *args)),
+            jnp.stack([q_prev, q_van]))
+        best = jnp.argmin(jnp.where(sols.converged, sols.value, jnp.inf))
+        q, ok = sols.x[best], jnp.any(sols.converged)
+        pred = _nested_prediction_arrays(jnp.exp(q), C, c_diag, C0_QxP, c0_Q, y, y0, T, layer_var, act)
+        return jnp.where(ok, q, q_van), (jnp.exp(q), pred, sols.residual[best], ok)
+
+    return jax.lax.scan(point, q_van_GxL[0], (q_van_GxL, widths_G, temperatures_G))[1]
+
+
+def _noncentral_eigen_prediction(Qbar, Q, T, readout_var, sp: Spectrum, mu_tilde, mu0_Q) -> Prediction:
+    """Eq. (R-21) prediction in the eigenbasis of Θ_L: k_R = aΘ0 − s μ0 μ, A⁻¹ by Sherman–Morrison, O(P_test · P)."""
+    a = jnp.prod(Qbar)
+    s = jnp.sum((Qbar - 1.0 / (1.0 + Q)) * _later_products(Qbar)) * readout_var
+    d = a * sp.eigenvalues + T
+    den = 1.0 - s * jnp.sum(mu_tilde**2 / d)
+    k_QxP = a * sp.test_projection - s * mu0_Q[:, None] * mu_tilde[None, :]
+    A_inv_y = sp.y_tilde / d + s * (mu_tilde / d) * jnp.sum(mu_tilde * sp.y_tilde / d) / den
+    mean = k_QxP @ A_inv_y
+    var = (a * sp.test_variance - s * mu0_Q**2) - (k_QxP**2) @ (1.0 / d) - s * (k_QxP @ (mu_tilde / d)) ** 2 / den
+    var = jnp.maximum(var, 0.0)
+    bias2, variance = jnp.mean((sp.y_test - mean) ** 2), jnp.mean(var)
+    return Prediction(mean, var, bias2 + variance, bias2, variance)
+
+
+@functools.partial(jax.jit, static_argnames=("tol", "max_iter"))
+def _noncentral_grid(z0_GxZ, widths_G, temperatures_G, sp: Spectrum, mu_tilde, mu0_Q, readout_var, *, tol: float,
+                     max_iter: int):
+    """Non-central theory at G points from each point's central solution; O(P) per Newton evaluation (vmapped)."""
+
+    def point(z0, N, T):
+        depth = z0.shape[0] // 2
+        widths = jnp.full((depth,), N)
+        sol, _ = _solve_noncentral(z0, sp.eigenvalues, sp.y_tilde, mu_tilde, widths, T, readout_var,
+                                  tol=tol, max_iter=max_iter)
+        Qbar, Q = jnp.exp(sol.x[:depth]), jnp.expm1(sol.x[depth:])
+        return Qbar, Q, _noncentral_eigen_prediction(Qbar, Q, T, readout_var, sp, mu_tilde, mu0_Q), sol.residual, \
+            sol.converged
+
+    return jax.lax.map(lambda args: point(*args), (z0_GxZ, widths_G, temperatures_G), batch_size=16)
+
+
 @float64_theory
 def fc_theory_grid(
     x_train,
@@ -685,14 +853,21 @@ def fc_theory_grid(
     width: float | Sequence[float],
     temperature: float | Sequence[float],
     weight_var: float | Sequence[float] | None = None,
+    variant: str = "vanilla",
     quad_points: int | None = None,
     tol: float = DEFAULT_TOL,
+    max_iter: int = 100,
     priors=None,
     **renamed,
 ) -> TheoryGrid:
-    """Vanilla theory (equal widths) on a whole (width, temperature) grid from one eigendecomposition of K^(L):
-    O(P³) once, then O(P · 400 + P · P_test) per point; temperatures vmapped, widths mapped row by row to bound
-    memory (docs/nngp_and_renormalization.md, eq. (R-16)).
+    """The theory (equal widths) on a whole (width, temperature) grid, compiled once for the grid.
+
+    vanilla: from one eigendecomposition of K^(L): O(P³) once, then O(P · 400 + P · P_test) per point;
+    temperatures vmapped, widths mapped row by row to bound memory (docs/nngp_and_renormalization.md, eq. (R-16)).
+    nested: the points in boustrophedon order, each by Newton (eq. (R-19b)) from the previous point's solution (a warm
+    start) and from its own vanilla solution, the lower minimum kept; O(P³) per Newton step, one point in memory.
+    noncentral: from the same eigendecomposition, O(P) per Newton evaluation (eq. (R-21), Sherman–Morrison).
+    "auto": `recommended_variant(activation)`.
 
     Arguments as in `fc_theory`, except that `width` (the same N in every hidden layer) and `temperature` are the
     grid's axes: a scalar or a 1-D sequence each.
@@ -707,6 +882,7 @@ def fc_theory_grid(
             + ", ".join(f"{k!r}" + (f" (now {names[k]}=, as in fc_theory)" if k in names else "") for k in renamed)
         )
     depth = check_depth(depth, minimum=1, what="the number of hidden layers")
+    variant = resolve_variant(variant, activation)
     Ns = np.asarray(as_array(width, "width", dtype=jnp.float64, ndim=(0, 1))).reshape(-1)
     Ts = np.asarray(as_array(temperature, "temperature", dtype=jnp.float64, ndim=(0, 1))).reshape(-1)
     if np.any(Ns <= 0):
@@ -716,10 +892,45 @@ def fc_theory_grid(
     sw2 = _weight_var(weight_var, priors, depth)
     x, y, x0, y0 = _data(x_train, y_train, x_test, y_test)
     kernel_args = dict(activation=activation, depth=depth, weight_var=sw2, quad_points=quad_points)
-    sp = spectrum(nngp_kernel(x, **kernel_args), y, nngp_kernel(x0, x, **kernel_args), nngp_diag(x0, **kernel_args), y0)
-    Q, loss, bias2, variance, n_minima, converged = _grid(sp, jnp.asarray(Ns), jnp.asarray(Ts), depth, float(tol))
-    bad = ~converged
-    nan = functools.partial(jnp.where, bad, jnp.nan)
-    return TheoryGrid(jnp.asarray(Ns), jnp.asarray(Ts), nan(Q), nan(loss), nan(bias2), nan(variance), n_minima,
-                      converged)
+    sp, U_PxP = _decompose(nngp_kernel(x, **kernel_args), y, nngp_kernel(x0, x, **kernel_args),
+                           nngp_diag(x0, **kernel_args), y0)
+    if variant == "vanilla":
+        Q, loss, bias2, variance, n_minima, converged = _grid(sp, jnp.asarray(Ns), jnp.asarray(Ts), depth, float(tol))
+        bad = ~converged
+        nan = functools.partial(jnp.where, bad, jnp.nan)
+        return TheoryGrid(jnp.asarray(Ns), jnp.asarray(Ts), nan(Q), nan(loss), nan(bias2), nan(variance), n_minima,
+                          converged)
 
+    W, n_T = Ns.shape[0], Ts.shape[0]
+    order = _snake(W, n_T)
+    N_G, T_G = jnp.asarray(np.repeat(Ns, n_T)[order]), jnp.asarray(np.tile(Ts, W)[order])
+    van = _vanilla_points(sp, N_G, T_G, depth, float(tol))
+    q_van = jnp.where(van.converged[:, None], jnp.log(van.order_params), 0.0)  # Q = 1 where vanilla failed
+    net = _Network(get_activation(activation, quad_points), activation, quad_points, sw2)
+    if variant == "nested":
+        lin = dict(activation="linear", depth=0, weight_var=sw2[0])
+        Q, pred, residual, converged = _nested_grid(
+            q_van, N_G, T_G, nngp_kernel(x, **lin), nngp_diag(x, **lin), nngp_kernel(x0, x, **lin),
+            nngp_diag(x0, **lin), y, y0, sw2[1:], act=net.act, tol=float(tol), max_iter=int(max_iter))
+        order_params = Q
+    else:
+        q_prev = nngp_diag(x, activation=activation, depth=depth - 1, weight_var=sw2[:depth], quad_points=quad_points)
+        mu0 = mean_activation(activation, nngp_diag(x0, activation=activation, depth=depth - 1,
+                                                    weight_var=sw2[:depth], quad_points=quad_points), quad_points)
+        mu_tilde = U_PxP.T @ mean_activation(activation, q_prev, quad_points)
+        Qbar, Q, pred, residual, converged = _noncentral_grid(
+            jnp.concatenate([q_van, -q_van], axis=1), N_G, T_G, sp, mu_tilde, mu0, sw2[-1], tol=float(tol),
+            max_iter=int(max_iter))
+        order_params = NoncentralOrderParams(Qbar, Q)
+    inverse = np.argsort(order)
+
+    def unflatten(a, flag_bad=True):
+        a = a[inverse].reshape((W, n_T) + a.shape[1:])
+        if not flag_bad:
+            return a
+        bad = ~converged[inverse].reshape(W, n_T)
+        return jnp.where(bad.reshape(bad.shape + (1,) * (a.ndim - 2)), jnp.nan, a)
+
+    return TheoryGrid(jnp.asarray(Ns), jnp.asarray(Ts), jax.tree.map(unflatten, order_params),
+                      unflatten(pred.test_loss), unflatten(pred.bias2), unflatten(pred.variance),
+                      unflatten(van.n_minima, False), unflatten(converged, False), unflatten(residual, False))
