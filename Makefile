@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 OUT ?= runs/quick
 FASHION_MNIST := /usr/share/datasets/fashion-mnist
 
-.PHONY: help demo test test-fast lint bench paper report data clean
+.PHONY: help demo test test-fast lint bench bench-gpu paper report data clean
 
 help:  ## list the targets and variables
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## /  make \1\t/' | expand -t 20
@@ -62,6 +62,16 @@ bench: $(STAMP)  ## every benchmark against its baseline (figures go to benchmar
 	$(PY) -m deeptheory.benchmarks.langevin
 	$(PY) -m deeptheory.benchmarks.rf_sweep
 	$(PY) -m deeptheory.benchmarks.particles
+
+BENCH_LOG ?= benchmarks/bench-gpu.log
+bench-gpu: $(STAMP)  ## the GPU-relevant benchmarks at GPU sizes, device and date first, all output to $(BENCH_LOG)
+	@{ date -u +"%Y-%m-%d %H:%M UTC"; \
+	  $(PY) -c "import jax; d = jax.devices()[0]; print('device:', d.device_kind, '(' + jax.default_backend() + '),', jax.device_count(), 'device(s), jax', jax.__version__); jax.default_backend() == 'cpu' and print('WARNING: no GPU visible: pip install -e .[cuda] on a GPU machine')"; \
+	  $(PY) -m deeptheory.benchmarks.nngp --block-sizes 512,2048,8192 && \
+	  $(PY) -m deeptheory.benchmarks.renormalization --variant-grid 16 && \
+	  $(PY) -m deeptheory.benchmarks.langevin && \
+	  $(PY) -m deeptheory.benchmarks.rf_sweep && \
+	  $(PY) -m deeptheory.benchmarks.particles; } 2>&1 | tee $(BENCH_LOG)
 
 clean:  ## remove the virtualenv, every run and build leftovers
 	rm -rf $(VENV) runs .pytest_cache build *.egg-info

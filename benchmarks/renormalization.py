@@ -1,8 +1,14 @@
 """Kernel-renormalization theory speed: one solve + prediction, and a (width, temperature) grid from one
-eigendecomposition against solving every point densely, same run.
+eigendecomposition against solving every point densely, same run; then the nested (erf) and non-central (ReLU)
+variants: first call (compilation included), warm calls at other widths and temperatures (and the programs they
+compiled: none), the order-parameter solve against the previous algorithm (Newton with jax.hessian through the
+Cholesky, jitted once) and against the authors' algorithm (SciPy fsolve on ∇𝒮 = 0 with a finite-difference Jacobian,
+∇𝒮 by reverse-mode autodiff as in their PyTorch code; here JAX, jitted), and a nested / non-central grid per point
+against single calls.
 
     python -m deeptheory.benchmarks.renormalization              # P = 1000, d = 784, erf, depths 1 and 3, 64 × 64 grid
     python -m deeptheory.benchmarks.renormalization --p 300 --grid 16 --dense-points 4     # quick
+    python -m deeptheory.benchmarks.renormalization --only-variants --variant-grid 4       # the variants only
 
 The dense baseline is what one writes without the eigenbasis: for each (N, T), Newton on 𝒮(Q) with a
 Cholesky of (Π Q_l) K + T I at every evaluation, then the Cholesky prediction — exactly the saddle point the
@@ -14,15 +20,20 @@ Data: Gaussian inputs, labels sign(x_1) (the timing does not depend on the data)
 from __future__ import annotations
 
 import argparse
+import functools
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from deeptheory.benchmarks.timing import median_time
 from deeptheory.theory import renormalization as R
-from deeptheory.theory._solvers import cholesky_terms, newton_minimize
-from deeptheory.theory.nngp import nngp_diag, nngp_kernel
+from deeptheory.theory._solvers import cholesky_terms, newton_minimize, newton_root
+from deeptheory.theory.activations import get_activation, mean_activation
+from deeptheory.theory.nngp import covariance_chain, nngp_diag, nngp_kernel
+
+_COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
 
 
 def _time(fn, repeats: int) -> tuple[float, object]:
@@ -60,6 +71,9 @@ def main(argv=None):
     parser.add_argument("--grid", type=int, default=64, help="grid side: grid × grid (width, temperature) points")
     parser.add_argument("--dense-points", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--variant-grid", type=int, default=4, help="side of the nested / non-central grid")
+    parser.add_argument("--only-variants", action="store_true", help="skip the vanilla grid section")
+    parser.add_argument("--skip-baselines", action="store_true", help="variants: skip the two baseline solvers")
     args = parser.parse_args(argv)
     jax.config.update("jax_enable_x64", True)
     rng = np.random.default_rng(0)
@@ -71,6 +85,15 @@ def main(argv=None):
     dev = jax.devices()[0]
     print(f"device: {dev.device_kind} ({jax.default_backend()}); P = {args.p}, P_test = {args.p_test}, "
           f"d = {args.d}, erf, float64; grid {args.grid} × {args.grid}")
+    if not args.only_variants:
+        _vanilla_section(args, data, widths, temps, rng)
+    for depth in [int(v) for v in args.depths.split(",")]:
+        for activation, variant in (("erf", "nested"), ("relu", "noncentral")):
+            _variant_section(args, data, depth, activation, variant)
+
+
+def _vanilla_section(args, data, widths, temps, rng):
+    x, y, x0, y0 = data
     for depth in [int(v) for v in args.depths.split(",")]:
         kw = dict(activation="erf", depth=depth)
         for variant in ("vanilla", "nested"):
@@ -100,6 +123,137 @@ def main(argv=None):
         print(f"L = {depth} dense solve per point (median of {len(picks)}): {t_dense * 1e3:8.1f} ms/point   "
               f"ratio ×{t_dense / per_point:.0f}   max rel. difference grid vs dense {worst:.1e}   "
               f"(kernel build, common to both: {t_kernel:.3f} s)")
+
+
+
+def _dense_nested_action(C, c, y, widths, T, layer_var, act):
+    def action(q):
+        K_R = covariance_chain(C, c, c, activation=act, layer_weight_var=jnp.exp(q) * layer_var)[0]
+        return jnp.sum(widths * (jnp.exp(q) - q)) + cholesky_terms(K_R, y, T)
+    return action
+
+
+@functools.partial(jax.jit, static_argnames=("act",))
+def before_nested(q0, C, c, y, widths, T, layer_var, act):
+    """The previous nested solver: saddle-free Newton with jax.grad / jax.hessian through the Cholesky (jitted once)."""
+    return newton_minimize(_dense_nested_action(C, c, y, widths, T, layer_var, act), q0, scale=widths, tol=1e-10)
+
+
+@functools.partial(jax.jit, static_argnames=("act",))
+def nested_gradient(q, C, c, y, widths, T, layer_var, act):
+    return jax.grad(_dense_nested_action(C, c, y, widths, T, layer_var, act))(q)
+
+
+def _noncentral_dense_action(Theta, mu_outer, y, widths, T, readout_var):
+    depth = widths.shape[0]
+
+    def action(z):
+        Qbar, Q = jnp.exp(z[:depth]), jnp.expm1(z[depth:])
+        later = jnp.concatenate([jnp.cumprod(Qbar[::-1])[::-1][1:], jnp.ones((1,), Qbar.dtype)])
+        K_R = jnp.prod(Qbar) * Theta - jnp.sum((Qbar - 1.0 / (1.0 + Q)) * later) * readout_var * mu_outer
+        return jnp.sum(widths * (-Qbar * Q + jnp.log1p(Q))) + cholesky_terms(K_R, y, T)
+    return action
+
+
+@jax.jit
+def before_noncentral(z0, Theta, mu_outer, y, widths, T, readout_var):
+    """The previous non-central solver: Newton on jax.grad of the dense (Cholesky) action, Jacobian by jax.jacfwd."""
+    grad = jax.grad(_noncentral_dense_action(Theta, mu_outer, y, widths, T, readout_var))
+    return newton_root(grad, z0, scale=jnp.concatenate([widths, widths]), tol=1e-10)
+
+
+@jax.jit
+def noncentral_gradient(z, Theta, mu_outer, y, widths, T, readout_var):
+    return jax.grad(_noncentral_dense_action(Theta, mu_outer, y, widths, T, readout_var))(z)
+
+
+def _fsolve(gradient, x0):
+    """The authors' algorithm: scipy.optimize.fsolve (MINPACK hybrd, finite-difference Jacobian) on ∇𝒮 = 0."""
+    from scipy.optimize import fsolve
+
+    return fsolve(lambda v: np.asarray(gradient(jnp.asarray(v))), np.asarray(x0), xtol=1e-12, full_output=True)
+
+
+def _variant_section(args, data, depth, activation, variant):
+    x, y, x0, y0 = data
+    P = args.p
+    compiles = []
+
+    def listen(event, duration, **_):
+        if event == _COMPILE_EVENT:
+            compiles.append(duration)
+
+    kw = dict(activation=activation, depth=depth, variant=variant)
+    jax.monitoring.register_event_duration_secs_listener(listen)
+    start = time.perf_counter()
+    first = jax.block_until_ready(R.fc_theory(*data, **kw, width=P, temperature=0.01))
+    t_first, n_first, s_first = time.perf_counter() - start, len(compiles), sum(compiles)
+    compiles.clear()
+    warm = []
+    for N, T in ((P / 2, 0.02), (2 * P, 0.005)):
+        start = time.perf_counter()
+        jax.block_until_ready(R.fc_theory(*data, **kw, width=N, temperature=T))
+        warm.append(time.perf_counter() - start)
+    jax.monitoring.unregister_event_duration_listener(listen)
+    op = first.order_params
+    Q = np.asarray(op.q_bar if variant == "noncentral" else op)
+    print(f"L = {depth} {variant:10s} ({activation}) first call {t_first:7.2f} s (compiling {n_first} programs, "
+          f"{s_first:.1f} s); warm calls at other (N, T) {np.median(warm):7.2f} s, {len(compiles)} programs compiled   "
+          f"Q{'̄' if variant == 'noncentral' else ''} = {np.round(Q, 5).tolist()}")
+    if not args.skip_baselines:
+        _baselines(args, data, depth, activation, variant, first)
+    if args.variant_grid > 0:
+        side = args.variant_grid
+        widths, temps = np.geomspace(P / 4, P * 4, side), np.geomspace(1e-3, 0.1, side)
+        R.fc_theory_grid(*data, **kw, width=widths[:2], temperature=temps[:2])  # compile for the grid's shapes
+        t_grid = median_time(lambda: R.fc_theory_grid(*data, **kw, width=widths, temperature=temps), 1)
+        grid = R.fc_theory_grid(*data, **kw, width=widths, temperature=temps)
+        t_single = median_time(lambda: R.fc_theory(*data, **kw, width=widths[1], temperature=temps[1]), 1)
+        print(f"L = {depth} {variant:10s} grid {side} × {side}: {t_grid:7.2f} s = {t_grid / side**2:6.3f} s/point "
+              f"(converged {int(np.sum(grid.converged))}/{side**2}); a single call {t_single:6.2f} s: "
+              f"×{t_single * side**2 / t_grid:.1f}")
+
+
+def _baselines(args, data, depth, activation, variant, first):
+    x, y, _, _ = data
+    P, T = args.p, 0.01
+    widths = jnp.full((depth,), float(P))
+    sw2 = jnp.ones(depth + 1)
+    xj, yj = jnp.asarray(x), jnp.asarray(y)
+    C, c = nngp_kernel(xj, activation="linear", depth=0), nngp_diag(xj, activation="linear", depth=0)
+    K = nngp_kernel(xj, activation=activation, depth=depth)
+    sp = R.spectrum(K, yj, K[:1], jnp.diagonal(K)[:1], yj[:1])
+    van = R.solve_vanilla(sp, widths, T)
+    if variant == "nested":
+        act = get_activation(activation)
+        q0 = jnp.log(van.order_params)
+        args_ = (C, c, yj, widths, jnp.asarray(T), sw2[1:])
+        ours = median_time(lambda: R._solve_nested(q0[None], *args_, act=act, tol=1e-10, max_iter=100), 1)
+        before = median_time(lambda: before_nested(q0, *args_, act), 1)
+        ref = np.exp(np.asarray(before_nested(q0, *args_, act).x))
+        t_fs = median_time(lambda: _fsolve(lambda q: nested_gradient(q, *args_, act), q0), 1)
+        fs = np.exp(_fsolve(lambda q: nested_gradient(q, *args_, act), q0)[0])
+        got = np.exp(np.asarray(R._solve_nested(q0[None], *args_, act=act, tol=1e-10, max_iter=100).x[0]))
+    else:
+        K_prev = covariance_chain(C, c, c, activation=activation, layer_weight_var=sw2[1:-1])
+        mu = mean_activation(activation, K_prev[1])
+        _, U = R._decompose(K, yj, K[:1], jnp.diagonal(K)[:1], yj[:1])
+        mu_tilde = U.T @ mu
+        z0 = jnp.concatenate([jnp.log(van.order_params), -jnp.log(van.order_params)])
+        args_ = (K, jnp.outer(mu, mu), yj, widths, jnp.asarray(T), sw2[-1])
+        ours_args = (sp.eigenvalues, sp.y_tilde, mu_tilde, widths, jnp.asarray(T), sw2[-1])
+        # ours includes the eigendecomposition it needs (fc_theory shares it with the vanilla start)
+        ours = median_time(lambda: (R._decompose(K, yj, K[:1], jnp.diagonal(K)[:1], yj[:1]),
+                                    R._solve_noncentral(z0, *ours_args, tol=1e-10, max_iter=100)), 1)
+        before = median_time(lambda: before_noncentral(z0, *args_), 1)
+        ref = np.exp(np.asarray(before_noncentral(z0, *args_).x[:depth]))
+        t_fs = median_time(lambda: _fsolve(lambda z: noncentral_gradient(z, *args_), z0), 1)
+        fs = np.exp(_fsolve(lambda z: noncentral_gradient(z, *args_), z0)[0][:depth])
+        got = np.exp(np.asarray(R._solve_noncentral(z0, *ours_args, tol=1e-10, max_iter=100)[0].x[:depth]))
+    worst = max(np.max(np.abs(got / ref - 1)), np.max(np.abs(got / fs - 1)))
+    print(f"L = {depth} {variant:10s} order-parameter solve from the vanilla start, warm: ours {ours:7.3f} s; "
+          f"before (autodiff Hessian through Cholesky) {before:7.3f} s (×{before / ours:.1f}); authors' algorithm "
+          f"(fsolve, JAX gradient) {t_fs:7.3f} s (×{t_fs / ours:.1f}); max rel. difference of Q {worst:.1e}")
 
 
 if __name__ == "__main__":

@@ -414,11 +414,11 @@ def test_a_second_call_with_other_values_compiles_nothing(activation, variant):
     assert len(compiles) == 0, f"{len(compiles)} programs compiled again"
 
 
-@pytest.mark.parametrize("activation,variant", [("erf", "nested"), ("relu", "noncentral"), ("gelu", "noncentral")])
+@pytest.mark.parametrize("activation,variant", [("erf", "nested"), ("relu", "noncentral")])
 def test_grid_equals_single_calls(activation, variant):
     """Every point of a nested / non-central grid (warm starts, eigenbasis prediction) equals `fc_theory` there."""
     x, y, x0, y0 = _data(P=50, N0=10, P_test=20)
-    widths, temps = [25.0, 60.0, 200.0], [0.003, 0.05]
+    widths, temps = [25.0, 200.0], [0.003, 0.05]
     kw = dict(activation=activation, depth=2, variant=variant)
     grid = R.fc_theory_grid(x, y, x0, y0, width=widths, temperature=temps, **kw)
     assert bool(jnp.all(grid.converged))
