@@ -87,6 +87,8 @@ __all__ = [
     "renormalized_kernel",
     "spectrum",
     "solve_vanilla",
+    "solve_nested",
+    "solve_noncentral",
     "vanilla_action",
     "eigen_prediction",
     "kernel_prediction",
@@ -572,10 +574,13 @@ def _nested_derivatives(q, C, c_diag, y, widths, T, layer_var, act: Activation, 
 
 
 @functools.partial(jax.jit, static_argnames=("act", "tol", "max_iter"))
-def _solve_nested(q0_SxL, C, c_diag, y, widths, T, layer_var, *, act: Activation, tol: float, max_iter: int):
-    """Newton from each start q0 (rows of q0_SxL), one after the other (lax.map: under vmap a finished start would
-    keep paying for the other's line search). Compiled once per (shapes, φ, tol, max_iter): widths, T, weight
-    variances and starts are traced values."""
+def solve_nested(q0_SxL, C, c_diag, y, widths, T, layer_var, *, act: Activation, tol: float, max_iter: int):
+    """Nested order parameters (eq. (R-19)): Newton in q = log Q from each start (rows of q0_SxL), one after the other
+    (lax.map: under vmap a finished start would keep paying for the other's line search). The lower-level solver of
+    `fc_theory(variant="nested")`, for callers that hold the layer-0 covariances C = σ_0² x xᵀ/N_0 (P, P) and
+    c_diag (P,), the targets y, the widths (L,), T and layer_var = σ_1²..σ_L² (L,), and act =
+    `theory.activations.get_activation(φ)`. Returns the `_solvers.Solution` of every start (stacked; `.x` is log Q).
+    Compiled once per (shapes, φ, tol, max_iter): widths, T, weight variances and starts are traced values."""
     args = (C, c_diag, y, widths, T, layer_var, act)
     return jax.lax.map(
         lambda q0: newton_minimize(lambda q: _nested_action(q, *args), q0, scale=widths, tol=tol, max_iter=max_iter,
@@ -587,7 +592,7 @@ def _solve_nested(q0_SxL, C, c_diag, y, widths, T, layer_var, *, act: Activation
 def _fc_nested(pb: _Problem, van: VanillaSolution, nngp: Prediction, tol: float, max_iter: int) -> FCTheory:
     widths = pb.widths
     starts = jnp.stack([jnp.zeros_like(widths), jnp.log(van.order_params)])
-    sols = _solve_nested(starts, pb.C, pb.c_diag, pb.y, widths, jnp.asarray(pb.T, widths.dtype), pb.net.sw2[1:],
+    sols = solve_nested(starts, pb.C, pb.c_diag, pb.y, widths, jnp.asarray(pb.T, widths.dtype), pb.net.sw2[1:],
                          act=pb.net.act, tol=float(tol), max_iter=int(max_iter))
     ok = np.asarray(sols.converged)
     if not ok.any():
@@ -657,9 +662,11 @@ def _noncentral_action(z, theta, y_tilde, mu_tilde, widths, T, readout_var):
 
 
 @functools.partial(jax.jit, static_argnames=("tol", "max_iter"))
-def _solve_noncentral(z0, theta, y_tilde, mu_tilde, widths, T, readout_var, *, tol: float, max_iter: int):
-    """Newton on ∇𝒮 = 0 (a saddle: 𝒮 is linear in Q̄ at fixed Q) in the eigenbasis of Θ_L, O(P) per evaluation.
-    Compiled once per (P, L, tol, max_iter); returns the `Solution` and 𝒮 there."""
+def solve_noncentral(z0, theta, y_tilde, mu_tilde, widths, T, readout_var, *, tol: float, max_iter: int):
+    """Non-central order parameters (eq. (R-21)): Newton on ∇𝒮 = 0 (a saddle: 𝒮 is linear in Q̄ at fixed Q) in the
+    eigenbasis Θ_L = U diag(θ) Uᵀ, O(P) per evaluation; z = (log Q̄_l, log(1 + Q_l)), ỹ = Uᵀy, μ̃ = Uᵀμ_L, readout_var
+    = σ_L². The lower-level solver of `fc_theory(variant="noncentral")`. Compiled once per (P, L, tol, max_iter);
+    returns the `_solvers.Solution` and 𝒮 there."""
     args = (theta, y_tilde, mu_tilde, widths, T, readout_var)
     sol = newton_root(jax.grad(lambda z: _noncentral_action(z, *args)), z0,
                       scale=jnp.concatenate([widths, widths]), tol=tol, max_iter=max_iter)
@@ -678,7 +685,7 @@ def _fc_noncentral(pb: _Problem, sp: Spectrum, U_PxP, van: VanillaSolution, nngp
     mu_tilde = U_PxP.T @ mean_activation(net.activation, q_prev, net.quad_points)
     Qbar0 = van.order_params
     z0 = jnp.concatenate([jnp.log(Qbar0), -jnp.log(Qbar0)])  # Q = 1/Q̄ − 1: log(1 + Q) = −log Q̄
-    sol, action = _solve_noncentral(z0, sp.eigenvalues, sp.y_tilde, mu_tilde, widths,
+    sol, action = solve_noncentral(z0, sp.eigenvalues, sp.y_tilde, mu_tilde, widths,
                                     jnp.asarray(pb.T, widths.dtype), net.sw2[-1], tol=float(tol),
                                     max_iter=int(max_iter))
     if not bool(sol.converged):
@@ -832,7 +839,7 @@ def _noncentral_grid(z0_GxZ, widths_G, temperatures_G, sp: Spectrum, mu_tilde, m
     def point(z0, N, T):
         depth = z0.shape[0] // 2
         widths = jnp.full((depth,), N)
-        sol, _ = _solve_noncentral(z0, sp.eigenvalues, sp.y_tilde, mu_tilde, widths, T, readout_var,
+        sol, _ = solve_noncentral(z0, sp.eigenvalues, sp.y_tilde, mu_tilde, widths, T, readout_var,
                                   tol=tol, max_iter=max_iter)
         Qbar, Q = jnp.exp(sol.x[:depth]), jnp.expm1(sol.x[depth:])
         return Qbar, Q, _noncentral_eigen_prediction(Qbar, Q, T, readout_var, sp, mu_tilde, mu0_Q), sol.residual, \
@@ -894,11 +901,12 @@ def fc_theory_grid(
     kernel_args = dict(activation=activation, depth=depth, weight_var=sw2, quad_points=quad_points)
     sp, U_PxP = _decompose(nngp_kernel(x, **kernel_args), y, nngp_kernel(x0, x, **kernel_args),
                            nngp_diag(x0, **kernel_args), y0)
-    if variant == "vanilla":
+    if variant == "vanilla" or (variant == "nested" and depth == 1):  # one layer: nested = vanilla exactly (R-19)
         Q, loss, bias2, variance, n_minima, converged = _grid(sp, jnp.asarray(Ns), jnp.asarray(Ts), depth, float(tol))
         bad = ~converged
         nan = functools.partial(jnp.where, bad, jnp.nan)
-        return TheoryGrid(jnp.asarray(Ns), jnp.asarray(Ts), nan(Q), nan(loss), nan(bias2), nan(variance), n_minima,
+        Q = nan(Q) if variant == "vanilla" else nan(Q)[..., None]
+        return TheoryGrid(jnp.asarray(Ns), jnp.asarray(Ts), Q, nan(loss), nan(bias2), nan(variance), n_minima,
                           converged)
 
     W, n_T = Ns.shape[0], Ts.shape[0]
