@@ -60,7 +60,7 @@ def newton_minimize(f: Callable, x0, *, scale, tol: float, max_iter: int = 100,
 
     `derivatives(x) -> (f, ∇f, ∇²f)` replaces automatic differentiation where the caller has them cheaper (one
     factorisation shared by all three, as `theory.renormalization`'s nested action does); default: jax.grad and
-    jax.hessian of f. The line search only evaluates f.
+    jax.hessian of f. The full step is evaluated with the derivatives; backtracking, when needed, only evaluates f.
     """
     if derivatives is None:
         value_and_grad, hessian = jax.value_and_grad(f), jax.hessian(f)
@@ -73,19 +73,22 @@ def newton_minimize(f: Callable, x0, *, scale, tol: float, max_iter: int = 100,
         floor = 1e-12 * jnp.maximum(jnp.max(jnp.abs(lam)), 1e-300)
         return -V @ ((V.T @ g) / jnp.maximum(jnp.abs(lam), floor))
 
-    def line_search(x, fx, g, d):
-        slope = jnp.dot(g, d)
+    def armijo(fx, slope, t, fx_new):
+        return fx_new <= fx + 1e-4 * t * slope + _ROUNDING * jnp.abs(fx)
+
+    def backtrack(x, fx, slope, d):
+        """Halve from t = 1/2 (t = 1 was tested with the derivatives) until Armijo holds, at most 59 times."""
 
         def cond(state):
             t, fx_new, k = state
-            return (~(fx_new <= fx + 1e-4 * t * slope + _ROUNDING * jnp.abs(fx))) & (k < 60)
+            return ~armijo(fx, slope, t, fx_new) & (k < 60)
 
         def body(state):
             t, _, k = state
             return 0.5 * t, f(x + 0.5 * t * d), k + 1
 
-        t, fx_new, _ = lax.while_loop(cond, body, (jnp.ones_like(fx), f(x + d), 0))
-        return x + t * d, fx_new
+        t, _, _ = lax.while_loop(cond, body, (0.5 * jnp.ones_like(fx), f(x + 0.5 * d), 1))
+        return x + t * d
 
     def residual(g):
         return jnp.max(jnp.abs(g / scale))
@@ -96,8 +99,14 @@ def newton_minimize(f: Callable, x0, *, scale, tol: float, max_iter: int = 100,
 
     def body(state):
         x, fx, g, H, k, _ = state
-        x_new, fx_new = line_search(x, fx, g, direction(H, g))
-        fx_new, g_new, H_new = derivatives(x_new)
+        d = direction(H, g)
+        slope = jnp.dot(g, d)
+        # The full step is usually accepted: evaluate the derivatives there at once (they include f), and fall back
+        # to backtracking on f alone only when Armijo fails.
+        full = derivatives(x + d)
+        accepted = armijo(fx, slope, jnp.ones_like(fx), full[0])
+        x_new = lax.cond(accepted, lambda: x + d, lambda: backtrack(x, fx, slope, d))
+        fx_new, g_new, H_new = lax.cond(accepted, lambda: full, lambda: derivatives(x_new))
         # No decrease at all (at the floor of float64 rounding): stop; the residual says how close we are.
         stalled = ~(fx_new < fx) & jnp.all(x_new == x)
         return x_new, fx_new, g_new, H_new, k + 1, stalled

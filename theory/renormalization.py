@@ -544,32 +544,54 @@ def _nested_derivatives(q, C, c_diag, y, widths, T, layer_var, act: Activation, 
     With K_l = ∂K_R/∂q_l, K_lm = ∂²K_R/∂q_l∂q_m, α = A⁻¹y and B = A⁻¹ − ααᵀ:
         ∂_l 𝒮   = N_l (Q_l − 1) + Tr(B K_l)
         ∂_lm 𝒮  = δ_lm N_l Q_l + Tr(B K_lm) − Tr(A⁻¹K_l A⁻¹K_m) + 2 αᵀK_l A⁻¹ K_m α.
-    K_l are L forward tangents of the (elementwise) chain and Tr(B K_lm) the Hessian of q ↦ ⟨B, K_R(q)⟩ at fixed B
-    (in float32 by default: it only shapes the step), so automatic differentiation never passes through the
-    factorisation; the O(P³) work per evaluation is one Cholesky, A⁻¹ and the L products A⁻¹K_l.
+    K_l are forward tangents of the (elementwise) chain and Tr(B K_lm) the Hessian of q ↦ ⟨B, K_R(q)⟩ at fixed B (in
+    float32 by default: it only shapes the step), so automatic differentiation never passes through the
+    factorisation. The last layer needs neither (K_L = K_R, K_Lm = K_m, A⁻¹K_L = I − T A⁻¹): the O(P³) work per
+    evaluation is one Cholesky, A⁻¹ and one product of A⁻¹ with the L − 1 other K_l.
     """
 
     def kernel(q):
         return covariance_chain(C, c_diag, c_diag, activation=act, layer_weight_var=jnp.exp(q) * layer_var)[0]
 
     depth, P = q.shape[0], C.shape[0]
-    K_R, K_LxPxP = jax.vmap(lambda v: jax.jvp(kernel, (q,), (v,)), out_axes=(None, 0))(jnp.eye(depth, dtype=q.dtype))
+    # K_R is linear in e^{q_L} (the last layer's variance multiplies F_φ): K_L = K_R and K_Lm = K_m, so only the first
+    # L − 1 directions need tangents of the chain, and A⁻¹K_L = I − T A⁻¹ needs no product.
+    if depth > 1:
+        K_R, K_FxPxP = jax.vmap(lambda v: jax.jvp(kernel, (q,), (v,)), out_axes=(None, 0))(
+            jnp.eye(depth, dtype=q.dtype)[:-1])
+    else:
+        K_R, K_FxPxP = kernel(q), jnp.zeros((0, P, P), q.dtype)
     chol = jnp.linalg.cholesky(K_R + T * jnp.eye(P, dtype=K_R.dtype))
     alpha = cho_solve((chol, True), y)
     A_inv = cho_solve((chol, True), jnp.eye(P, dtype=K_R.dtype))
     Q = jnp.exp(q)
     value = jnp.sum(widths * (Q - q)) + jnp.dot(y, alpha) + 2.0 * jnp.sum(jnp.log(jnp.diagonal(chol)))
-    Kalpha_LxP = K_LxPxP @ alpha
-    grad = widths * (Q - 1.0) + jnp.einsum("ij,lij->l", A_inv, K_LxPxP) - Kalpha_LxP @ alpha
-    M_LxPxP = A_inv @ K_LxPxP
-    # Tr(B K_lm) only shapes the Newton step, never the solution (the gradient is float64): computed in float32,
-    # half the time of the costliest piece, it costs at most one more iteration (its relative error is ~1e-7).
-    B_, C_, c_, lv_ = (a.astype(curvature_dtype) for a in (A_inv - jnp.outer(alpha, alpha), C, c_diag, layer_var))
-    curvature = jax.hessian(lambda q: jnp.vdot(B_, covariance_chain(
-        C_, c_, c_, activation=act, layer_weight_var=jnp.exp(q) * lv_)[0]))(q.astype(curvature_dtype))
-    curvature = curvature.astype(q.dtype)
-    hess = (jnp.diag(widths * Q) + curvature - jnp.einsum("lij,mji->lm", M_LxPxP, M_LxPxP)
-            + 2.0 * Kalpha_LxP @ A_inv @ Kalpha_LxP.T)
+    trace_AK = jnp.concatenate([jnp.einsum("ij,lij->l", A_inv, K_FxPxP), jnp.vdot(A_inv, K_R)[None]])  # Tr(A⁻¹K_l)
+    Kalpha_LxP = jnp.concatenate([K_FxPxP @ alpha, (K_R @ alpha)[None]])
+    trace_BK = trace_AK - Kalpha_LxP @ alpha  # Tr(B K_l)
+    grad = widths * (Q - 1.0) + trace_BK
+    # Tr(A⁻¹K_l A⁻¹K_m) from N_l = K_l A⁻¹ (one product for the first L − 1 layers; the last one is I − T A⁻¹)
+    last = P - 2.0 * T * jnp.trace(A_inv) + T**2 * jnp.vdot(A_inv, A_inv)
+    traces = jnp.full((depth, depth), last)
+    if depth > 1:
+        N_FxPxP = (K_FxPxP.reshape(-1, P) @ A_inv).reshape(depth - 1, P, P)
+        first = N_FxPxP.reshape(depth - 1, -1) @ jnp.swapaxes(N_FxPxP, 1, 2).reshape(depth - 1, -1).T
+        mixed = trace_AK[:-1] - T * jnp.einsum("ij,lij->l", A_inv, N_FxPxP)
+        traces = traces.at[:-1, :-1].set(first).at[:-1, -1].set(mixed).at[-1, :-1].set(mixed)
+    # Tr(B K_lm): K_Lm = K_m and K_LL = K_R give the last row; only the (L−1) × (L−1) block needs second derivatives
+    # of the chain. It only shapes the Newton step, never the solution (the gradient is float64): computed in
+    # float32 (half the time of the costliest piece), it costs at most one more iteration.
+    curvature = jnp.zeros((depth, depth), q.dtype).at[-1, :].set(trace_BK).at[:, -1].set(trace_BK)
+    if depth > 1:
+        B_, C_, c_, lv_ = (a.astype(curvature_dtype) for a in (A_inv - jnp.outer(alpha, alpha), C, c_diag, layer_var))
+
+        def inner(q_first):
+            q_all = jnp.concatenate([q_first, q[-1:].astype(curvature_dtype)])
+            return jnp.vdot(B_, covariance_chain(C_, c_, c_, activation=act, layer_weight_var=jnp.exp(q_all) * lv_)[0])
+
+        block = jax.hessian(inner)(q[:-1].astype(curvature_dtype)).astype(q.dtype)
+        curvature = curvature.at[:-1, :-1].set(block)
+    hess = jnp.diag(widths * Q) + curvature - traces + 2.0 * Kalpha_LxP @ A_inv @ Kalpha_LxP.T
     return value, grad, 0.5 * (hess + hess.T)
 
 
