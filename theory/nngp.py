@@ -158,24 +158,21 @@ def _symmetric_kernel(x_PxD, sw2, sb2, *, act: Activation, depth: int, block: in
     q_LxP = _diag_layers(x_PxD, sw2, sb2, act, depth)
     blocks = _blocks(P, block)
 
-    def write_diagonal(out, s_a, s_b, shape):
-        n_a, _ = shape
-        c = _block_chain(x_PxD, x_PxD, q_LxP, q_LxP, s_a, s_a, shape, sw2, sb2, act, depth)
-        # The diagonal K(x, x) comes from the O(P) recursion, so it is exact and bitwise reproducible.
-        on_diagonal = jnp.arange(n_a)[:, None] == jnp.arange(n_a)[None, :]
-        c = jnp.where(on_diagonal, lax.dynamic_slice_in_dim(q_LxP[depth], s_a, n_a)[:, None], c)
-        return lax.dynamic_update_slice(out, 0.5 * (c + c.T), (s_a, s_a))
-
-    def write_off_diagonal(out, s_a, s_b, shape):
+    def write(out, s_a, s_b, shape):
+        n_a, n_b = shape
         c = _block_chain(x_PxD, x_PxD, q_LxP, q_LxP, s_a, s_b, shape, sw2, sb2, act, depth)
+        on_diagonal = jnp.arange(n_a)[:, None] + s_a == jnp.arange(n_b)[None, :] + s_b
+        # The diagonal K(x, x) comes from the O(P) recursion, so it is exact and bitwise reproducible.
+        c = jnp.where(on_diagonal, lax.dynamic_slice_in_dim(q_LxP[depth], s_a, n_a)[:, None], c)
+        if n_a == n_b:  # a diagonal block (s_a == s_b) is symmetrised; for the others this is a no-op
+            c = jnp.where(s_a == s_b, 0.5 * (c + c.T), c)
         out = lax.dynamic_update_slice(out, c, (s_a, s_b))
         return lax.dynamic_update_slice(out, c.T, (s_b, s_a))
 
-    # Blocks on and above the diagonal only; each off-diagonal block is written with its transpose, and blocks do
-    # not overlap, so the result is exactly symmetric. Diagonal blocks run in their own loop: only they need the
-    # exact diagonal and the symmetrisation, which off-diagonal blocks would otherwise compute and discard.
-    out = _fill_blocks(jnp.zeros((P, P), x_PxD.dtype), [(a, a) for a in blocks], write_diagonal)
-    return _fill_blocks(out, [(a, b) for i, a in enumerate(blocks) for b in blocks[i + 1:]], write_off_diagonal)
+    # Blocks on and above the diagonal only; each is written with its transpose, and blocks do not
+    # overlap, so the result is exactly symmetric.
+    jobs = [(a, b) for i, a in enumerate(blocks) for b in blocks[i:]]
+    return _fill_blocks(jnp.zeros((P, P), x_PxD.dtype), jobs, write)
 
 
 @functools.partial(jax.jit, static_argnames=("act", "depth", "block"))
