@@ -391,6 +391,12 @@ def test_noncentral_eigenbasis_action_equals_the_dense_action(activation):
         dense = jnp.sum(widths * (-Qbar * Q + jnp.log1p(Q))) + _dense_action(K_R, jnp.asarray(y), T)
         fast = R._noncentral_action(z, sp.eigenvalues, sp.y_tilde, U.T @ mu, widths, T, sw2[-1])
         np.testing.assert_allclose(fast, dense, rtol=1e-11)
+    # Where A is not positive definite (a large positive shift), value and gradient are NaN, so that the Newton
+    # merit rejects the point, as a failed Cholesky would.
+    args = (sp.eigenvalues, sp.y_tilde, U.T @ mu, widths, T, 50.0 * float(jnp.max(sp.eigenvalues)))
+    z = jnp.asarray([0.0, 0.0, 3.0, 3.0])  # Q = e³ − 1: m = Σ(Q̄ − 1/(1 + Q)) Π Q̄ ≈ 1.9 > 0
+    assert np.isnan(R._noncentral_action(z, *args))
+    assert np.all(np.isnan(jax.grad(R._noncentral_action)(z, *args)))
 
 
 @pytest.mark.parametrize("activation,variant", [("erf", "nested"), ("relu", "noncentral")])

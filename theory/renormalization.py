@@ -554,7 +554,8 @@ def _nested_derivatives(q, C, c_diag, y, widths, T, layer_var, act: Activation, 
         return covariance_chain(C, c_diag, c_diag, activation=act, layer_weight_var=jnp.exp(q) * layer_var)[0]
 
     depth, P = q.shape[0], C.shape[0]
-    # K_R is linear in e^{q_L} (the last layer's variance multiplies F_φ): K_L = K_R and K_Lm = K_m, so only the first
+    # K_R is linear in e^{q_L} (the last layer's variance multiplies F_φ, and the nested chain has no biases — a bias
+    # would break this): K_L = K_R and K_Lm = K_m, so only the first
     # L − 1 directions need tangents of the chain, and A⁻¹K_L = I − T A⁻¹ needs no product.
     if depth > 1:
         K_R, K_FxPxP = jax.vmap(lambda v: jax.jvp(kernel, (q,), (v,)), out_axes=(None, 0))(
@@ -579,8 +580,9 @@ def _nested_derivatives(q, C, c_diag, y, widths, T, layer_var, act: Activation, 
         mixed = trace_AK[:-1] - T * jnp.einsum("ij,lij->l", A_inv, N_FxPxP)
         traces = traces.at[:-1, :-1].set(first).at[:-1, -1].set(mixed).at[-1, :-1].set(mixed)
     # Tr(B K_lm): K_Lm = K_m and K_LL = K_R give the last row; only the (L−1) × (L−1) block needs second derivatives
-    # of the chain. It only shapes the Newton step, never the solution (the gradient is float64): computed in
-    # float32 (half the time of the costliest piece), it costs at most one more iteration.
+    # of the chain. It only shapes the Newton step, never the solution (convergence is judged on the float64
+    # gradient): computed in float32 it takes half the time of the costliest piece; its rounding, amplified by
+    # the cancellation in B, can only slow the convergence.
     curvature = jnp.zeros((depth, depth), q.dtype).at[-1, :].set(trace_BK).at[:, -1].set(trace_BK)
     if depth > 1:
         B_, C_, c_, lv_ = (a.astype(curvature_dtype) for a in (A_inv - jnp.outer(alpha, alpha), C, c_diag, layer_var))
@@ -664,14 +666,14 @@ def _noncentral_data_term(scale, shift, T, theta, y_tilde, mu_tilde):
     """yᵀA⁻¹y + log det A for A = scale·Θ + T I − shift·μμᵀ in the eigenbasis Θ = U diag(θ) Uᵀ (ỹ = Uᵀy,
     μ̃ = Uᵀμ), by the Sherman–Morrison and matrix-determinant identities with D = scale·θ + T:
         yᵀA⁻¹y = ỹᵀD⁻¹ỹ + shift (ỹᵀD⁻¹μ̃)² / (1 − shift μ̃ᵀD⁻¹μ̃),  log det A = Σ log D_i + log(1 − shift μ̃ᵀD⁻¹μ̃).
-    O(P) per evaluation. NaN where A is not positive definite (as a failed Cholesky would be): the solvers'
-    backtracking then shortens the step."""
+    O(P) per evaluation. NaN, value and gradient, where A is not positive definite (as a failed Cholesky would
+    be): the solvers' backtracking then shortens the step."""
     d = scale * theta + T
     s_mm, s_ym, s_yy = jnp.sum(mu_tilde**2 / d), jnp.sum(y_tilde * mu_tilde / d), jnp.sum(y_tilde**2 / d)
     den = 1.0 - shift * s_mm
-    ok = den > 0
-    den = jnp.where(ok, den, 1.0)
-    return jnp.where(ok, s_yy + shift * s_ym**2 / den + jnp.sum(jnp.log(d)) + jnp.log(den), jnp.nan)
+    # Adding NaN (not selecting it) makes the gradient NaN too, so newton_root's merit rejects the point and backtracks.
+    den = den + jnp.where(den > 0, 0.0, jnp.nan)
+    return s_yy + shift * s_ym**2 / den + jnp.sum(jnp.log(d)) + jnp.log(den)
 
 
 def _noncentral_action(z, theta, y_tilde, mu_tilde, widths, T, readout_var):
@@ -787,7 +789,7 @@ class TheoryGrid(NamedTuple):
     variance: jax.Array
     n_minima: jax.Array  # local minima of the vanilla action (the start of nested and non-central)
     converged: jax.Array
-    residual: jax.Array | None = None  # nested, noncentral: max |∂𝒮|/N at each point (vanilla: None)
+    residual: jax.Array | None = None  # nested (L ≥ 2), noncentral: max |∂𝒮|/N per point; vanilla, nested L = 1: None
 
 
 @functools.partial(jax.jit, static_argnames=("depth", "tol"))
