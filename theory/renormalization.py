@@ -412,21 +412,20 @@ class _Problem(NamedTuple):
     y: jax.Array  # (P,)
     x0: jax.Array  # (P_test, N_0) test inputs
     y0: jax.Array  # (P_test,)
-    C: jax.Array  # (P, P) layer-0 covariance σ_0² x·x'/N_0 of the training inputs
-    c_diag: jax.Array  # (P,) its diagonal
+    C: jax.Array | None  # (P, P) layer-0 covariance σ_0² x·x'/N_0 of the training inputs (nested only)
+    c_diag: jax.Array | None  # (P,) its diagonal (nested only)
     widths: jax.Array  # (L,) N_l
     T: float  # temperature
 
 
-def _nested_kernel(Q, C, c_diag, net: _Network):
+def _nested_kernel(Q, C, c_diag, layer_var, act: Activation):
     """K^(L) with σ_wl² = Q_l/λ_l inside the recursion (eq. (R-19), "nested"; the authors' `FC_deep_nested`)."""
-    return covariance_chain(C, c_diag, c_diag, activation=net.act, layer_weight_var=Q * net.sw2[1:])
+    return covariance_chain(C, c_diag, c_diag, activation=act, layer_weight_var=Q * layer_var)
 
 
 def _noncentral_kernel(Qbar, Q, Theta, mu_outer, readout_var):
     """K_R = (Π Q̄_l) Θ_L − m μ_L μ_Lᵀ/λ_L, m = Σ_l (Q̄_l − 1/(1 + Q_l)) Π_{r>l} Q̄_r (eq. (R-21), non-central)."""
-    m = jnp.sum((Qbar - 1.0 / (1.0 + Q)) * _later_products(Qbar))
-    return jnp.prod(Qbar) * Theta - m * readout_var * mu_outer
+    return jnp.prod(Qbar) * Theta - _mean_shift(Qbar, Q) * readout_var * mu_outer
 
 
 # ---------------------------------------------------------------------------------------------
@@ -506,12 +505,12 @@ def fc_theory(
         pred = kernel_prediction(van.scale * K, van.scale * K0, van.scale * k0, y, y0, T)
         return FCTheory(Q, *pred, action, residual, others, nngp)
 
-    C = nngp_kernel(x, activation="linear", depth=0, weight_var=sw2[0])
-    c_diag = nngp_diag(x, activation="linear", depth=0, weight_var=sw2[0])
-    problem = _Problem(net, x, y, x0, y0, C, c_diag, widths, T)
     if variant == "nested":
-        return _fc_nested(problem, van, nngp, tol, max_iter)
-    return _fc_noncentral(problem, sp, U_PxP, van, nngp, tol, max_iter)
+        C = nngp_kernel(x, activation="linear", depth=0, weight_var=sw2[0])
+        c_diag = nngp_diag(x, activation="linear", depth=0, weight_var=sw2[0])
+        return _fc_nested(_Problem(net, x, y, x0, y0, C, c_diag, widths, T), van, nngp, tol, max_iter)
+    # the non-central solve works in the spectrum of Θ_L = K; its prediction builds its own layer-0 covariances
+    return _fc_noncentral(_Problem(net, x, y, x0, y0, None, None, widths, T), sp, U_PxP, van, nngp, tol, max_iter)
 
 
 @float64_theory
@@ -534,7 +533,7 @@ def _other_minima(van: VanillaSolution) -> tuple:
 
 def _nested_action(q, C, c_diag, y, widths, T, layer_var, act: Activation):
     """𝒮 in q = log Q (module docstring) with the nested kernel (eq. (R-19))."""
-    K_R = covariance_chain(C, c_diag, c_diag, activation=act, layer_weight_var=jnp.exp(q) * layer_var)[0]
+    K_R = _nested_kernel(jnp.exp(q), C, c_diag, layer_var, act)[0]
     return jnp.sum(widths * (jnp.exp(q) - q)) + cholesky_terms(K_R, y, T)
 
 
@@ -551,7 +550,7 @@ def _nested_derivatives(q, C, c_diag, y, widths, T, layer_var, act: Activation, 
     """
 
     def kernel(q):
-        return covariance_chain(C, c_diag, c_diag, activation=act, layer_weight_var=jnp.exp(q) * layer_var)[0]
+        return _nested_kernel(jnp.exp(q), C, c_diag, layer_var, act)[0]
 
     depth, P = q.shape[0], C.shape[0]
     # K_R is linear in e^{q_L} (the last layer's variance multiplies F_φ, and the nested chain has no biases — a bias
@@ -589,7 +588,7 @@ def _nested_derivatives(q, C, c_diag, y, widths, T, layer_var, act: Activation, 
 
         def inner(q_first):
             q_all = jnp.concatenate([q_first, q[-1:].astype(curvature_dtype)])
-            return jnp.vdot(B_, covariance_chain(C_, c_, c_, activation=act, layer_weight_var=jnp.exp(q_all) * lv_)[0])
+            return jnp.vdot(B_, _nested_kernel(jnp.exp(q_all), C_, c_, lv_, act)[0])
 
         block = jax.hessian(inner)(q[:-1].astype(curvature_dtype)).astype(q.dtype)
         curvature = curvature.at[:-1, :-1].set(block)
@@ -643,7 +642,7 @@ def _nested_prediction(Q, pb: _Problem) -> Prediction:
 
 def _nested_prediction_arrays(Q, C, c_diag, C0_QxP, c0_Q, y, y0, T, layer_var, act: Activation) -> Prediction:
     """GP prediction with the nested kernels, from the layer-0 covariances (traceable: the grid calls it under jit)."""
-    K_R = covariance_chain(C, c_diag, c_diag, activation=act, layer_weight_var=Q * layer_var)[0]
+    K_R = _nested_kernel(Q, C, c_diag, layer_var, act)[0]
     K0_R, k0_R, _ = covariance_chain(C0_QxP, c0_Q, c_diag, activation=act, layer_weight_var=Q * layer_var)
     return kernel_prediction(K_R, K0_R, k0_R, y, y0, T)
 
@@ -657,9 +656,17 @@ def _noncentral_inputs(C, c_diag, net: _Network):
     return Theta, jnp.outer(mu, mu)
 
 
-def _later_products(Qbar):
-    """Π_{r>l} Q̄_r for l = 1..L (1 for the last layer)."""
-    return jnp.concatenate([jnp.cumprod(Qbar[::-1])[::-1][1:], jnp.ones((1,), Qbar.dtype)])
+def _mean_shift(Qbar, Q):
+    """m = Σ_l (Q̄_l − 1/(1 + Q_l)) Π_{r>l} Q̄_r, the weight of the mean term in eq. (R-21)."""
+    later = jnp.concatenate([jnp.cumprod(Qbar[::-1])[::-1][1:], jnp.ones((1,), Qbar.dtype)])
+    return jnp.sum((Qbar - 1.0 / (1.0 + Q)) * later)
+
+
+def _last_mean_activation(x, net: _Network, depth: int):
+    """μ_L(x) = μ(K^(L-1)(x, x)), the prior mean activation of the last hidden layer at the points x (eq. (R-8))."""
+    q_prev = nngp_diag(x, activation=net.activation, depth=depth - 1, weight_var=net.sw2[:depth],
+                       quad_points=net.quad_points)
+    return mean_activation(net.activation, q_prev, net.quad_points)
 
 
 def _noncentral_data_term(scale, shift, T, theta, y_tilde, mu_tilde):
@@ -680,9 +687,8 @@ def _noncentral_action(z, theta, y_tilde, mu_tilde, widths, T, readout_var):
     """𝒮 of eq. (R-21) in z = (log Q̄_l, log(1 + Q_l)): K_R = (Π Q̄_l) Θ_L − m μ_L μ_Lᵀ/λ_L (`_noncentral_kernel`)."""
     depth = widths.shape[0]
     Qbar, Q = jnp.exp(z[:depth]), jnp.expm1(z[depth:])
-    m = jnp.sum((Qbar - 1.0 / (1.0 + Q)) * _later_products(Qbar))
     return (jnp.sum(widths * (-Qbar * Q + jnp.log1p(Q)))
-            + _noncentral_data_term(jnp.prod(Qbar), m * readout_var, T, theta, y_tilde, mu_tilde))
+            + _noncentral_data_term(jnp.prod(Qbar), _mean_shift(Qbar, Q) * readout_var, T, theta, y_tilde, mu_tilde))
 
 
 @functools.partial(jax.jit, static_argnames=("tol", "max_iter"))
@@ -704,9 +710,7 @@ def _fc_noncentral(pb: _Problem, sp: Spectrum, U_PxP, van: VanillaSolution, nngp
     widths = pb.widths
     depth = widths.shape[0]
     net = pb.net
-    q_prev = nngp_diag(pb.x, activation=net.activation, depth=depth - 1, weight_var=net.sw2[:depth],
-                       quad_points=net.quad_points)
-    mu_tilde = U_PxP.T @ mean_activation(net.activation, q_prev, net.quad_points)
+    mu_tilde = U_PxP.T @ _last_mean_activation(pb.x, net, depth)
     Qbar0 = van.order_params
     z0 = jnp.concatenate([jnp.log(Qbar0), -jnp.log(Qbar0)])  # Q = 1/Q̄ − 1: log(1 + Q) = −log Q̄
     sol, action = solve_noncentral(z0, sp.eigenvalues, sp.y_tilde, mu_tilde, widths,
@@ -766,7 +770,7 @@ def renormalized_kernel(x, *, activation: str | Callable, depth: int, order_para
     C = nngp_kernel(x, activation="linear", depth=0, weight_var=sw2[0])
     c_diag = nngp_diag(x, activation="linear", depth=0, weight_var=sw2[0])
     if variant == "nested":
-        return _nested_kernel(Q, C, c_diag, net)[0]
+        return _nested_kernel(Q, C, c_diag, net.sw2[1:], net.act)[0]
     Theta, mu_outer = _noncentral_inputs(C, c_diag, net)
     return _noncentral_kernel(Q[0], Q[1], Theta, mu_outer, sw2[-1])
 
@@ -827,11 +831,8 @@ def _nested_grid(q_van_GxL, widths_G, temperatures_G, C, c_diag, C0_QxP, c0_Q, y
     def point(q_prev, inputs):
         q_van, N, T = inputs
         widths = jnp.full_like(q_van, N)
-        args = (C, c_diag, y, widths, T, layer_var, act)
-        sols = jax.lax.map(
-            lambda q0: newton_minimize(lambda q: _nested_action(q, *args), q0, scale=widths, tol=tol,
-                                       max_iter=max_iter, derivatives=lambda q: _nested_derivatives(q, *args)),
-            jnp.stack([q_prev, q_van]))
+        sols = solve_nested(jnp.stack([q_prev, q_van]), C, c_diag, y, widths, T, layer_var, act=act, tol=tol,
+                            max_iter=max_iter)
         best = jnp.argmin(jnp.where(sols.converged, sols.value, jnp.inf))
         q, ok = sols.x[best], jnp.any(sols.converged)
         pred = _nested_prediction_arrays(jnp.exp(q), C, c_diag, C0_QxP, c0_Q, y, y0, T, layer_var, act)
@@ -843,7 +844,7 @@ def _nested_grid(q_van_GxL, widths_G, temperatures_G, C, c_diag, C0_QxP, c0_Q, y
 def _noncentral_eigen_prediction(Qbar, Q, T, readout_var, sp: Spectrum, mu_tilde, mu0_Q) -> Prediction:
     """Eq. (R-21) prediction in the eigenbasis of Θ_L: k_R = aΘ0 − s μ0 μ, A⁻¹ by Sherman–Morrison, O(P_test · P)."""
     a = jnp.prod(Qbar)
-    s = jnp.sum((Qbar - 1.0 / (1.0 + Q)) * _later_products(Qbar)) * readout_var
+    s = _mean_shift(Qbar, Q) * readout_var
     d = a * sp.eigenvalues + T
     den = 1.0 - s * jnp.sum(mu_tilde**2 / d)
     k_QxP = a * sp.test_projection - s * mu0_Q[:, None] * mu_tilde[None, :]
@@ -946,12 +947,10 @@ def fc_theory_grid(
             nngp_diag(x0, **lin), y, y0, sw2[1:], act=net.act, tol=float(tol), max_iter=int(max_iter))
         order_params = Q
     else:
-        q_prev = nngp_diag(x, activation=activation, depth=depth - 1, weight_var=sw2[:depth], quad_points=quad_points)
-        mu0 = mean_activation(activation, nngp_diag(x0, activation=activation, depth=depth - 1,
-                                                    weight_var=sw2[:depth], quad_points=quad_points), quad_points)
-        mu_tilde = U_PxP.T @ mean_activation(activation, q_prev, quad_points)
+        mu_tilde = U_PxP.T @ _last_mean_activation(x, net, depth)
         Qbar, Q, pred, residual, converged = _noncentral_grid(
-            jnp.concatenate([q_van, -q_van], axis=1), N_G, T_G, sp, mu_tilde, mu0, sw2[-1], tol=float(tol),
+            jnp.concatenate([q_van, -q_van], axis=1), N_G, T_G, sp, mu_tilde, _last_mean_activation(x0, net, depth),
+            sw2[-1], tol=float(tol),
             max_iter=int(max_iter))
         order_params = NoncentralOrderParams(Qbar, Q)
     inverse = np.argsort(order)
