@@ -106,16 +106,27 @@ def test_more_points_than_the_data_holds_is_a_clear_error(fashion_dir, tmp_path)
 
 
 def test_readout_norm_is_measured_on_the_readout_at_depth_ten():
-    """Flax orders parameters as strings (W10 before W2): the readout is picked by name, not position."""
+    """Flax orders parameters as strings (W10 before W2): the readout is picked by name, not position — sampled
+    (q̂ = |v|²/N) and collapsed (E[q̂ | θ_h] from the readout's exact conditional law)."""
     import jax
     import jax.numpy as jnp
 
-    config = dataclasses.replace(bayes_networks.Config(), **TINY)
+    from deeptheory.models.collapsed import readout_posterior, split_readout
+    from deeptheory.train.experiments.bayes_networks.architectures import Data
+
     mlp = bayes_networks.ARCHITECTURES["mlp"]
-    model = mlp.model(config, "erf", 10, 8)
     x = jnp.asarray(np.random.default_rng(0).normal(size=(5, 49)), jnp.float32)
+    y = jnp.asarray(np.random.default_rng(1).normal(size=5), jnp.float32)
+    data = Data(x, y, x, jnp.zeros(5, jnp.float32))
+    config = dataclasses.replace(bayes_networks.Config(), **TINY, collapsed=False)
+    model = mlp.model(config, "erf", 10, 8)
     params = model.init(jax.random.key(0), x)
-    trace, _, pooled = mlp.measure(config, model, x, x, jnp.zeros(5, jnp.float32), 10, 8)(params)
+    trace, _, pooled = mlp.measure(config, model, data, 10, 8, 0.01)(params)
     v = params["params"]["W10"]
     assert v.shape == (8, 1)
     np.testing.assert_allclose(trace["readout_q"], jnp.sum(v**2) / 8, rtol=1e-6)
+    hidden, _ = split_readout(params, "W10")
+    trace, _, _ = mlp.measure(dataclasses.replace(config, collapsed=True), model, data, 10, 8, 0.01)(hidden)
+    _, phi = model.apply(params, x, return_features=True)
+    post = readout_posterior(phi, y, phi, 0.01, config.weight_var)
+    np.testing.assert_allclose(trace["readout_q"], post.sq_norm / 8, rtol=1e-6)

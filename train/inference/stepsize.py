@@ -35,16 +35,21 @@ def top_curvature(log_density: Callable, params, key: jax.Array, iterations: int
     """
     grad = jax.grad(lambda p: -log_density(p))
 
-    def body(_, carry):
-        v, _ = carry
-        hv = jax.jvp(grad, (params,), (v,))[1]
-        norm = jnp.sqrt(tree_sq_norm(hv))
-        return jax.tree.map(lambda x: x / norm, hv), norm
+    def power_iteration(v, point):
+        # `point` is an argument, not a closed-over constant: XLA would otherwise constant-fold the whole forward
+        # pass at compile time (seconds, and a "slow operation" alarm in the user's log)
+        def body(_, carry):
+            v, _ = carry
+            hv = jax.jvp(grad, (point,), (v,))[1]
+            norm = jnp.sqrt(tree_sq_norm(hv))
+            return jax.tree.map(lambda x: x / norm, hv), norm
+
+        return jax.lax.fori_loop(0, iterations, body, (v, jnp.sqrt(tree_sq_norm(v))))
 
     v = tree_normal(key, params)
     norm = jnp.sqrt(tree_sq_norm(v))
     v = jax.tree.map(lambda x: x / norm, v)
-    _, lam = jax.jit(lambda v: jax.lax.fori_loop(0, iterations, body, (v, norm)))(v)
+    _, lam = jax.jit(power_iteration)(v, params)
     return float(lam)
 
 

@@ -3,7 +3,7 @@
     spec = ARCHITECTURES[config.architecture]
     model = spec.model(config, activation, depth, width)          # flax module, standard-normal parameters
     x = spec.inputs(config, task.x_train)                          # flat pixels → what the model takes
-    measure = spec.measure(config, model, x_tr, x_te, y_te, depth, width)   # params → (trace, accum, pooled)
+    measure = spec.measure(config, model, data, depth, width, T)   # position → (trace, accum, pooled)
     theory = spec.theory(config, task, activation, depth, width, T)         # UnitTheory, float64
     kernel, scatter = spec.compare_kernel(pooled_mean, theory, tolerance)  # measured kernel vs the theory's
 
@@ -14,6 +14,10 @@
   training points.
 - "cnn": `models.cnn.PatchCNN` on side × side images; `theory.conv_renormalization.conv_theory` (its local NNGP
   is the infinite-width limit); a draw measures the readout overlap matrix Q̂ = v vᵀ/N_c across positions.
+
+Collapsed (config.collapsed, the default): a draw is the hidden weights θ_h alone, and every readout quantity is its
+exact conditional expectation given θ_h (`models.collapsed.readout_posterior`): the test loss
+E[(f − y₀)² | θ_h] = (m − y₀)² + s², E[q̂ | θ_h], E[v vᵀ | θ_h] (Rao-Blackwellised; docs eq. (R-29)).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from deeptheory.models.cnn import PatchCNN
+from deeptheory.models.collapsed import readout_features, readout_posterior
 from deeptheory.models.mlp import MLP
 from deeptheory.theory.conv_renormalization import conv_theory
 from deeptheory.theory.nngp import nngp_kernel
@@ -36,7 +41,7 @@ from deeptheory.theory.renormalization import (
 )
 from deeptheory.train.harness import cli
 
-__all__ = ["ARCHITECTURES", "Architecture", "UnitTheory"]
+__all__ = ["ARCHITECTURES", "Architecture", "Data", "ReadoutDraw", "UnitTheory", "readout_name"]
 
 class UnitTheory(NamedTuple):
     """The theory of one (activation, depth, width, T) point, in what the analysis compares."""
@@ -56,9 +61,64 @@ class Architecture(NamedTuple):
     check: Callable[[Any], None]  # (config) → None; its own config constraints (raises cli.ConfigError)
     model: Callable  # (config, activation, depth, width) → flax module
     inputs: Callable  # (config, x flat (P, side²)) → the model's inputs
-    measure: Callable  # (config, model, x_tr, x_te, y_te, depth, width) → (params → (trace, accum, pooled))
+    measure: Callable  # (config, model, Data, depth, width, T) → (position → (trace, accum, pooled))
     theory: Callable  # (config, task, activation, depth, width, T) → UnitTheory
     compare_kernel: Callable  # (pooled mean, UnitTheory, tolerance) → (kernel metrics, (sampled, K_R, K) or None)
+
+
+class Data(NamedTuple):
+    """The training and test sets as the model takes them (float32)."""
+
+    x_train: Any
+    y_train: Any
+    x_test: Any
+    y_test: Any
+
+
+class ReadoutDraw(NamedTuple):
+    """What one draw says about the readout: the test outputs' mean and variance given the draw (variance 0 when
+    the readout weights are themselves sampled), E|v|², the training features φ (P, F) and, if asked, E[v vᵀ]."""
+
+    mean: Any
+    var: Any
+    sq_norm: Any
+    features: Any
+    second_moment: Any
+
+    def trace(self, y_test, readout_q) -> dict:
+        """The traced scalars: test loss E[(f − y₀)²] (Rao-Blackwellised when collapsed) and the readout norm."""
+        return {"test_loss": jnp.mean((self.mean - y_test) ** 2 + self.var), "readout_q": readout_q}
+
+
+def readout_name(depth: int) -> str:
+    """The readout weight's parameter name: W0..WL, input first (flax orders them as strings: W10 before W2)."""
+    return f"W{depth}"
+
+
+def _readout_draw(config, model, data: Data, depth: int, T: float, *, second_moment: bool = False) -> Callable:
+    """position → ReadoutDraw. Collapsed (config.collapsed): the position is θ_h and the readout's law given it is
+    exact (`models.collapsed.readout_posterior`); otherwise the position holds the readout weights v too."""
+    name = readout_name(depth)
+    if config.collapsed:
+        features_tr = readout_features(model, name, data.x_train)
+        features_te = readout_features(model, name, data.x_test)
+
+        def draw(hidden):
+            phi = features_tr(hidden)
+            post = readout_posterior(phi, data.y_train, features_te(hidden), T, config.weight_var,
+                                     second_moment=second_moment)
+            return ReadoutDraw(post.mean, post.var, post.sq_norm, phi, post.second_moment)
+
+        return draw
+
+    def draw(params):
+        f_te = model.apply(params, data.x_test)[:, 0]
+        _, phi = model.apply(params, data.x_train, return_features=True)
+        v = params["params"][name].reshape(-1)  # the readout's standard-normal weights
+        return ReadoutDraw(f_te, jnp.zeros_like(f_te), jnp.sum(v**2), phi.reshape(len(phi), -1),
+                           jnp.outer(v, v) if second_moment else None)
+
+    return draw
 
 
 # ------------------------------------------------------------------------------------------------------- MLP
@@ -76,17 +136,14 @@ def _mlp_inputs(config, x):
     return x
 
 
-def _mlp_measure(config, model, x_tr, x_te, y_te, depth: int, width: int):
-    readout = f"W{depth}"  # parameters W0..WL, input first (flax orders them as strings: W10 before W2)
+def _mlp_measure(config, model, data: Data, depth: int, width: int, T: float):
+    draw = _readout_draw(config, model, data, depth, T)
 
-    def measure(params):
-        f_te = model.apply(params, x_te)[:, 0]
-        _, phi = model.apply(params, x_tr, return_features=True)
-        v = params["params"][readout]  # the readout's standard-normal weights
-        q = jnp.sum(v**2) / width  # λ_L |v_eff|² / N_L
-        K_hat = config.weight_var * phi @ phi.T / width  # σ_L² φφᵀ / N_L
-        trace = {"test_loss": jnp.mean((f_te - y_te) ** 2), "readout_q": q}
-        return trace, {"f": f_te}, {"qK": q * K_hat}
+    def measure(position):
+        readout = draw(position)
+        q = readout.sq_norm / width  # λ_L |v_eff|² / N_L
+        K_hat = config.weight_var * readout.features @ readout.features.T / width  # σ_L² φφᵀ / N_L
+        return readout.trace(data.y_test, q), {"f": readout.mean}, {"qK": q * K_hat}
 
     return measure
 
@@ -138,15 +195,15 @@ def _cnn_inputs(config, x):
     return x.reshape(len(x), config.image_side, config.image_side)
 
 
-def _cnn_measure(config, model, x_tr, x_te, y_te, depth: int, width: int):
-    readout = f"W{depth}"
+def _cnn_measure(config, model, data: Data, depth: int, width: int, T: float):
+    draw = _readout_draw(config, model, data, depth, T, second_moment=True)
 
-    def measure(params):
-        f_te = model.apply(params, x_te)[:, 0]
-        v = params["params"][readout]  # the readout's standard-normal weights, one row per position
-        q = v @ v.T / width  # (n, n) overlap of the readout weights across positions
-        trace = {"test_loss": jnp.mean((f_te - y_te) ** 2), "readout_q": jnp.trace(q) / q.shape[0]}
-        return trace, {"f": f_te}, {"Q": q}
+    def measure(position):
+        readout = draw(position)
+        n = readout.second_moment.shape[0] // width
+        vv = readout.second_moment.reshape(n, width, n, width)  # features: positions row-major, channels inner
+        q = jnp.einsum("icjc->ij", vv) / width  # (n, n) ⟨v vᵀ⟩/N_c across positions
+        return readout.trace(data.y_test, jnp.trace(q) / n), {"f": readout.mean}, {"Q": q}
 
     return measure
 

@@ -16,9 +16,10 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from deeptheory.models.collapsed import collapsed_log_posterior, readout_features, split_readout
 from deeptheory.models.posterior import log_posterior
 from deeptheory.train.data import load_task
-from deeptheory.train.experiments.bayes_networks.architectures import ARCHITECTURES
+from deeptheory.train.experiments.bayes_networks.architectures import ARCHITECTURES, Data, readout_name
 from deeptheory.train.experiments.bayes_networks.config import NAME, Config
 from deeptheory.train.harness.keys import derive, derive_seed
 from deeptheory.train.inference.chains import ChainResult, run_chains
@@ -64,10 +65,15 @@ def _run_unit(config: Config, task, activation: str, depth: int, width: int, T: 
     x_tr = jnp.asarray(arch.inputs(config, task.x_train), jnp.float32)
     x_te = jnp.asarray(arch.inputs(config, task.x_test), jnp.float32)
     y_tr, y_te = jnp.asarray(task.y_train, jnp.float32), jnp.asarray(task.y_test, jnp.float32)
-    log_p = log_posterior(model.apply, x_tr, y_tr, T)
     path = (NAME, config.architecture, activation, depth, width, T)
     key = derive(config.seed, *path, "init")
     positions = jax.vmap(lambda k: model.init(k, x_tr))(jax.random.split(jax.random.fold_in(key, 0), config.chains))
+    if config.collapsed:  # sample θ_h alone, the readout integrated out (models.collapsed)
+        positions = split_readout(positions, readout_name(depth))[0]
+        log_p = collapsed_log_posterior(readout_features(model, readout_name(depth), x_tr), y_tr, T,
+                                        config.weight_var)
+    else:
+        log_p = log_posterior(model.apply, x_tr, y_tr, T)
     sampler = SAMPLERS[config.sampler]
     if config.step > 0:
         h, lam = config.step, float("nan")
@@ -79,7 +85,7 @@ def _run_unit(config: Config, task, activation: str, depth: int, width: int, T: 
     label = f"{activation} L={depth} N={width} T={T:g}"
     result = run_chains(sampler(log_p, h, **options), positions, seed=derive_seed(config.seed, *path, "chains"),
                         n_steps=n_steps, every=every, burn_in=burn,
-                        measure=arch.measure(config, model, x_tr, x_te, y_te, depth, width),
+                        measure=arch.measure(config, model, Data(x_tr, y_tr, x_te, y_te), depth, width, T),
                         checkpoint_dir=out_dir / "checkpoints" / _unit_name(activation, depth, width, T),
                         checkpoint_every=config.checkpoint_every, description=label)
     return Measured((activation, depth, width, T), result._replace(final=None),  # the chains' states: not needed
