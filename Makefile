@@ -60,6 +60,7 @@ bench: $(STAMP)  ## every benchmark against its baseline (figures go to benchmar
 	$(PY) -m deeptheory.benchmarks.nngp
 	$(PY) -m deeptheory.benchmarks.renormalization
 	$(PY) -m deeptheory.benchmarks.langevin
+	$(PY) -m deeptheory.benchmarks.collapsed
 	$(PY) -m deeptheory.benchmarks.rf_sweep
 	$(PY) -m deeptheory.benchmarks.particles
 
@@ -70,6 +71,7 @@ bench-gpu: $(STAMP)  ## the GPU-relevant benchmarks at GPU sizes, device and dat
 	  $(PY) -m deeptheory.benchmarks.nngp --block-sizes 512,2048,8192 && \
 	  $(PY) -m deeptheory.benchmarks.renormalization --variant-grid 16 && \
 	  $(PY) -m deeptheory.benchmarks.langevin && \
+	  $(PY) -m deeptheory.benchmarks.collapsed --budget 300 && \
 	  $(PY) -m deeptheory.benchmarks.rf_sweep && \
 	  $(PY) -m deeptheory.benchmarks.particles; } 2>&1 | tee $(BENCH_LOG)
 
