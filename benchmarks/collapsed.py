@@ -12,7 +12,8 @@ experiment's rule h = 0.5/√λ_max(−∇² log π) at the first chain's start 
 Each side gets the same wall-clock budget for burn-in (discarded) and the same for sampling, from the same prior
 draws; the test loss is measured every `--every` steps. Printed per T: steps/s, step h, measurements, the
 multi-chain ESS (`train.inference.diagnostics`; between-chain spread counts against it, so chains that have not
-mixed are not rewarded), ESS/s, the estimate ± its error bar (the two must agree), split-R̂; then the ratios of ESS/s,
+mixed are not rewarded), ESS/s, the estimate ± its error bar (the two agree once both samplers have mixed),
+split-R̂; then the ratios of ESS/s,
 of natural time (steps·h) covered per second, and of the estimate's precision 1/error² per second (ESS counts draws,
 so the smaller spread of the Rao-Blackwellised draws shows only in the last).
 """
@@ -31,7 +32,6 @@ from deeptheory.models.collapsed import collapsed_log_posterior, readout_feature
 from deeptheory.models.mlp import MLP
 from deeptheory.models.posterior import log_posterior
 from deeptheory.train.experiments import bayes_networks
-from deeptheory.train.harness import cli
 from deeptheory.train.inference import diagnostics
 from deeptheory.train.inference.samplers import baoab
 from deeptheory.train.inference.stepsize import stable_step, top_curvature
@@ -83,7 +83,6 @@ def main(argv=None):
     parser.add_argument("--burn-in", type=float, default=60.0, help="seconds of burn-in per sampler")
     parser.add_argument("--budget", type=float, default=120.0, help="seconds of sampling per sampler")
     args = parser.parse_args(argv)
-    cli.init_runtime()  # the experiment's runtime: XLA CPU flags (a hang without them: cli.init_runtime)
     config = dataclasses.replace(bayes_networks.Config(), n_train=args.p, n_test=args.p_test)
     task = bayes_networks.load_data(config)
     x, x0 = (jnp.asarray(a, jnp.float32) for a in (task.x_train, task.x_test))

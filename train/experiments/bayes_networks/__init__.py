@@ -2,7 +2,7 @@
 
 For every (activation, depth L, width N, temperature T): C chains of a sampler (`train.inference.samplers`; BAOAB by
 default) draw from p(θ | D) ∝ exp(−Σ(y − f)²/2T − |θ|²/2) for the network of `models.mlp` (or `models.cnn`),
-all chains vmapped and sharded (`train.inference.chains`), checkpointed and resumable. By default (`collapsed`) the
+all chains vmapped and sharded (`train.inference.chains`), checkpointed and resumable. With `collapsed` the
 chains sample the hidden weights θ_h alone, the linear readout integrated out exactly (`models.collapsed`, docs eq.
 (R-29)), and every readout quantity is its conditional expectation given θ_h (Rao-Blackwellised). Measured per
 chain and draw: the test loss (1/P_test) Σ (f(x) − y)², the readout norm q̂ = λ_L|v|²/N_L, and the readout-layer

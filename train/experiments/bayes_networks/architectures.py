@@ -15,8 +15,8 @@
 - "cnn": `models.cnn.PatchCNN` on side × side images; `theory.conv_renormalization.conv_theory` (its local NNGP
   is the infinite-width limit); a draw measures the readout overlap matrix Q̂ = v vᵀ/N_c across positions.
 
-Collapsed (config.collapsed, the default): a draw is the hidden weights θ_h alone, and every readout quantity is its
-exact conditional expectation given θ_h (`models.collapsed.readout_posterior`): the test loss
+Collapsed (config.collapsed; off by default, see the config): a draw is the hidden weights θ_h alone, and every
+readout quantity is its exact conditional expectation given θ_h (`models.collapsed.readout_posterior`): the test loss
 E[(f − y₀)² | θ_h] = (m − y₀)² + s², E[q̂ | θ_h], E[v vᵀ | θ_h] (Rao-Blackwellised; docs eq. (R-29)).
 """
 
@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -77,13 +78,14 @@ class Data(NamedTuple):
 
 class ReadoutDraw(NamedTuple):
     """What one draw says about the readout: the test outputs' mean and variance given the draw (variance 0 when
-    the readout weights are themselves sampled), E|v|², the training features φ (P, F) and, if asked, E[v vᵀ]."""
+    the readout weights are themselves sampled), E|v|², the training features φ (P, F) and, if asked, E[V Vᵀ] for
+    the readout weight V as the model shapes it (CNN: positions × channels)."""
 
     mean: Any
     var: Any
     sq_norm: Any
     features: Any
-    second_moment: Any
+    overlap: Any
 
     def trace(self, y_test, readout_q) -> dict:
         """The traced scalars: test loss E[(f − y₀)²] (Rao-Blackwellised when collapsed) and the readout norm."""
@@ -95,10 +97,11 @@ def readout_name(depth: int) -> str:
     return f"W{depth}"
 
 
-def _readout_draw(config, model, data: Data, depth: int, T: float, *, second_moment: bool = False) -> Callable:
+def _readout_draw(config, model, data: Data, depth: int, T: float, *, overlap: bool = False) -> Callable:
     """position → ReadoutDraw. Collapsed (config.collapsed): the position is θ_h and the readout's law given it is
     exact (`models.collapsed.readout_posterior`); otherwise the position holds the readout weights v too."""
     name = readout_name(depth)
+    rows = jax.eval_shape(model.init, jax.random.key(0), data.x_train[:1])["params"][name].shape[0]
     if config.collapsed:
         features_tr = readout_features(model, name, data.x_train)
         features_te = readout_features(model, name, data.x_test)
@@ -106,17 +109,17 @@ def _readout_draw(config, model, data: Data, depth: int, T: float, *, second_mom
         def draw(hidden):
             phi = features_tr(hidden)
             post = readout_posterior(phi, data.y_train, features_te(hidden), T, config.weight_var,
-                                     second_moment=second_moment)
-            return ReadoutDraw(post.mean, post.var, post.sq_norm, phi, post.second_moment)
+                                     overlap_rows=rows if overlap else None)
+            return ReadoutDraw(post.mean, post.var, post.sq_norm, phi, post.overlap)
 
         return draw
 
     def draw(params):
         f_te = model.apply(params, data.x_test)[:, 0]
         _, phi = model.apply(params, data.x_train, return_features=True)
-        v = params["params"][name].reshape(-1)  # the readout's standard-normal weights
-        return ReadoutDraw(f_te, jnp.zeros_like(f_te), jnp.sum(v**2), phi.reshape(len(phi), -1),
-                           jnp.outer(v, v) if second_moment else None)
+        V = params["params"][name]  # the readout's standard-normal weights (MLP: N_L × 1; CNN: n × N_c)
+        return ReadoutDraw(f_te, jnp.zeros_like(f_te), jnp.sum(V**2), phi.reshape(len(phi), -1),
+                           V @ V.T if overlap else None)
 
     return draw
 
@@ -196,13 +199,12 @@ def _cnn_inputs(config, x):
 
 
 def _cnn_measure(config, model, data: Data, depth: int, width: int, T: float):
-    draw = _readout_draw(config, model, data, depth, T, second_moment=True)
+    draw = _readout_draw(config, model, data, depth, T, overlap=True)
 
     def measure(position):
         readout = draw(position)
-        n = readout.second_moment.shape[0] // width
-        vv = readout.second_moment.reshape(n, width, n, width)  # features: positions row-major, channels inner
-        q = jnp.einsum("icjc->ij", vv) / width  # (n, n) ⟨v vᵀ⟩/N_c across positions
+        q = readout.overlap / width  # (n, n) ⟨V Vᵀ⟩/N_c across positions
+        n = q.shape[0]
         return readout.trace(data.y_test, jnp.trace(q) / n), {"f": readout.mean}, {"Q": q}
 
     return measure
