@@ -11,9 +11,9 @@ exp(−|y − f|²/2T), prior v ~ N(0, I)) the readout can be integrated out in 
 and given θ_h the readout is Gaussian, v | θ_h, D ~ N(μ, Σ) with Σ = T G⁻¹, μ = √c G⁻¹Φᵀy, G = T I_F + c ΦᵀΦ;
 so the test outputs are Gaussian with mean m(x₀) = k₀ᵀA⁻¹y and variance s²(x₀) = k(x₀, x₀) − k₀ᵀA⁻¹k₀, the GP
 posterior of the kernel K̂ (eq. (R-9) with K̂ for K). Sampling θ_h from the collapsed density and averaging these
-conditional moments (Rao-Blackwellisation) estimates every posterior expectation that is a function of (θ_h, v) with
-less variance than sampling v along, and removes the readout's stiff directions (curvature ~ λ_max(K̂)/T) from the
-sampler.
+conditional moments (Rao-Blackwellisation) estimates the same posterior expectations as sampling v along, each draw
+with no larger variance than the draw it replaces, and removes the readout's stiff directions (curvature
+~ λ_max(K̂)/T) from the sampler; the chain over θ_h mixes differently, which its ESS measures.
 
 Both are computed from one Cholesky factor in min(P, F) dimensions: of G (F × F, Woodbury and the determinant
 lemma: log det A = (P − F) log T + log det G) when F ≤ P, else of A (P × P). The quadratic form is yᵀr/T with the
