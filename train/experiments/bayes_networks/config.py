@@ -33,7 +33,8 @@ class Config(cli.BinaryTaskFields):
                          choices=("auto", "vanilla", "nested", "noncentral"))
     collapsed: bool = param(False, "sample the hidden weights alone, the linear readout integrated out exactly, and "
                                    "measure its conditional expectations (models.collapsed). Off by default: on CPU "
-                                   "jaxlib's batched LAPACK solves can deadlock (README: the collapsed posterior)")
+                                   "jaxlib's batched LAPACK solves can deadlock (README: the collapsed posterior)",
+                            valid="true or false")
     sampler: str = param("baoab", "MCMC sampler", choices=tuple(SAMPLERS))
     step: float = param(0.0, "step h in the log-density convention (0: step_scale/√λ_max, BAOAB; step_scale/λ_max, "
                              "ULA/MALA)", valid="≥ 0")
