@@ -58,18 +58,42 @@ class _Factor(NamedTuple):
     scale: float  # c = σ_L² / F
 
 
+# Every LAPACK call below goes through these three, each one chain at a time under vmap (sequential_vmap turns the
+# vmap over chains into a loop of unbatched calls). On CPU, jaxlib's batched LAPACK kernels (a batch dimension from
+# vmapping over chains) split the batch over XLA's intra-op thread pool and wait for the pieces inside a pool
+# thread; with several such calls in flight the pool starved and collapsed chains deadlocked (gdb: every pool thread
+# in lapack_strsm_ffi → ParallelBatchMap → BlockingCounter::Wait; 4 of about 12 runs on 2 cores). Unbatched calls
+# never wait on the pool. Forward-over-reverse (`top_curvature`) differentiates through them; reverse mode never
+# does (the gradient is the custom VJP of `_log_evidence`).
+@jax.custom_batching.sequential_vmap
+def _cholesky_solve(M, B):
+    """(L, M⁻¹B) with L the lower Cholesky factor of the SPD matrix M."""
+    chol = jnp.linalg.cholesky(M)
+    return chol, jsl.cho_solve((chol, True), B)
+
+
+@jax.custom_batching.sequential_vmap
+def _cho_solve(chol, B):
+    """M⁻¹B from the lower Cholesky factor L of M."""
+    return jsl.cho_solve((chol, True), B)
+
+
+@jax.custom_batching.sequential_vmap
+def _solve_lower(chol, B):
+    """L⁻¹B for lower-triangular L."""
+    return jsl.solve_triangular(chol, B, lower=True)
+
+
 def _factor(features_PxF, y_P, temperature, readout_var) -> _Factor:
     P, F = features_PxF.shape
     c = readout_var / F
     y = y_P.astype(features_PxF.dtype)
     if F <= P:
         G = c * (features_PxF.T @ features_PxF) + temperature * jnp.eye(F, dtype=features_PxF.dtype)
-        chol = jnp.linalg.cholesky(G)
-        w = jsl.cho_solve((chol, True), features_PxF.T @ y)  # G⁻¹Φᵀy
+        chol, w = _cholesky_solve(G, features_PxF.T @ y)  # w = G⁻¹Φᵀy
         return _Factor(True, chol, y - c * (features_PxF @ w), w, c)
     A = c * (features_PxF @ features_PxF.T) + temperature * jnp.eye(P, dtype=features_PxF.dtype)
-    chol = jnp.linalg.cholesky(A)
-    alpha = jsl.cho_solve((chol, True), y)  # A⁻¹y
+    chol, alpha = _cholesky_solve(A, y)  # A⁻¹y
     return _Factor(False, chol, temperature * alpha, features_PxF.T @ alpha, c)
 
 
@@ -139,9 +163,9 @@ def _log_evidence_bwd(temperature, scale, saved, g):
     features, fac = saved
     alpha = fac.residual / temperature
     if fac.feature_space:
-        inv_times_features = jsl.cho_solve((fac.chol, True), features.T).T  # Φ G⁻¹
+        inv_times_features = _cho_solve(fac.chol, features.T).T  # Φ G⁻¹
     else:
-        inv_times_features = jsl.cho_solve((fac.chol, True), features)  # A⁻¹Φ
+        inv_times_features = _cho_solve(fac.chol, features)  # A⁻¹Φ
     d_features = scale * (jnp.outer(alpha, fac.weights) - inv_times_features)  # αᵀΦ = w
     return g * d_features, (-g * alpha).astype(fac.residual.dtype)
 
@@ -195,16 +219,16 @@ def readout_posterior(features_PxF, y_P, features0_BxF, temperature: float, read
     mu = jnp.sqrt(c) * fac.weights  # μ = √c G⁻¹Φᵀy = √c ΦᵀA⁻¹y
     mean = jnp.sqrt(c) * (features0_BxF @ mu)
     eye = jnp.eye(len(fac.chol), dtype=fac.chol.dtype)
-    inv_chol = jsl.solve_triangular(fac.chol, eye, lower=True)  # L⁻¹
+    inv_chol = _solve_lower(fac.chol, eye)  # L⁻¹
     rows = overlap_rows or 1
     if fac.feature_space:  # Σ = T G⁻¹ = T L⁻ᵀL⁻¹
-        half_FxB = jsl.solve_triangular(fac.chol, features0_BxF.T, lower=True)  # L⁻¹φ₀
+        half_FxB = _solve_lower(fac.chol, features0_BxF.T)  # L⁻¹φ₀
         var = c * T * jnp.sum(half_FxB**2, axis=0)
         trace = T * jnp.sum(inv_chol**2)
         blocks = lambda: T * jnp.einsum("kic,kjc->ij", *2 * (inv_chol.reshape(F, rows, -1),))  # noqa: E731
     else:  # Σ = I − c ΦᵀA⁻¹Φ = I − c HᵀH with H = L⁻¹Φ, tr Σ = F − P + T tr A⁻¹
         k0_PxB = c * (features_PxF @ features0_BxF.T)
-        half_PxB = jsl.solve_triangular(fac.chol, k0_PxB, lower=True)
+        half_PxB = _solve_lower(fac.chol, k0_PxB)
         # a difference of two O(1) numbers: a test point in the span of the training features can round below 0
         var = jnp.maximum(c * jnp.sum(features0_BxF**2, axis=1) - jnp.sum(half_PxB**2, axis=0), 0)
         trace = (F - P) + T * jnp.sum(inv_chol**2)

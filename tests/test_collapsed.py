@@ -1,8 +1,6 @@
 """models.collapsed: the readout integrated out exactly, against dense formulas, the full posterior, quadrature and
 the full-weight sampler (docs/nngp_and_renormalization.md, eq. (R-29))."""
 
-import os
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -19,14 +17,6 @@ from deeptheory.models.posterior import log_posterior
 from deeptheory.train.inference import diagnostics
 from deeptheory.train.inference.chains import run_chains
 from deeptheory.train.inference.samplers import baoab, mala
-
-# Chains of the collapsed density vmap jaxlib's LAPACK triangular solves over chains; on CPU their batched kernel
-# (ParallelBatchMap) waits on tasks queued to the same intra-op pool that runs it, and runs that execute several such
-# solves at once (4 simulated devices here; independent ops on 2 cores) deadlock (gdb, 2026-12-02: every pool thread in
-# lapack_strsm_ffi → BlockingCounter::Wait). Those tests pass when they do not wedge; they are kept, opt-in.
-DEADLOCK = pytest.mark.skipif(os.environ.get("DEEPTHEORY_COLLAPSED_CHAINS") != "1",
-                              reason="jaxlib CPU batched LAPACK deadlock (README: the collapsed posterior); "
-                                     "DEEPTHEORY_COLLAPSED_CHAINS=1 runs it")
 
 
 @pytest.mark.parametrize("P, F, rows", [(7, 4, 2), (4, 6, 3), (5, 5, 5), (9, 6, 1)])
@@ -106,6 +96,38 @@ def test_gradient_matches_a_dense_implementation():
             np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-11)
 
 
+@pytest.mark.parametrize("width", [5, 12])  # feature space (F ≤ P) and sample space
+def test_vmapped_over_chains_every_lapack_call_is_unbatched(width):
+    """The deadlock guard (models.collapsed, the three sequential helpers): under vmap over chains no LAPACK call of
+    the density, its gradient, its Hessian-vector product (top_curvature) or the readout posterior may carry a batch
+    dimension — jaxlib's batched CPU kernels wait on the intra-op pool and deadlocked collapsed chains. Also checks
+    that the vmapped values equal the per-chain ones."""
+    import re
+
+    rng = np.random.default_rng(4)
+    x, y = jnp.asarray(rng.normal(size=(8, 3)), jnp.float32), jnp.asarray(rng.normal(size=8), jnp.float32)
+    model = MLP(widths=(width,), activation="erf")
+    features = readout_features(model, "W1", x)
+    log_p = collapsed_log_posterior(features, y, 0.05, 1.0)
+    hidden = split_readout(jax.vmap(lambda k: model.init(k, x))(jax.random.split(jax.random.key(0), 4)), "W1")[0]
+    tangent = jax.tree.map(jnp.ones_like, hidden)
+    programs = {
+        "value and gradient": (jax.vmap(jax.value_and_grad(log_p)), (hidden,)),
+        "Hessian-vector product": (jax.vmap(lambda h, t: jax.jvp(jax.grad(log_p), (h,), (t,))[1]), (hidden, tangent)),
+        "readout posterior": (jax.vmap(lambda h: readout_posterior(features(h), y, features(h)[:3], 0.05, 1.0,
+                                                                   overlap_rows=1)), (hidden,)),
+    }
+    for name, (fn, args) in programs.items():
+        calls = re.findall(r'(lapack_\w+)\(.*?num_batch_dims = "(\d+)"', jax.jit(fn).lower(*args).as_text())
+        assert calls and all(batch == "0" for _, batch in calls), (name, calls)
+    value, grad = programs["value and gradient"][0](hidden)
+    one = jax.tree.map(lambda a: a[1], hidden)
+    np.testing.assert_allclose(value[1], log_p(one), rtol=1e-5)
+    for a, b in zip(jax.tree.leaves(jax.tree.map(lambda g: g[1], grad)), jax.tree.leaves(jax.grad(log_p)(one)),
+                    strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
 def test_float32_keeps_its_digits_at_low_temperature():
     """The readout mean and the gradient in float32 against float64 at T = 10⁻³, F < P (feature space): w = G⁻¹Φᵀy is
     solved for, not recovered from the residual as Φᵀr/T, which loses ~1/T of float32's digits (the readout mean
@@ -135,7 +157,6 @@ def test_a_readout_bias_is_refused():
         readout_features(model, "W1", jnp.ones((2, 4), jnp.float32))
 
 
-@DEADLOCK
 def test_collapsed_mala_matches_quadrature_on_a_linear_network():
     """One hidden linear unit on 2-d inputs: f = v · (w·x)/√2, θ_h = w ∈ R². With u = Xw/√2 the collapsed density is
     N(w; 0, I) N(y; 0, T I + uuᵀ) (Sherman–Morrison, written out independently here), a 2-d integral on a grid, and so
@@ -179,7 +200,6 @@ def test_collapsed_mala_matches_quadrature_on_a_linear_network():
         assert abs(draws.mean() - exact) < 5 * draws.std() / np.sqrt(n), (name, draws.mean(), exact)
 
 
-@DEADLOCK
 def test_collapsed_and_full_samplers_agree_on_a_small_mlp():
     """The same posterior sampled two ways (BAOAB over all weights; BAOAB over θ_h with the readout integrated out):
     test loss and readout norm agree within 4 combined Monte Carlo standard errors (about 0.3 % of each here), and
@@ -216,7 +236,6 @@ def test_collapsed_and_full_samplers_agree_on_a_small_mlp():
     assert stats["collapsed"]["loss"][1] < stats["full"]["loss"][1]
 
 
-@DEADLOCK
 def test_sharded_collapsed_chains_equal_unsharded():
     """The collapsed density in run_chains: 4 simulated devices or 1 give the same chains (rounding only)."""
     rng = np.random.default_rng(6)
