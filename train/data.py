@@ -392,12 +392,13 @@ def binary_task(
     return BinaryTask(x_tr, y_tr, x_te, y_te, info)
 
 
-def load_task(config, *, input_dim: int | None = None, reduce: str = "pca") -> BinaryTask:
+def load_task(config, *, input_dim: int | None = None, reduce: str = "pca", labels: str = "01") -> BinaryTask:
     """The binary task of an experiment config (fields dataset, data_dir, classes, n_train, n_test, seed).
 
     `input_dim`/`reduce` apply to data whose raw inputs are larger; data with at most `input_dim` features (MNIST-1D,
     40) are kept whole, and "downsample" falls back to keeping the inputs when the data are not images. What was
-    actually loaded and done is in `task.info` (the experiment records it next to its config).
+    actually loaded and done is in `task.info` (the experiment records it next to its config). `labels`: "01" or
+    "pm1" (targets ±1), as in `binary_task`.
     """
     per_class = (config.n_train - config.n_train // 2, config.n_test - config.n_test // 2)
     dataset = load_dataset(config.dataset, config.data_dir or None, per_class=per_class)
@@ -406,4 +407,4 @@ def load_task(config, *, input_dim: int | None = None, reduce: str = "pca") -> B
     if input_dim is not None and (input_dim >= raw_dim or (reduce == "downsample" and dataset.x_train.ndim != 3)):
         input_dim = None
     return binary_task(dataset, classes=tuple(config.classes), n_train=config.n_train, n_test=config.n_test,
-                       seed=config.seed, input_dim=input_dim, reduce=reduce)
+                       seed=config.seed, input_dim=input_dim, reduce=reduce, labels=labels)

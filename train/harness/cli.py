@@ -152,7 +152,8 @@ def _help_text(field, kind, presets: dict) -> str:
     choices = meta.get("choices")
     text += f"; {_type_text(kind)}" + (f", {meta['valid']}" if meta.get("valid") else "")
     text += f", among {', '.join(map(str, choices))}" if choices else ""
-    values = {name: getattr(preset, field.name) for name, preset in presets.items()}
+    # the study's parts (presets study-*) would make every flag's help a paragraph: their configs are in config.py
+    values = {name: getattr(preset, field.name) for name, preset in presets.items() if not name.startswith("study-")}
     if len(set(map(repr, values.values()))) == 1:
         text += f"; every preset: {_shown(next(iter(values.values())))}"
     else:
@@ -205,7 +206,9 @@ def parse_config(config_cls, presets: dict, argv=None, *, prog: str | None = Non
     parser = _Parser(prog=prog, description=description, allow_abbrev=False,
                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", choices=list(presets), default="quick",
-                        help="base configuration every other flag overrides (default: quick)")
+                        help="base configuration every other flag overrides (default: quick); study-*: the parts "
+                             "of a committed study (results/<experiment>/<part>; README); the flags below list the "
+                             "values of the others")
     parser.add_argument("--out", type=Path, default=None,
                         help="output folder (default runs/<experiment>/<preset>); rerun into it to resume")
     parser.add_argument("--distributed", action="store_true",

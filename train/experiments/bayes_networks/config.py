@@ -17,6 +17,9 @@ NAME = "bayes_networks"
 @dataclass(frozen=True)
 class Config(cli.BinaryTaskFields):
     n_test: int = param(256, "test points", valid="≥ 1")
+    labels: str = param("01", "targets: 01 (y = 0 or 1, the papers' protocol) or pm1 (y = ±1, centred). The networks "
+                              "and kernels have no bias and erf ones are odd, so with 0/1 targets the offset ½ is "
+                              "part of what must be learnt (README: the map)", choices=("01", "pm1"))
     image_side: int = param(28, "images average-pooled to side × side (28 keeps Fashion-MNIST whole; 1-d data such "
                                  "as MNIST-1D keep their 40 inputs)", unit="pixels", valid="a divisor of 28")
     architecture: str = param("mlp", "network", choices=tuple(ARCHITECTURES))
@@ -32,8 +35,8 @@ class Config(cli.BinaryTaskFields):
                                  "nested for odd φ, noncentral otherwise)",
                          choices=("auto", "vanilla", "nested", "noncentral"))
     collapsed: bool = param(False, "sample the hidden weights alone, the linear readout integrated out exactly, and "
-                                   "measure its conditional expectations (models.collapsed). Off by default: on CPU "
-                                   "jaxlib's batched LAPACK solves can deadlock (README: the collapsed posterior)",
+                                   "measure its conditional expectations (models.collapsed). Off by default: the "
+                                   "committed results use the full-weight sampler (README: the collapsed posterior)",
                             valid="true or false")
     sampler: str = param("baoab", "MCMC sampler", choices=tuple(SAMPLERS))
     step: float = param(0.0, "step h in the log-density convention (0: step_scale/√λ_max, BAOAB; step_scale/λ_max, "
@@ -50,6 +53,7 @@ class Config(cli.BinaryTaskFields):
     def validate(self):
         req = cli.require
         cli.require_binary_task(self)
+        req(self.labels in ("01", "pm1"), f"--labels must be 01 or pm1; got {self.labels!r}")
         req(self.image_side >= 1 and 28 % self.image_side == 0,
             f"--image-side must divide 28 (Fashion-MNIST is downsampled by an integer factor); got {self.image_side}")
         req(self.architecture in ARCHITECTURES,
@@ -85,6 +89,11 @@ class Config(cli.BinaryTaskFields):
         req(self.seed >= 0, f"--seed must be >= 0; got {self.seed}")
 
 
+# The study: P = 500 full-resolution images on 2 CPU cores, in parts of under an hour each (one preset per part;
+# README: the map). Shared settings: 4 chains, 5 time units of burn-in and 25 of sampling.
+_STUDY = dict(n_train=500, n_test=500, collapsed=False, chains=4, burn_in_time=5.0, sample_time=25.0, measure_time=0.25,
+              checkpoint_every=20)
+
 PRESETS = {
     # P = 64 full-resolution images, P/N = 2, 1, 1/4, depths 1 and 2: about 5 minutes on 2 CPU cores.
     # (Downsampled inputs are cheaper but the theory degrades with the input dimension: README.)
@@ -93,4 +102,17 @@ PRESETS = {
     "paper": Config(n_train=1000, n_test=1000, image_side=28, activations=("erf", "relu"),
                     depths=(1, 2, 3, 5, 10), widths=(250, 500, 1000, 2000, 4000), temperatures=(0.01, 0.001),
                     chains=16, sample_time=500.0, burn_in_time=50.0, checkpoint_every=20),
+    # The study's parts. P/N ∈ {4, 2, 1, ½} at depths 1 and 3 for each activation (erf: 72 min) ...
+    "study-erf": Config(**_STUDY, activations=("erf",), depths=(1, 3), widths=(125, 250, 500, 1000)),
+    "study-relu": Config(**_STUDY, activations=("relu",), depths=(1, 3), widths=(125, 250, 500, 1000)),
+    # ... the deviation at P/N ≥ 1 probed: centred targets (the offset ½ removed), and inputs pooled to 14 × 14 (P > d) ...
+    "study-pm1": Config(**_STUDY, labels="pm1", activations=("erf",), depths=(1,), widths=(125, 250, 500, 1000)),
+    "study-d196": Config(**_STUDY, image_side=14, activations=("erf",), depths=(1,), widths=(125, 250, 500, 1000)),
+    # ... depths 2, 5 and 10 at P/N = 2 (about 25 min) ...
+    "study-deep": Config(**_STUDY, activations=("erf", "relu"), depths=(2, 5, 10), widths=(250,)),
+    # ... T = 10⁻³ at P/N = 1 (steps about 3× shorter: about an hour) ...
+    "study-cold": Config(**_STUDY, activations=("erf", "relu"), depths=(1, 3), widths=(500,), temperatures=(0.001,)),
+    # ... and the patch CNNs against conv_theory: one layer of 7 × 7 patches, and 7 × 7 then 2 × 2.
+    "study-cnn1": Config(**_STUDY, architecture="cnn", patches=(7,), depths=(1,), widths=(125, 500)),
+    "study-cnn2": Config(**_STUDY, architecture="cnn", patches=(7, 2), depths=(2,), widths=(125, 500)),
 }

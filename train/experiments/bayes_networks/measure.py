@@ -40,7 +40,7 @@ def points(config: Config) -> list[tuple]:
 
 
 def load_data(config: Config):
-    task = load_task(config, input_dim=config.image_side**2, reduce="downsample")
+    task = load_task(config, input_dim=config.image_side**2, reduce="downsample", labels=config.labels)
     if ARCHITECTURES[config.architecture].images and task.info["input_dim"] != config.image_side**2:
         raise ValueError(f"the {config.architecture.upper()} needs images; {task.info['dataset']} has "
                          f"{task.info['input_dim']}-d inputs (install Fashion-MNIST or give --data-dir)")
