@@ -29,6 +29,11 @@ def test_rows_hold_sampled_theory_and_nngp(fashion_dir, tmp_path):
             assert np.isfinite(r[key]), key
         assert r["error"] > 0 and r["diagnostics"]["ess"] > 0 and r["kernel"]["scale_theory"] > 0
         assert np.isclose(r["bias2"]["sampled"] + r["variance"]["sampled"], r["sampled"])
+        # every applicable variant: the resolved one is the row's theory; erf's nested has vanilla beside it
+        variants = r["theory_variants"]
+        assert variants[r["theory_variant"]]["test_loss"] == r["theory"]
+        assert set(variants) == ({"nested", "vanilla"} if r["activation"] == "erf" else {"noncentral", "vanilla"})
+        assert np.isfinite(r["diagnostics"]["drift_z"]) and 0 <= r["kernel"]["shape_residual"] < 1
         # one agreement test (analysis): inside the 1-SE error bar or within 3 %
         assert r["meets"]["theory"] == (abs(r["theory"] - r["sampled"]) <= r["error"]
                                         or abs(r["theory"] / r["sampled"] - 1) <= 0.03)
@@ -46,6 +51,7 @@ def test_cnn_rows(fashion_dir, tmp_path):
     config = dataclasses.replace(bayes_networks.Config(), **{**TINY, "architecture": "cnn", "patches": (7,)})
     rows = cli.execute(bayes_networks.EXPERIMENT, config, tmp_path / "run")["metrics"]["rows"]
     assert rows[0]["theory_variant"] == "conv" and np.isfinite(rows[0]["kernel"]["Q_rel_distance_to_theory"])
+    assert set(rows[0]["theory_variants"]) == {"conv", "local_nngp", "pooled_nngp"}
 
 
 def _cmd(out: Path, **overrides):
@@ -130,3 +136,27 @@ def test_readout_norm_is_measured_on_the_readout_at_depth_ten():
     _, phi = model.apply(params, x, return_features=True)
     post = readout_posterior(phi, y, phi, 0.01, config.weight_var)
     np.testing.assert_allclose(trace["readout_q"], post.sq_norm / 8, rtol=1e-6)
+
+
+def test_kernel_shape_residual_and_target_alignment():
+    """A posterior kernel that is a scalar multiple of K (the depth-1 ansatz) has no shape residual and K's
+    alignment; adding the targets' direction (a kernel that learnt the task) raises the alignment, and the
+    residual is the norm of the added part orthogonal to K, relative to the kernel's."""
+    from deeptheory.train.experiments.bayes_networks.architectures import ARCHITECTURES, UnitTheory
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(20, 5))
+    K = X @ X.T / 5
+    y = (rng.random(20) > 0.5).astype(float)
+    theory = UnitTheory(None, None, 1.3, "nested", {"K_R": 1.3 * K, "K": K}, {})
+    compare = ARCHITECTURES["mlp"].compare_kernel
+    scaled, _ = compare({"qK": 2.0 * K}, theory, 0.03, y)
+    assert scaled["shape_residual"] == pytest.approx(0, abs=1e-12)
+    assert scaled["scale_fit"] == pytest.approx(2.0)
+    assert scaled["target_alignment"] == pytest.approx(scaled["target_alignment_nngp"], rel=1e-12)
+    learnt = 2.0 * K + 0.5 * np.outer(y, y)
+    m, _ = compare({"qK": learnt}, theory, 0.03, y)
+    assert m["target_alignment"] > m["target_alignment_nngp"]
+    yy = np.outer(y, y)
+    orthogonal = 0.5 * (yy - np.sum(yy * K) / np.sum(K * K) * K)
+    assert m["shape_residual"] == pytest.approx(np.linalg.norm(orthogonal) / np.linalg.norm(learnt), rel=1e-10)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from deeptheory.train.inference.diagnostics import burn_in, ess, mean_and_error, rhat
+from deeptheory.train.inference.diagnostics import burn_in, drift, ess, mean_and_error, rhat
 
 
 def _ar1(rho, chains, draws, seed=0):
@@ -43,6 +43,17 @@ def test_standard_error_covers_the_truth_at_the_nominal_rate():
         m, se, _ = mean_and_error(_ar1(0.8, chains=4, draws=500, seed=100 + seed))
         covered.append(abs(m) <= 2 * se)
     assert 0.89 <= np.mean(covered) <= 0.995, np.mean(covered)
+
+
+def test_drift_is_a_z_score_for_stationary_traces_and_signs_a_trend():
+    """Stationary AR(1): z should be roughly standard normal; |z| > 3 in at most 5 of 200 runs (expected 0.5, a
+    binomial tail far below 1e-3). A shared upward trend of 1 over the run (the noise's sd): z ≫ 3, positive."""
+    zs = np.array([drift(_ar1(0.8, chains=4, draws=400, seed=500 + s))[0] for s in range(200)])
+    assert np.sum(np.abs(zs) > 3) <= 5, np.sort(np.abs(zs))[-8:]
+    assert 0.6 < np.std(zs) < 1.5, np.std(zs)
+    x = _ar1(0.5, chains=4, draws=4000) + 3.0
+    z, relative = drift(x + np.linspace(0, 1, x.shape[1])[None, :])
+    assert z > 10 and relative == pytest.approx(0.5 / 3.25, rel=0.1)
 
 
 def test_burn_in_finds_a_transient():

@@ -8,13 +8,17 @@
 - `burn_in`: MSER-5 (White 1997): the truncation d (a multiple of 5 draws, at most half the trace) that
   minimises the squared standard error Σ_{t>d}(x̄_t − x̄_d)² / (S − d)² of the chain-averaged trace.
 - `mean_and_error`: the grand mean and its Monte Carlo standard error sd / √ESS.
+- `drift`: the second half's mean minus the first half's, in units of their combined standard error (a Geweke-style
+  z, with both halves' errors from `mean_and_error`): |z| ≲ 2 for a stationary trace. Split-R̂ also grows with a
+  trend, but does not say its sign or size; z does — whether a slow relaxation every chain shares (all started
+  from prior draws) still moves the estimate, and which way.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["rhat", "ess", "burn_in", "mean_and_error"]
+__all__ = ["rhat", "ess", "burn_in", "mean_and_error", "drift"]
 
 
 def _trace(x) -> np.ndarray:
@@ -89,3 +93,17 @@ def mean_and_error(x_CxS) -> tuple[float, float, float]:
     x = _trace(x_CxS)
     n_eff = ess(x)
     return float(x.mean()), float(x.std(ddof=1) / np.sqrt(n_eff)), n_eff
+
+
+def drift(x_CxS) -> tuple[float, float]:
+    """(z, relative change) between the first and the second half of a (chains, draws) trace (module docstring):
+    z = (m₂ − m₁)/√(se₁² + se₂²), relative = m₂/m₁ − 1."""
+    x = _trace(x_CxS)
+    half = x.shape[1] // 2
+    if half < 4:
+        raise ValueError(f"drift compares two halves of at least 4 draws; got {x.shape[1]} draws")
+    m1, se1, _ = mean_and_error(x[:, :half])
+    m2, se2, _ = mean_and_error(x[:, -half:])
+    scale = np.hypot(se1, se2)
+    z = (m2 - m1) / scale if scale > 0 else (0.0 if m2 == m1 else float(np.sign(m2 - m1)) * np.inf)
+    return float(z), float(m2 / m1 - 1) if m1 != 0 else float("nan")

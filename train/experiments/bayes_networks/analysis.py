@@ -24,6 +24,7 @@ from deeptheory.train.inference import diagnostics
 
 TOLERANCE = 0.03  # relative tolerance of agreement, next to the 1-SE error bar
 RHAT_LIMIT = 1.05  # split-R̂ above it: a point may not be fully mixed
+SCATTER_ENTRIES = 4000  # kernel entries kept for the scatter plot (an even subset of the upper triangle)
 
 
 def _agreement(measured: float, error: float, predicted: float) -> dict:
@@ -48,6 +49,7 @@ def _row(config: Config, task, measured: Measured, theory: UnitTheory) -> tuple[
     th, nngp = theory.prediction, theory.nngp
     theory_loss, nngp_loss = float(th.test_loss), float(nngp.test_loss)
     loss_vs_theory = _agreement(mean, err, theory_loss)
+    drift_z, drift_relative = diagnostics.drift(loss)
     row = {
         "activation": activation, "depth": depth, "width": width, "temperature": T, "p_over_n": config.n_train / width,
         "sampled": mean, "error": err, "theory": theory_loss, "nngp": nngp_loss,
@@ -61,7 +63,10 @@ def _row(config: Config, task, measured: Measured, theory: UnitTheory) -> tuple[
         "readout_q": {"sampled": q_mean, "error": q_err, "theory": theory.readout_q,
                       "relative_deviation": theory.readout_q / q_mean - 1},
         "theory_variant": theory.variant,
+        "theory_variants": {name: {"test_loss": loss, "relative_deviation": loss / mean - 1}
+                            for name, loss in theory.variants.items()},
         "diagnostics": {"rhat": diagnostics.rhat(loss), "ess": n_eff, "draws": int(loss.size),
+                        "drift_z": drift_z, "drift_relative": drift_relative,
                         "burn_in_detected_steps": diagnostics.burn_in(result.trace["test_loss"]) * run_info["every"],
                         "acceptance": float(np.mean(result.acceptance)),
                         "min_chain_acceptance": float(np.min(result.acceptance.mean(1)))},
@@ -74,7 +79,7 @@ def _row(config: Config, task, measured: Measured, theory: UnitTheory) -> tuple[
     row["larger_miss"] = ("bias2" if abs(row["bias2"]["theory"] - bias2) > abs(row["variance"]["theory"] - (mean - bias2))
                           else "variance")
     pooled = {k: v / n for k, v in result.pooled.items()}
-    row["kernel"], scatter = ARCHITECTURES[config.architecture].compare_kernel(pooled, theory, TOLERANCE)
+    row["kernel"], scatter = ARCHITECTURES[config.architecture].compare_kernel(pooled, theory, TOLERANCE, task.y_train)
     return row, scatter
 
 
@@ -91,6 +96,8 @@ def analyse(config: Config, task, raw: list[Measured]) -> dict:
     if kernels:  # the posterior kernel of one point, entry by entry, for the scatter plot (upper triangle)
         key = max(kernels, key=lambda k: (k[0] == config.activations[0], -k[2], k[1]))  # smallest width, deepest
         iu = np.triu_indices(len(task.y_train))
+        keep = np.unique(np.linspace(0, len(iu[0]) - 1, min(SCATTER_ENTRIES, len(iu[0]))).astype(int))
+        iu = (iu[0][keep], iu[1][keep])  # an even subset: P = 500 has 125 250 entries, 8 MB of JSON per result
         emp, K_R, K = (np.asarray(a)[iu] for a in kernels[key])
         metrics["kernel_scatter"] = {"activation": key[0], "depth": key[1], "width": key[2], "temperature": key[3],
                                      "sampled": emp, "K_R": K_R, "nngp": K}

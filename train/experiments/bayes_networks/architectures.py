@@ -5,7 +5,7 @@
     x = spec.inputs(config, task.x_train)                          # flat pixels → what the model takes
     measure = spec.measure(config, model, data, depth, width, T)   # position → (trace, accum, pooled)
     theory = spec.theory(config, task, activation, depth, width, T)         # UnitTheory, float64
-    kernel, scatter = spec.compare_kernel(pooled_mean, theory, tolerance)  # measured kernel vs the theory's
+    kernel, scatter = spec.compare_kernel(pooled_mean, theory, tolerance, y_train)  # measured kernel vs the theory's
 
 - "mlp": `models.mlp.MLP`; `theory.renormalization.fc_theory` (the config's variant as given: the theory resolves
   "auto" itself; `resolve_variant` names the one used in the row), its readout order parameter (Q̄_L
@@ -52,6 +52,8 @@ class UnitTheory(NamedTuple):
     readout_q: float  # the theory of the measured readout norm (MLP: Q_L; CNN: tr Q / n)
     variant: str  # the theory used: the resolved renormalization variant, or "conv"
     kernels: dict  # float64 arrays the measured kernel is compared with (MLP: K_R, K; CNN: Q)
+    variants: dict  # test loss of every applicable prediction by name (MLP: vanilla and the resolved variant;
+    #                 CNN: conv, local and pooled NNGP)
 
 
 class Architecture(NamedTuple):
@@ -64,7 +66,7 @@ class Architecture(NamedTuple):
     inputs: Callable  # (config, x flat (P, side²)) → the model's inputs
     measure: Callable  # (config, model, Data, depth, width, T) → (position → (trace, accum, pooled))
     theory: Callable  # (config, task, activation, depth, width, T) → UnitTheory
-    compare_kernel: Callable  # (pooled mean, UnitTheory, tolerance) → (kernel metrics, (sampled, K_R, K) or None)
+    compare_kernel: Callable  # (pooled mean, UnitTheory, tolerance, y_train) → (kernel metrics, (sampled, K_R, K) or None)
 
 
 class Data(NamedTuple):
@@ -162,19 +164,37 @@ def _mlp_theory(config, task, activation: str, depth: int, width: int, T: float)
     K_R = np.asarray(renormalized_kernel(x, activation=activation, depth=depth, order_params=Q,
                                          weight_var=config.weight_var, variant=config.variant))
     K = np.asarray(nngp_kernel(x, activation=activation, depth=depth, weight_var=config.weight_var))
-    return UnitTheory(th, th.nngp, float(readout), resolve_variant(config.variant, activation), {"K_R": K_R, "K": K})
+    variant = resolve_variant(config.variant, activation)
+    variants = {variant: float(th.test_loss)}
+    if variant != "vanilla":  # the one-scalar-per-layer ansatz next to the recommended one
+        variants["vanilla"] = float(fc_theory(x, y, x0, y0, activation=activation, depth=depth, width=width,
+                                              temperature=T, weight_var=config.weight_var,
+                                              variant="vanilla").test_loss)
+    return UnitTheory(th, th.nngp, float(readout), variant, {"K_R": K_R, "K": K}, variants)
 
 
-def _mlp_compare_kernel(pooled: dict, theory: UnitTheory, tolerance: float):
+def _mlp_compare_kernel(pooled: dict, theory: UnitTheory, tolerance: float, y_train):
     """⟨q̂K̂⟩ against K_R and the NNGP kernel K, both relative to ‖K_R‖, and its best scale on K against K_R's
-    (matching within the relative `tolerance`)."""
+    (matching within the relative `tolerance`).
+
+    Two measures that do not depend on the theory's Q: `shape_residual` = ‖⟨q̂K̂⟩ − cK‖/‖⟨q̂K̂⟩‖ at the best scale c,
+    the part of the posterior kernel that no scalar renormalization of K reaches (at depth 1 K_R = Q K, so any
+    value above the Monte Carlo floor is a change of shape the one-hidden-layer ansatz leaves out); and the
+    kernel-target alignment yᵀMy / (‖M‖_F |y|²) of ⟨q̂K̂⟩ and of K (a scalar renormalization leaves it unchanged;
+    a posterior that learns features raises it).
+    """
     qK, K_R, K = pooled["qK"], theory.kernels["K_R"], theory.kernels["K"]
+    y = np.asarray(y_train, dtype=np.float64)
     norm = np.linalg.norm(K_R)
+    scale_fit = float(np.sum(qK * K) / np.sum(K * K))  # ⟨q̂K̂⟩ ≈ c K: the measured renormalization
     metrics = {
         "rel_distance_to_K_R": float(np.linalg.norm(qK - K_R) / norm),
         "rel_distance_to_nngp": float(np.linalg.norm(qK - K) / norm),
-        "scale_fit": float(np.sum(qK * K) / np.sum(K * K)),  # ⟨q̂K̂⟩ ≈ c K: the measured renormalization
+        "scale_fit": scale_fit,
         "scale_theory": float(np.sum(K_R * K) / np.sum(K * K)),
+        "shape_residual": float(np.linalg.norm(qK - scale_fit * K) / np.linalg.norm(qK)),
+        "target_alignment": float(y @ qK @ y / (np.linalg.norm(qK) * (y @ y))),
+        "target_alignment_nngp": float(y @ K @ y / (np.linalg.norm(K) * (y @ y))),
     }
     metrics["closer_to_K_R"] = metrics["rel_distance_to_K_R"] < metrics["rel_distance_to_nngp"]
     metrics["scale_matches_theory"] = bool(abs(metrics["scale_fit"] / metrics["scale_theory"] - 1) <= tolerance)
@@ -216,10 +236,12 @@ def _cnn_theory(config, task, activation: str, depth: int, width: int, T: float)
                      patches=config.patches, channels=width, temperature=T,
                      weight_var=config.weight_var)
     Q = np.asarray(th.order_params)
-    return UnitTheory(th, th.local_nngp, float(np.trace(Q) / len(Q)), "conv", {"Q": Q})
+    variants = {"conv": float(th.test_loss), "local_nngp": float(th.local_nngp.test_loss),
+                "pooled_nngp": float(th.pooled_nngp.test_loss)}
+    return UnitTheory(th, th.local_nngp, float(np.trace(Q) / len(Q)), "conv", {"Q": Q}, variants)
 
 
-def _cnn_compare_kernel(pooled: dict, theory: UnitTheory, tolerance: float):
+def _cnn_compare_kernel(pooled: dict, theory: UnitTheory, tolerance: float, y_train):
     """The readout overlap ⟨Q̂⟩ against the theory's Q and against the NNGP's Q = I, relative to ‖Q‖."""
     Q_emp, Q = pooled["Q"], theory.kernels["Q"]
     norm = np.linalg.norm(Q)
