@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 OUT ?= runs/quick
 FASHION_MNIST := /usr/share/datasets/fashion-mnist
 
-.PHONY: help demo test test-fast lint bench bench-gpu paper report data clean
+.PHONY: help demo test test-fast lint bench bench-gpu paper report map data clean
 
 help:  ## list the targets and variables
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## /  make \1\t/' | expand -t 20
@@ -43,6 +43,9 @@ demo: $(STAMP) data  ## every experiment's quick preset on CPU (minutes), then O
 
 report: $(STAMP)  ## redraw the figures and rewrite the report of OUT from its results.json files
 	$(PY) -m deeptheory.train report $(OUT)
+
+map: $(STAMP)  ## rewrite results/bayes_networks/map.md, map.png and the README's map from the committed study parts
+	$(PY) -m deeptheory.train.experiments.bayes_networks.study
 
 paper: $(STAMP) data  ## the GPU-sized paper presets into runs/paper
 	$(PY) -m deeptheory.train reproduce --preset paper --out runs/paper
