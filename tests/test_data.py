@@ -77,6 +77,11 @@ def test_binary_task_properties(tmp_path):
     assert not np.array_equal(task.x_train, other.x_train)
     down = binary_task(ds, classes=(0, 1), n_train=6, n_test=4, input_dim=49, reduce="downsample")
     assert down.x_train.shape == (6, 49) and set(np.unique(down.y_train)) == {0.0, 1.0}
+    centred = binary_task(ds, classes=(3, 7), n_train=9, n_test=5, seed=1, labels="centred", input_dim=4)
+    np.testing.assert_array_equal(centred.y_train, task.y_train / 2)  # ±½: the 0/1 targets minus ½
+    np.testing.assert_array_equal(centred.x_train, task.x_train)
+    with pytest.raises(ValueError, match="labels must be one of 01, pm1, centred"):
+        binary_task(ds, classes=(3, 7), n_train=9, n_test=5, labels="pm½")
 
 
 def test_binary_task_errors(tmp_path):

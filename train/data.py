@@ -44,6 +44,7 @@ DATA_DIR_ENV = "DEEPTHEORY_DATA_DIR"
 # 12 306 training or 3 076 test points over two classes (mnist1d_samples_for); beyond it, an error says what to do.
 MNIST1D_MAX_SAMPLES = 100_000
 DATASETS = ("auto", "fashion-mnist", "mnist1d")
+LABELS = ("01", "pm1", "centred")  # binary_task targets: raw 0/1, ±1, or 0/1 minus ½
 FASHION_MNIST_DIRS = ("/usr/share/datasets/fashion-mnist",)
 FASHION_MNIST_CLASSES = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
@@ -305,13 +306,14 @@ def binary_task(
     standardize: bool = True,
     balanced: bool = True,
 ) -> BinaryTask:
-    """A two-class task: classes[0] → 0 (or −1), classes[1] → 1.
+    """A two-class task: classes[0] → 0 (or −1, −½), classes[1] → 1 (or ½).
 
     Args:
       classes: the two class indices (Fashion-MNIST 0 = T-shirt/top, 1 = Trouser).
       n_train, n_test: P and P_test, drawn without replacement from the train and test splits.
       seed: the subset (and nothing else) depends on it.
-      labels: "01" (the sources' raw labels) or "pm1".
+      labels: "01" (the sources' raw labels), "pm1" (±1) or "centred" (y − ½ = ±½: the 0/1 task without its
+        offset, same scale).
       input_dim: reduce the flattened inputs to this dimension (None: keep all).
       reduce: "pca" (principal components of the training subset) or "downsample" (average
         pooling of images by an integer factor, input_dim = (H/f)·(W/f)).
@@ -321,8 +323,8 @@ def binary_task(
     """
     if len(classes) != 2 or classes[0] == classes[1]:
         raise ValueError(f"classes must be two different class indices; got {classes!r}")
-    if labels not in ("01", "pm1"):
-        raise ValueError(f"labels must be '01' or 'pm1'; got {labels!r}")
+    if labels not in LABELS:
+        raise ValueError(f"labels must be one of {', '.join(LABELS)}; got {labels!r}")
     if reduce not in ("pca", "downsample"):
         raise ValueError(f"reduce must be 'pca' or 'downsample'; got {reduce!r}")
     for name, n in (("n_train", n_train), ("n_test", n_test)):
@@ -379,6 +381,8 @@ def binary_task(
         x_tr, x_te = (x_tr - mu) / sd, (x_te - mu) / sd
     if labels == "pm1":
         y_tr, y_te = 2 * y_tr - 1, 2 * y_te - 1
+    elif labels == "centred":
+        y_tr, y_te = y_tr - 0.5, y_te - 0.5
     fingerprint = hashlib.sha256()
     for a in (x_tr, y_tr, x_te, y_te):
         fingerprint.update(np.ascontiguousarray(a).tobytes())
@@ -397,8 +401,8 @@ def load_task(config, *, input_dim: int | None = None, reduce: str = "pca", labe
 
     `input_dim`/`reduce` apply to data whose raw inputs are larger; data with at most `input_dim` features (MNIST-1D,
     40) are kept whole, and "downsample" falls back to keeping the inputs when the data are not images. What was
-    actually loaded and done is in `task.info` (the experiment records it next to its config). `labels`: "01" or
-    "pm1" (targets ±1), as in `binary_task`.
+    actually loaded and done is in `task.info` (the experiment records it next to its config). `labels`: "01",
+    "pm1" (targets ±1) or "centred" (±½), as in `binary_task`.
     """
     per_class = (config.n_train - config.n_train // 2, config.n_test - config.n_test // 2)
     dataset = load_dataset(config.dataset, config.data_dir or None, per_class=per_class)

@@ -383,7 +383,7 @@ def dataset_label(data: dict | None) -> str:
 
 def _labels_text(data: dict) -> str:
     names = data.get("class_names") or [f"class {c}" for c in data.get("classes", [])]
-    values = {"01": ("0", "1"), "pm1": ("−1", "+1")}.get(data.get("labels"))
+    values = {"01": ("0", "1"), "pm1": ("−1", "+1"), "centred": ("−½", "+½")}.get(data.get("labels"))
     if values is None or len(names) != 2:
         return f"labels {data.get('labels')}"
     return f"regression targets y = {values[0]} for {names[0]}, y = {values[1]} for {names[1]}"
