@@ -10,6 +10,7 @@ import pytest
 from deeptheory.train.data import DataError
 from deeptheory.train.experiments import bayes_networks
 from deeptheory.train.experiments.bayes_networks import study
+from deeptheory.train.experiments.bayes_networks.analysis import METRICS_VERSION
 from deeptheory.train.experiments.bayes_networks.config import PRESETS
 from deeptheory.train.experiments.bayes_networks.measure import points
 from deeptheory.train.harness import cli
@@ -34,6 +35,19 @@ def _data_or_skip(config):
 
 def test_there_are_committed_parts():
     assert PARTS, f"no part of the study is committed under {RESULTS}"
+
+
+def test_every_committed_folder_is_a_current_part():
+    """A renamed or removed preset would leave its folder out of the map without a word."""
+    folders = {p.name for p in RESULTS.iterdir() if p.is_dir() and (p / "results.json").exists()}
+    assert folders <= set(study.PARTS), f"folders whose preset no longer exists: {sorted(folders - set(study.PARTS))}"
+
+
+@pytest.mark.parametrize("part", list(PARTS))
+def test_committed_part_was_analysed_by_the_current_metrics(part):
+    """A changed formula bumps analysis.METRICS_VERSION; the parts must then be rerun (README: the map)."""
+    assert PARTS[part]["metrics"].get("metrics_version") == METRICS_VERSION, \
+        f"results/bayes_networks/{part} was analysed by another version of the metrics: rerun it"
 
 
 @pytest.mark.parametrize("part", list(PARTS))
@@ -83,7 +97,15 @@ def test_one_committed_point_reproduces_within_its_error_bar(tmp_path):
     committed = next(r for r in PARTS[part]["metrics"]["rows"]
                      if (r["activation"], r["depth"], r["width"], r["temperature"]) == point)
     row = cli.execute(bayes_networks.EXPERIMENT, config, tmp_path / "point", data=data)["metrics"]["rows"][0]
+    assert _keys(row) == _keys(committed), "the committed row holds other metrics than the current analysis gives"
     assert row["theory"] == pytest.approx(committed["theory"], rel=1e-8)
     assert row["nngp"] == pytest.approx(committed["nngp"], rel=1e-8)
     tolerance = 3 * math.hypot(row["error"], committed["error"])
     assert abs(row["sampled"] - committed["sampled"]) <= tolerance, (row["sampled"], committed["sampled"], tolerance)
+
+
+def _keys(tree, prefix=""):
+    """Every key path of a nested dict."""
+    if not isinstance(tree, dict):
+        return set()
+    return {f"{prefix}{k}" for k in tree} | {p for k, v in tree.items() for p in _keys(v, f"{prefix}{k}.")}

@@ -24,6 +24,10 @@ from deeptheory.train.inference import diagnostics
 
 TOLERANCE = 0.03  # relative tolerance of agreement, next to the 1-SE error bar
 RHAT_LIMIT = 1.05  # split-R̂ above it: a point may not be fully mixed
+# The version of what a row holds and how it is computed. Bump it with any change to a formula or key of the rows:
+# the committed study (results/bayes_networks) then fails its test until its parts are rerun (their checkpoints are
+# not committed, so a clean clone cannot reanalyse them).
+METRICS_VERSION = 2
 SCATTER_ENTRIES = 4000  # kernel entries kept for the scatter plot (an even subset of the upper triangle)
 
 
@@ -92,7 +96,7 @@ def analyse(config: Config, task, raw: list[Measured]) -> dict:
         rows.append(row)
         if scatter is not None:
             kernels[measured.point] = scatter
-    metrics = {"rows": rows, "summary": _summary(rows)}
+    metrics = {"rows": rows, "summary": _summary(rows), "metrics_version": METRICS_VERSION}
     if kernels:  # the posterior kernel of one point, entry by entry, for the scatter plot (upper triangle)
         key = max(kernels, key=lambda k: (k[0] == config.activations[0], -k[2], k[1]))  # smallest width, deepest
         iu = np.triu_indices(len(task.y_train))

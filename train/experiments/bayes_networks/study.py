@@ -42,6 +42,18 @@ def _rows(records: dict) -> list[dict]:
             for part, record in records.items() for row in record["metrics"]["rows"]]
 
 
+def _departures(record: dict, data: dict) -> list[str]:
+    """How a part's data and network differ from the first part's (what the Data line states once)."""
+    out = []
+    if record["data"]["labels"] != data["labels"]:
+        out.append(f"labels {record['data']['labels']}")
+    if record["data"]["input_dim"] != data["input_dim"]:
+        out.append(f"d = {record['data']['input_dim']}")
+    if record["config"]["architecture"] != "mlp":
+        out.append(f"{record['config']['architecture'].upper()} with patches {tuple(record['config']['patches'])}")
+    return out
+
+
 def _percent(x: float) -> str:
     return f"{100 * x:+.1f} %"
 
@@ -92,41 +104,45 @@ def _probes(rows: list[dict]) -> list[str]:
         b = base.get(key(r))
         if b is not None:
             lines.append(f"  - {r['activation']} L={r['depth']} P/N = {r['p_over_n']:g}: the deviation "
-                         f"{_percent(b['relative_deviation'])} (bias² sampled {b['bias2']['sampled']:.3f}, theory "
-                         f"{b['bias2']['theory']:.3f}) becomes {_percent(r['relative_deviation'])} with labels "
-                         f"{r['labels']} and d = {r['input_dim']} (bias² {r['bias2']['sampled']:.3f} vs "
-                         f"{r['bias2']['theory']:.3f}).")
-    return (["- Probes of the deviation (same P, depth, activation, temperature and load):"] + lines) if lines else []
+                         f"{_percent(b['relative_deviation'])} (bias² sampled/theory {_ratio(b)}) becomes "
+                         f"{_percent(r['relative_deviation'])} with labels {r['labels']} and d = {r['input_dim']} "
+                         f"(bias² sampled/theory {_ratio(r)}).")
+    return (["- Probes of the deviation (same P, depth, activation, temperature and load; bias² as a ratio, since "
+             "±1 targets multiply it by 4):"] + lines) if lines else []
+
+
+def _ratio(row) -> str:
+    return f"{row['bias2']['sampled'] / row['bias2']['theory']:.2f}"
 
 
 def _adaptation(rows: list[dict]) -> list[str]:
-    """How far the sampled posterior kernel leaves the scalar renormalization, at the smallest and largest load of
-    each MLP series: its residual after the best scale on K, and its alignment with the targets against the NNGP's."""
+    """How far the sampled posterior kernel has turned towards the targets, at the smallest and largest load of each
+    MLP series: its centred target alignment against the NNGP kernel's (docs, eq. R-31)."""
     series: dict = {}
     for r in rows:
-        if "shape_residual" in r["kernel"]:
+        if "target_alignment" in r["kernel"]:
             series.setdefault((r["activation"], r["depth"], r["temperature"], r["labels"], r["input_dim"]), []).append(r)
     lines = []
     for (activation, depth, T, labels, d), at in series.items():
-        if len(at) < 2:
-            continue
         lo, hi = min(at, key=lambda r: r["p_over_n"]), max(at, key=lambda r: r["p_over_n"])
-        lines.append(f"  - {activation} L={depth} T={T:g}, labels {labels}, d = {d}: shape residual "
-                     f"{lo['kernel']['shape_residual']:.3f} at P/N = {lo['p_over_n']:g} → "
-                     f"{hi['kernel']['shape_residual']:.3f} at P/N = {hi['p_over_n']:g}; target alignment "
-                     f"{lo['kernel']['target_alignment']:.3f} → {hi['kernel']['target_alignment']:.3f} "
-                     f"(NNGP kernel: {hi['kernel']['target_alignment_nngp']:.3f}).")
-    head = ("- Kernel adaptation beyond a scalar renormalization (shape residual ‖⟨q̂K̂⟩ − cK‖/‖⟨q̂K̂⟩‖ at the best "
-            "scale c; at depth 1 the ansatz's K_R is exactly such a cK):")
+        ends = [lo] if lo is hi else [lo, hi]
+        lines.append(f"  - {activation} L={depth} T={T:g}, labels {labels}, d = {d}: "
+                     + "; ".join(f"P/N = {r['p_over_n']:g}: {r['kernel']['target_alignment']:.3f}" for r in ends)
+                     + f" (theory's K_R {lo['kernel']['target_alignment_theory']:.3f} → "
+                       f"{hi['kernel']['target_alignment_theory']:.3f}; NNGP kernel "
+                       f"{lo['kernel']['target_alignment_nngp']:.3f}).")
+    head = ("- The posterior kernel turned towards the targets: centred alignment ỹᵀMỹ/(‖HMH‖ |ỹ|²) of the sampled "
+            "⟨q̂K̂⟩ against the theory's K_R and the NNGP kernel's (a scalar renormalization leaves it unchanged; "
+            "Monte Carlo noise lowers it):")
     return [head, *lines] if lines else []
 
 
 def _kernel_cell(row) -> str:
     k = row["kernel"]
     if "rel_distance_to_K_R" in k:
-        return (f"{k['rel_distance_to_K_R']:.3f} / {k['rel_distance_to_nngp']:.3f} | {k['shape_residual']:.3f} "
-                f"| {k['target_alignment']:.3f} / {k['target_alignment_nngp']:.3f}")
-    return f"Q: {k['Q_rel_distance_to_theory']:.3f} / {k['Q_rel_distance_to_identity']:.3f} | | "
+        return (f"{k['rel_distance_to_K_R']:.3f} / {k['rel_distance_to_nngp']:.3f} "
+                f"| {k['target_alignment']:.3f} / {k['target_alignment_theory']:.3f} / {k['target_alignment_nngp']:.3f}")
+    return f"Q: {k['Q_rel_distance_to_theory']:.3f} / {k['Q_rel_distance_to_identity']:.3f} | "
 
 
 def _variants_cell(row) -> str:
@@ -146,16 +162,18 @@ def markdown(records: dict) -> str:
         return "\n".join(lines) + "\n"
     first = next(iter(records.values()))
     data = first["data"]
+    others = [f"`{p}`: {', '.join(_departures(r, data))}" for p, r in records.items() if _departures(r, data)]
     lines.append(f"Data: {data['dataset']}, P = {data['n_train']} training and {data['n_test']} test points, "
-                 f"d = {data['input_dim']} and labels {data['labels']} unless the table says otherwise; every part "
+                 f"d = {data['input_dim']}, labels {data['labels']}, {first['config']['architecture'].upper()}"
+                 + (f" (except {'; '.join(others)})" if others else "") + f"; every part "
                  f"{first['config']['chains']} BAOAB chains, {first['config']['burn_in_time']:g} time units of burn-in "
                  f"and {first['config']['sample_time']:g} of sampling.")
     rows = _rows(records)
     lines += ["", *_goals(rows), ""]
     lines.append("| part | φ | L | N | P/N | T | sampled ε<sub>g</sub> | theory | deviation | other variants | NNGP "
                  "| bias²: sampled / theory | readout Q: sampled / theory | kernel distance to K<sub>R</sub> / NNGP "
-                 "| shape residual | target alignment: sampled / NNGP | R̂ | drift | ESS |")
-    lines.append("|" + "---|" * 19)
+                 "| centred target alignment: sampled / K<sub>R</sub> / NNGP | R̂ | drift | ESS |")
+    lines.append("|" + "---|" * 18)
     for r in rows:
         deviation = f"{_percent(r['relative_deviation'])} ({r['deviation_in_errors']:.1f} SE){' ✓' if _meets(r) else ''}"
         lines.append(
@@ -167,19 +185,18 @@ def markdown(records: dict) -> str:
             f"| {_kernel_cell(r)} | {r['diagnostics']['rhat']:.3f} | {r['diagnostics']['drift_z']:+.1f} "
             f"| {r['diagnostics']['ess']:.0f} |")
     lines.append("")
-    lines.append("Deviation: theory / sampled − 1 (✓: within 2 Monte Carlo standard errors or 3 %); the error is the Monte "
-                 "Carlo standard error sd/√ESS of the per-draw test loss. Drift: the sampled loss's second half minus "
-                 "its first, in combined standard errors (`train.inference.diagnostics.drift`; positive: a loss still "
-                 "rising). Kernel distance: ‖⟨q̂K̂⟩ − K_R‖/‖K_R‖ and ‖⟨q̂K̂⟩ − K‖/‖K_R‖ (CNN: the readout overlap Q̂ "
-                 "against the theory's Q and against I). Shape residual and target alignment: as in the list above "
-                 "(alignment yᵀMy / (‖M‖ |y|²) for M = ⟨q̂K̂⟩ and M = K). Parts: study-pm1 has ±1 targets, "
-                 "study-d196 14 × 14 inputs (d = 196), study-cnn* are patch CNNs.")
+    lines.append("Deviation: theory / sampled − 1 (✓: within 2 Monte Carlo standard errors or 3 %, the study's goal; "
+                 "each part's own report.md counts 1 standard error or 3 %); the error is the Monte Carlo standard "
+                 "error sd/√ESS of the per-draw test loss. Drift: the sampled loss's second half minus its first, in "
+                 "combined standard errors (`train.inference.diagnostics.drift`; positive: a loss still rising; with "
+                 "ESS ≲ 30 it is itself noisy). Kernel distance: ‖⟨q̂K̂⟩ − K_R‖/‖K_R‖ and ‖⟨q̂K̂⟩ − K‖/‖K_R‖ (CNN: "
+                 "the readout overlap Q̂ against the theory's Q and against I). Alignment: as in the list above.")
     return "\n".join(lines) + "\n"
 
 
 def figure(records: dict, path: Path) -> Path | None:
-    """Relative deviation of the theory (filled) and of the NNGP (open) against P/N, one panel per activation; last
-    panel: the posterior kernel's shape residual against P/N (labels 0/1, full-resolution parts)."""
+    """Left, one panel per activation: the relative deviation of the theory (filled) and of the NNGP (open) against
+    P/N. Right: the sampled posterior kernel's centred target alignment relative to the theory's K_R."""
     rows = [r for r in _rows(records) if r["architecture"] == "mlp"]
     if not rows:
         return None
@@ -189,55 +206,53 @@ def figure(records: dict, path: Path) -> Path | None:
     import matplotlib.pyplot as plt
 
     activations = sorted({r["activation"] for r in rows})
-    fig, axes = plt.subplots(1, len(activations) + 1, figsize=(5.2 * (len(activations) + 1), 4), squeeze=False)
-    axes, kernel_ax = axes[:, :-1], axes[0, -1]
     depths = sorted({r["depth"] for r in rows})
-    colors = {d: plt.cm.viridis(i / max(1, len(depths) - 1)) for i, d in enumerate(depths)}
-    probe_colors = iter(("tab:red", "tab:orange", "tab:brown", "tab:pink"))
-    probe_color: dict = {}
-    for ax, activation in zip(axes[0], activations, strict=True):
+    temperatures = sorted({r["temperature"] for r in rows}, reverse=True)
+    depth_colors = {d: plt.cm.viridis(i / max(1, len(depths) - 1)) for i, d in enumerate(depths)}
+    probe_colors = iter(("tab:red", "tab:orange", "tab:brown", "tab:pink", "tab:cyan"))
+    style: dict = {}  # (labels, d) of a probe → colour
+    series: dict = {}
+    for r in rows:
+        series.setdefault((r["activation"], r["depth"], r["temperature"], r["labels"], r["input_dim"]), []).append(r)
+    fig, axes = plt.subplots(1, len(activations) + 1, figsize=(5.2 * (len(activations) + 1), 4), squeeze=False)
+    panels, kernel_ax = dict(zip(activations, axes[0, :-1], strict=True)), axes[0, -1]
+    for ax in panels.values():
         ax.axhspan(-3, 3, color="0.9", label="±3 %")
-        series: dict = {}
-        for r in rows:
-            if r["activation"] == activation:
-                series.setdefault((r["depth"], r["temperature"], r["labels"], r["input_dim"]), []).append(r)
-        temperatures = sorted({r["temperature"] for r in rows}, reverse=True)
-        for (depth, T, labels, d), at in sorted(series.items()):
-            at.sort(key=lambda r: r["p_over_n"])
-            marker = "os^"[temperatures.index(T) % 3]
-            name = f"L = {depth}, T = {T:g}"
-            if (labels, d) == ("01", 784):
-                color = colors[depth]
-            else:  # a probe: the same points with other targets or inputs
-                color = probe_color.setdefault((labels, d), next(probe_colors, "0.4"))
-                name += f", labels {labels}, d = {d}"
-            x = [r["p_over_n"] for r in at]
-            ax.errorbar(x, [100 * r["relative_deviation"] for r in at],
-                        yerr=[100 * r["theory"] * r["error"] / r["sampled"] ** 2 for r in at],
-                        marker=marker, color=color, capsize=2, label=f"{name}: theory")
-            ax.plot(x, [100 * r["nngp_relative_deviation"] for r in at], marker=marker, mfc="none", ls=":",
-                    color=color, label=f"{name}: NNGP")
+    for (activation, depth, T, labels, d), at in sorted(series.items()):
+        at.sort(key=lambda r: r["p_over_n"])
+        marker = "os^"[temperatures.index(T) % 3]
+        name = f"L = {depth}, T = {T:g}"
+        if (labels, d) == ("01", 784):
+            color = depth_colors[depth]
+        else:  # a probe: the same points with other targets or inputs
+            color = style.setdefault((labels, d), next(probe_colors, "0.4"))
+            name += f", labels {labels}, d = {d}"
+        x = [r["p_over_n"] for r in at]
+        ax = panels[activation]
+        ax.errorbar(x, [100 * r["relative_deviation"] for r in at],
+                    yerr=[100 * r["theory"] * r["error"] / r["sampled"] ** 2 for r in at],
+                    marker=marker, color=color, capsize=2, label=f"{name}: theory")
+        ax.plot(x, [100 * r["nngp_relative_deviation"] for r in at], marker=marker, mfc="none", ls=":",
+                color=color, label=f"{name}: NNGP")
+        aligned = [r for r in at if "target_alignment" in r["kernel"]]
+        if aligned:
+            kernel_ax.plot([r["p_over_n"] for r in aligned],
+                           [100 * (r["kernel"]["target_alignment"] / r["kernel"]["target_alignment_theory"] - 1)
+                            for r in aligned], marker=marker, color=color, ls="-" if activation == "erf" else "--",
+                           label=f"{activation} {name}")
+    for activation, ax in panels.items():
         ax.set_xscale("log", base=2)
         ax.set_xlabel("P / N")
         ax.set_title(activation)
         ax.axhline(0, color="k", lw=0.5)
         ax.set_ylabel("prediction / sampled test loss − 1 (%)")
-    axes[0][-1].legend(fontsize=7, loc="upper left")
-    for activation, line in zip(activations, "-:", strict=False):  # the kernel's change of shape, every MLP series
-        for depth in depths:
-            for T, marker in zip(sorted({r["temperature"] for r in rows}, reverse=True), "os^", strict=False):
-                at = sorted((r for r in rows if (r["activation"], r["depth"], r["temperature"]) == (activation, depth, T)
-                             and r["labels"] == "01" and r["input_dim"] == 784 and "shape_residual" in r["kernel"]),
-                            key=lambda r: r["p_over_n"])
-                if at:
-                    kernel_ax.plot([r["p_over_n"] for r in at], [r["kernel"]["shape_residual"] for r in at], ls=line,
-                                   marker=marker, color=colors[depth], label=f"{activation} L = {depth}, T = {T:g}")
+        ax.legend(fontsize=6, loc="upper left")
     kernel_ax.set_xscale("log", base=2)
-    kernel_ax.set_yscale("log")
+    kernel_ax.axhline(0, color="k", lw=0.5)
     kernel_ax.set_xlabel("P / N")
-    kernel_ax.set_ylabel(r"$\|\langle\hat q\hat K\rangle - cK\| / \|\langle\hat q\hat K\rangle\|$")
-    kernel_ax.set_title("posterior kernel: change of shape (best scale c)")
-    kernel_ax.legend(fontsize=7)
+    kernel_ax.set_ylabel("alignment of sampled ⟨q̂K̂⟩ / alignment of K_R − 1 (%)")
+    kernel_ax.set_title("posterior kernel turned towards the targets")
+    kernel_ax.legend(fontsize=6)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
