@@ -405,6 +405,9 @@ def execute(experiment: Experiment, config, out_dir, *, data=None) -> dict:
     config.validate()
     data = load_data(experiment, config) if data is None else data
     record = claim_record(experiment, config, data)
+    # Pin the fingerprint now (it is cached): the code this process imported, not what is on disk when a long run
+    # writes its results — a run started before an edit would otherwise be recorded, and later reused, as the new code.
+    code_fingerprint()
     # Multi-host: process 0 decides and writes (claim, ledger); the others read what it wrote after a barrier, so
     # every process agrees on the run's kind. The folder must be on a file system all hosts share.
     if jax.process_index() == 0:

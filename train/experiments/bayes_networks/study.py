@@ -21,6 +21,7 @@ from pathlib import Path
 
 from deeptheory.train.experiments.bayes_networks.config import PRESETS
 from deeptheory.train.harness.progress import format_duration
+from deeptheory.train.harness.report import percent
 from deeptheory.train.harness.results import read_results
 
 PARTS = tuple(name for name in PRESETS if name.startswith("study-"))
@@ -54,10 +55,6 @@ def _departures(record: dict, data: dict) -> list[str]:
     return out
 
 
-def _percent(x: float) -> str:
-    return f"{100 * x:+.1f} %"
-
-
 def _meets(row) -> bool:
     return bool(row["within_2_error_bars"] or row["within_3_percent"])
 
@@ -78,7 +75,7 @@ def _goals(rows: list[dict]) -> list[str]:
             at = [r for r in shallow if r["p_over_n"] == p_over_n]
             lines.append(f"  - P/N = {p_over_n:g}: {sum(_meets(r) for r in at)}/{len(at)} within; deviations "
                          + ", ".join(f"{r['activation']} L={r['depth']} T={r['temperature']:g}: "
-                                     f"{_percent(r['relative_deviation'])}" for r in at) + ".")
+                                     f"{percent(r['relative_deviation'])}" for r in at) + ".")
     deep = [r for r in rows_01 if r["depth"] > SHALLOW and r["architecture"] == "mlp"]
     if deep:
         better = sum(abs(r["relative_deviation"]) < abs(r["nngp_relative_deviation"]) for r in deep)
@@ -93,7 +90,7 @@ def _goals(rows: list[dict]) -> list[str]:
 
 
 def _probes(rows: list[dict]) -> list[str]:
-    """The deviation at depth 1 (erf, T = 0.01) next to the same points with ±1 targets and with 14 × 14 inputs."""
+    """The deviation of each 0/1, full-resolution point next to the same point with other targets or inputs."""
     def key(r):
         return r["activation"], r["depth"], r["temperature"], r["p_over_n"], r["architecture"]
 
@@ -104,8 +101,8 @@ def _probes(rows: list[dict]) -> list[str]:
         b = base.get(key(r))
         if b is not None:
             lines.append(f"  - {r['activation']} L={r['depth']} P/N = {r['p_over_n']:g}: the deviation "
-                         f"{_percent(b['relative_deviation'])} (bias² sampled/theory {_ratio(b)}) becomes "
-                         f"{_percent(r['relative_deviation'])} with labels {r['labels']} and d = {r['input_dim']} "
+                         f"{percent(b['relative_deviation'])} (bias² sampled/theory {_ratio(b)}) becomes "
+                         f"{percent(r['relative_deviation'])} with labels {r['labels']} and d = {r['input_dim']} "
                          f"(bias² sampled/theory {_ratio(r)}).")
     return (["- Probes of the deviation (same P, depth, activation, temperature and load; bias² as a ratio, since "
              "±1 targets multiply it by 4):"] + lines) if lines else []
@@ -115,16 +112,20 @@ def _ratio(row) -> str:
     return f"{row['bias2']['sampled'] / row['bias2']['theory']:.2f}"
 
 
+def _series(rows: list[dict]) -> dict:
+    """{(activation, depth, T, labels, d): rows in order of P/N}: one curve of the map each."""
+    series: dict = {}
+    for r in rows:
+        series.setdefault((r["activation"], r["depth"], r["temperature"], r["labels"], r["input_dim"]), []).append(r)
+    return {key: sorted(at, key=lambda r: r["p_over_n"]) for key, at in series.items()}
+
+
 def _adaptation(rows: list[dict]) -> list[str]:
     """How far the sampled posterior kernel has turned towards the targets, at the smallest and largest load of each
     MLP series: its centred target alignment against the NNGP kernel's (docs, eq. R-31)."""
-    series: dict = {}
-    for r in rows:
-        if "target_alignment" in r["kernel"]:
-            series.setdefault((r["activation"], r["depth"], r["temperature"], r["labels"], r["input_dim"]), []).append(r)
     lines = []
-    for (activation, depth, T, labels, d), at in series.items():
-        lo, hi = min(at, key=lambda r: r["p_over_n"]), max(at, key=lambda r: r["p_over_n"])
+    for (activation, depth, T, labels, d), at in _series([r for r in rows if "target_alignment" in r["kernel"]]).items():
+        lo, hi = at[0], at[-1]
         ends = [lo] if lo is hi else [lo, hi]
         lines.append(f"  - {activation} L={depth} T={T:g}, labels {labels}, d = {d}: "
                      + "; ".join(f"P/N = {r['p_over_n']:g}: {r['kernel']['target_alignment']:.3f}" for r in ends)
@@ -147,7 +148,7 @@ def _kernel_cell(row) -> str:
 
 def _variants_cell(row) -> str:
     others = {name: v for name, v in row.get("theory_variants", {}).items() if name != row["theory_variant"]}
-    return "; ".join(f"{name.replace('_', ' ')} {_percent(v['relative_deviation'])}" for name, v in others.items())
+    return "; ".join(f"{name.replace('_', ' ')} {percent(v['relative_deviation'])}" for name, v in others.items())
 
 
 def markdown(records: dict) -> str:
@@ -175,11 +176,11 @@ def markdown(records: dict) -> str:
                  "| centred target alignment: sampled / K<sub>R</sub> / NNGP | R̂ | drift | ESS |")
     lines.append("|" + "---|" * 18)
     for r in rows:
-        deviation = f"{_percent(r['relative_deviation'])} ({r['deviation_in_errors']:.1f} SE){' ✓' if _meets(r) else ''}"
+        deviation = f"{percent(r['relative_deviation'])} ({r['deviation_in_errors']:.1f} SE){' ✓' if _meets(r) else ''}"
         lines.append(
             f"| {r['part']} | {r['activation']} | {r['depth']} | {r['width']} | {r['p_over_n']:g} | {r['temperature']:g} "
             f"| {r['sampled']:.4f} ± {r['error']:.4f} | {r['theory']:.4f} ({r['theory_variant']}) | {deviation} "
-            f"| {_variants_cell(r)} | {_percent(r['nngp_relative_deviation'])} "
+            f"| {_variants_cell(r)} | {percent(r['nngp_relative_deviation'])} "
             f"| {r['bias2']['sampled']:.4f} / {r['bias2']['theory']:.4f} "
             f"| {r['readout_q']['sampled']:.3f} ± {r['readout_q']['error']:.3f} / {r['readout_q']['theory']:.3f} "
             f"| {_kernel_cell(r)} | {r['diagnostics']['rhat']:.3f} | {r['diagnostics']['drift_z']:+.1f} "
@@ -211,15 +212,11 @@ def figure(records: dict, path: Path) -> Path | None:
     depth_colors = {d: plt.cm.viridis(i / max(1, len(depths) - 1)) for i, d in enumerate(depths)}
     probe_colors = iter(("tab:red", "tab:orange", "tab:brown", "tab:pink", "tab:cyan"))
     style: dict = {}  # (labels, d) of a probe → colour
-    series: dict = {}
-    for r in rows:
-        series.setdefault((r["activation"], r["depth"], r["temperature"], r["labels"], r["input_dim"]), []).append(r)
     fig, axes = plt.subplots(1, len(activations) + 1, figsize=(5.2 * (len(activations) + 1), 4), squeeze=False)
     panels, kernel_ax = dict(zip(activations, axes[0, :-1], strict=True)), axes[0, -1]
     for ax in panels.values():
         ax.axhspan(-3, 3, color="0.9", label="±3 %")
-    for (activation, depth, T, labels, d), at in sorted(series.items()):
-        at.sort(key=lambda r: r["p_over_n"])
+    for (activation, depth, T, labels, d), at in sorted(_series(rows).items()):
         marker = "os^"[temperatures.index(T) % 3]
         name = f"L = {depth}, T = {T:g}"
         if (labels, d) == ("01", 784):
