@@ -81,6 +81,27 @@ def test_readme_block_markers_are_required(tmp_path):
         study.replace_block("# README without markers\n", study.readme_block({}))
 
 
+def test_cnn_points_are_a_series_of_their_own_with_both_nngps(tmp_path):
+    """A CNN point with the MLP's activation, depth and load must neither join the MLP's curve nor lose its local and
+    pooled NNGP: built from a committed MLP point relabelled as the CNN's record would carry it."""
+    part, record = next(iter(PARTS.items()))
+    mlp_row = record["metrics"]["rows"][0]
+    cnn_row = dict(mlp_row, theory_variant="conv", relative_deviation=0.25,
+                   theory_variants={"conv": {"test_loss": 0.3, "relative_deviation": 0.25},
+                                    "local_nngp": {"test_loss": 0.2, "relative_deviation": -0.125},
+                                    "pooled_nngp": {"test_loss": 0.1, "relative_deviation": -0.5}},
+                   kernel={"Q_rel_distance_to_theory": 0.123, "Q_rel_distance_to_identity": 0.456})
+    cnn = dict(record, config=dict(record["config"], architecture="cnn", patches=[7, 2]),
+               metrics=dict(record["metrics"], rows=[cnn_row]))
+    records = {part: record, "study-cnn2": cnn}
+    series = study._series(study._rows(records))
+    assert [len(at) for key, at in series.items() if key[-1] == "cnn 7×2"] == [1]
+    assert sum(len(at) for at in series.values()) == len(record["metrics"]["rows"]) + 1
+    text = study.markdown(records)
+    assert "patches 7×2" in text and "+25.0 % / -12.5 % / -50.0 %; Q̂ 0.123 (0.456)" in text
+    assert study.figure(records, tmp_path / "map.png").exists()
+
+
 @pytest.mark.slow
 def test_one_committed_point_reproduces_within_its_error_bar(tmp_path):
     """Rerun one committed point from scratch. Its chains are keyed by the point, not by its position in the

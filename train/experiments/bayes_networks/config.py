@@ -116,9 +116,11 @@ PRESETS = {
     "study-wide": Config(**_STUDY, activations=("erf",), depths=(1,), widths=(2000,)),
     # ... depths 2, 5 and 10 at P/N = 2 (about 25 min) ...
     "study-deep": Config(**_STUDY, activations=("erf", "relu"), depths=(2, 5, 10), widths=(250,)),
-    # ... T = 10⁻³ at P/N = 1 (steps about 3× shorter: about an hour) ...
-    "study-cold": Config(**_STUDY, activations=("erf", "relu"), depths=(1, 3), widths=(500,), temperatures=(0.001,)),
-    # ... and the patch CNNs against conv_theory: one layer of 7 × 7 patches, and 7 × 7 then 2 × 2.
+    # ... T = 10⁻³ at P/N = 1 (steps √10 shorter than at T = 10⁻², so about 3× the cost: one part per activation) ...
+    "study-cold-erf": Config(**_STUDY, activations=("erf",), depths=(1, 3), widths=(500,), temperatures=(0.001,)),
+    "study-cold-relu": Config(**_STUDY, activations=("relu",), depths=(1, 3), widths=(500,), temperatures=(0.001,)),
+    # ... and the patch CNNs against conv_theory: one layer of 7 × 7 patches, and 7 × 7 then 2 × 2 (whose second
+    # layer costs 16 N² per image, so N ≤ 250 keeps it within a sitting).
     "study-cnn1": Config(**_STUDY, architecture="cnn", patches=(7,), depths=(1,), widths=(125, 500)),
-    "study-cnn2": Config(**_STUDY, architecture="cnn", patches=(7, 2), depths=(2,), widths=(125, 500)),
+    "study-cnn2": Config(**_STUDY, architecture="cnn", patches=(7, 2), depths=(2,), widths=(125, 250)),
 }
