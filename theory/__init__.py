@@ -13,6 +13,8 @@ The map (module — subject — where it is derived):
     conv_renormalization  local kernel renormalization of Bayesian CNNs       docs/nngp_and_renormalization.md (R-22)–(R-24)
     random_features       deterministic equivalents of random-feature         docs/random_features.md
                           regression, power-law scaling laws
+    rf_dynamics           the learning curve of a random-feature readout      docs/random_features.md (RF-20)–(RF-24)
+                          with no feature draw (Σ_N's equivalent spectrum)
     attention             RBF and dot-product attention, dense and chunked    docs/attention.md (A-2)–(A-4)
     priors                priors ρ₀ of clean tokens, Bayes posterior means,   docs/attention.md (A-13)–(A-15)
                           MMSE, the oracle probability-flow ODE
@@ -36,6 +38,7 @@ from deeptheory.theory import (
     priors,
     random_features,
     renormalization,
+    rf_dynamics,
 )
 from deeptheory.theory.activations import *  # noqa: F403
 from deeptheory.theory.attention import *  # noqa: F403
@@ -58,9 +61,10 @@ from deeptheory.theory.particle_flow import (  # noqa: F401  (all but the functi
 from deeptheory.theory.priors import *  # noqa: F403
 from deeptheory.theory.random_features import *  # noqa: F403
 from deeptheory.theory.renormalization import *  # noqa: F403
+from deeptheory.theory.rf_dynamics import *  # noqa: F403
 
-MODULES = (activations, nngp, conv_kernels, gp, renormalization, conv_renormalization, random_features, attention,
-           priors, particle_flow)
+MODULES = (activations, nngp, conv_kernels, gp, renormalization, conv_renormalization, random_features, rf_dynamics,
+           attention, priors, particle_flow)
 
 # A module and a function share one name, particle_flow: here it is the module (the function is
 # `particle_flow.particle_flow`), so that `from deeptheory.theory import particle_flow` and

@@ -47,6 +47,8 @@ __all__ = [
     "finite_kernel",
     "fails",
     "check_scalar",
+    "check_eigenvalues",
+    "check_spectrum",
     "check_positive",
     "positive_scalar",
     "check_depth",
@@ -306,3 +308,23 @@ def as_tokens(y, name: str = "tokens"):
     y = as_array(y, name, ndim=(1, 2), what="a (N, d) array of N tokens in dimension d, or (N,) for d = 1", allow_empty=True)
     y = y.astype(working_dtype(y))
     return (y[:, None], True) if y.ndim == 1 else (y, False)
+
+
+def check_eigenvalues(eigenvalues):
+    """(D,) covariance eigenvalues λ_k as float64, each finite and > 0 (`theory.random_features`, `rf_dynamics`)."""
+    lam = as_array(eigenvalues, "eigenvalues", dtype=jnp.float64, ndim=1, what="the (D,) covariance eigenvalues λ_k")
+    if fails(lambda v: v > 0, lam):
+        raise ValueError("eigenvalues must be finite and > 0 (drop zero modes: they carry no signal)")
+    return lam
+
+
+def check_spectrum(eigenvalues, target_power):
+    """(λ, v²) as float64: the eigenvalues (`check_eigenvalues`) and the target's power v_k² = λ_k w̄_k² ≥ 0 in
+    each mode, one per eigenvalue."""
+    lam = check_eigenvalues(eigenvalues)
+    v2 = as_array(target_power, "target_power", dtype=jnp.float64, ndim=1, what="v_k² = λ_k w̄_k², one per eigenvalue")
+    if v2.shape != lam.shape:
+        raise ValueError(f"target_power must have one entry per eigenvalue ({lam.shape[0]}); got shape {v2.shape}")
+    if fails(lambda v: v >= 0, v2):
+        raise ValueError("target_power (v_k² = λ_k w̄_k²) must be finite and >= 0")
+    return lam, v2

@@ -52,7 +52,15 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from deeptheory.theory._checks import as_array, check_integer, check_scalar, fails, float64_theory
+from deeptheory.theory._checks import (
+    as_array,
+    check_eigenvalues,
+    check_integer,
+    check_scalar,
+    check_spectrum,
+    fails,
+    float64_theory,
+)
 from deeptheory.theory._solvers import bisect
 
 __all__ = [
@@ -98,30 +106,11 @@ def power_law_target(dim: int, exponent) -> jax.Array:
     return power_law_spectrum(dim, exponent)
 
 
-def _check_eigenvalues(eigenvalues):
-    lam = as_array(eigenvalues, "eigenvalues", dtype=_F64, ndim=1, what="the (D,) covariance eigenvalues λ_k")
-    if fails(lambda v: v > 0, lam):
-        raise ValueError("eigenvalues must be finite and > 0 (drop zero modes: they carry no signal)")
-    return lam
-
-
-def _check_spectrum(eigenvalues, target_power):
-    lam = _check_eigenvalues(eigenvalues)
-    v2 = as_array(target_power, "target_power", dtype=_F64, ndim=1, what="v_k² = λ_k w̄_k², one per eigenvalue")
-    if v2.shape != lam.shape:
-        raise ValueError(
-            f"target_power must have one entry per eigenvalue ({lam.shape[0]}); got shape {v2.shape}"
-        )
-    if fails(lambda v: v >= 0, v2):
-        raise ValueError("target_power (v_k² = λ_k w̄_k²) must be finite and >= 0")
-    return lam, v2
-
-
 @float64_theory
 def degrees_of_freedom(eigenvalues, kappa):
     """(Df1, Df2) = (Σ λ/(λ+κ), Σ λ²/(λ+κ)²) (Atanasov et al. eq. 4.4)."""
     check_scalar("kappa", kappa, minimum=0, strict=False, allow_inf=True, hint=" (a ridge)")
-    return _degrees_of_freedom(_check_eigenvalues(eigenvalues), jnp.asarray(kappa, _F64))
+    return _degrees_of_freedom(check_eigenvalues(eigenvalues), jnp.asarray(kappa, _F64))
 
 
 def _degrees_of_freedom(lam, kappa):
@@ -140,7 +129,7 @@ def effective_ridge(eigenvalues, *, n_features, n_samples, ridge):
     ridge = 0 converges to the ridgeless point Df1 = min(N, P) itself (or to ~0 when D < min(N, P)).
     160 halvings of a bracket at most ~10³ wide in log κ leave it below float64 resolution.
     """
-    lam = _check_eigenvalues(eigenvalues)
+    lam = check_eigenvalues(eigenvalues)
     check_scalar("n_features", n_features, minimum=1, strict=False, allow_inf=True, hint=" (N, the number of features)")
     check_scalar("n_samples", n_samples, minimum=1, strict=False, allow_inf=True, hint=" (P, the number of samples)")
     check_scalar("ridge", ridge, minimum=0, strict=False, hint=" (per-sample ridge; 0 is ridgeless)")
@@ -178,7 +167,7 @@ def rf_equivalent(eigenvalues, target_power, *, n_features, n_samples, ridge, no
 
     Args: as `rf_risk`. Returns `RidgeEquivalent`. Float64; jit- and vmap-friendly in every scalar.
     """
-    lam, v2 = _check_spectrum(eigenvalues, target_power)
+    lam, v2 = check_spectrum(eigenvalues, target_power)
     check_scalar("n_features", n_features, minimum=1, strict=False, allow_inf=True, hint=" (N, the number of features)")
     check_scalar("n_samples", n_samples, minimum=1, strict=False, allow_inf=True, hint=" (P, the number of samples)")
     check_scalar("ridge", ridge, minimum=0, strict=False, hint=" (per-sample ridge; 0 is ridgeless)")
@@ -238,7 +227,7 @@ def krr_risk(eigenvalues, target_power, *, n_samples, ridge, noise=0.0):
     so that the test "rf_risk → krr_risk as N → ∞" compares two implementations. ridge = 0 with D > P gives
     the interpolating KRR (Df1 = P).
     """
-    lam, v2 = _check_spectrum(eigenvalues, target_power)
+    lam, v2 = check_spectrum(eigenvalues, target_power)
     check_scalar("n_samples", n_samples, minimum=1, strict=False, allow_inf=True, hint=" (P, the number of samples)")
     check_scalar("ridge", ridge, minimum=0, strict=False, hint=" (per-sample ridge; 0 is ridgeless)")
     check_scalar("noise", noise, minimum=0, strict=False, hint=" (label-noise variance σ²)")
@@ -266,7 +255,7 @@ def krr_risk(eigenvalues, target_power, *, n_samples, ridge, noise=0.0):
 def preconditioner(eigenvalues, kind: str, *, damping=0.0, power=0.0):
     """f(λ) of a spectral preconditioner (docs/random_features.md, eq. (RF-12)): "gd" 1, "natural" 1/(λ + ε)
     (damped natural gradient), "power" λ^-γ (power preconditioning; γ = 1 is undamped natural gradient)."""
-    lam = _check_eigenvalues(eigenvalues)
+    lam = check_eigenvalues(eigenvalues)
     if kind == "gd":
         return jnp.ones_like(lam)
     if kind == "natural":
