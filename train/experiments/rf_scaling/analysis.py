@@ -2,8 +2,9 @@
 
 From raw (`measure`): the tuned loss per (optimizer, s, N), its α with a bootstrap CI over seeds (`train.fits`); the
 eigenbasis theory on each seed's recorded spectrum (exact dynamics for GD, heavy ball, natural gradient; GD with a
-rescaled step for the diagonal Fisher; none for Adam: `optimizers.OptimizerSpec`); the sampling-free ridge
-equivalent and the infinite-budget exponent (`theory.random_features.rf_risk`, P = ∞); the time bottleneck N*(T).
+rescaled step for the diagonal Fisher; none for Adam: `optimizers.OptimizerSpec`); the sampling-free learning curve
+(`theory.rf_dynamics`: the same dynamics on the deterministic equivalent of Σ_N's spectrum, no feature draw); the
+ridge equivalent and the infinite-budget exponent (`theory.random_features.rf_risk`, P = ∞); the time bottleneck N*(T).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from deeptheory.theory.random_features import (
     rf_risk,
     time_bottleneck,
 )
+from deeptheory.theory.rf_dynamics import rf_spectral_measure, rf_top_eigenvalue
 from deeptheory.train.experiments.rf_scaling.config import NAME, Config
 from deeptheory.train.experiments.rf_scaling.measure import population
 from deeptheory.train.experiments.rf_scaling.optimizers import OptimizerSpec, spec
@@ -50,6 +52,55 @@ def theory_losses(optimizer: OptimizerSpec, config: Config, spectra: dict) -> np
     return _final_losses(config, mu, c2, floor, lr, f, beta).reshape(S, R, len(W), len(M))
 
 
+def equivalent_measures(config: Config) -> dict:
+    """{(s index, N): (nodes μ_i, excess power ν_i/μ_i, floor, predicted spectrum)}: the deterministic equivalent of
+    every Σ_N of the sweep (`rf_spectral_measure`), shared by all optimizers. The predicted spectrum stands in for
+    the draw's in the step rules: μ_max from `rf_top_eigenvalue`, mean diag Σ_N = Σλ/N exactly in expectation, and
+    the diagonal's top eigenvalue μ_max/(mean diag + ε) (its concentration, docs RF-24)."""
+    out = {}
+    for si, s in enumerate(config.s_values):
+        lam, v2 = population(config, s)
+        for N in config.widths:
+            m = rf_spectral_measure(lam, v2, N)
+            mu_max, mean_diag = float(rf_top_eigenvalue(m)), float(np.sum(lam) / N)
+            spectrum = {"mu_max": mu_max, "mean_diag": mean_diag, "mu_max_diag": mu_max / (mean_diag + config.damping)}
+            out[si, N] = (np.asarray(m.eigenvalues), np.asarray(m.target_mass / m.eigenvalues),
+                          float(m.floor) + config.noise, spectrum, np.asarray(m.count))
+    return out
+
+
+def equivalent_losses(optimizer: OptimizerSpec, config: Config, measures: dict) -> np.ndarray:
+    """(S, W, M) final losses predicted with no feature draw: the optimizer's eigenbasis dynamics (the same
+    `learning_curve` as `theory_losses`) on the nodes of each equivalent measure (docs/random_features.md, eq.
+    (RF-24)), at the rates its step rule gives on the predicted spectrum. NaN without a theory (Adam).
+
+    A step rule η = c/μ_max(draw) (`OptimizerSpec.top_scaled`) puts every draw's top eigenvalue at the rate c
+    exactly; the equivalent's top unit of eigenvalue count is a bump of width O(λ₁/√N), and at η = c/(its median)
+    its upper half would sit above c — beyond 2/η for the largest multipliers, a divergence no draw has. So the
+    nodes of the top unit of count (one eigenvalue's worth) take the pinned rate c: measured at s = 1.5, without
+    this the largest multiplier diverged and GD's predicted α fell 0.15 below the draws'."""
+    S, W, M = len(config.s_values), config.widths, config.lr_multipliers
+    if not optimizer.has_theory:
+        return np.full((S, len(W), len(M)), np.nan)
+    out = np.empty((S, len(W), len(M)))
+    beta = config.momentum if optimizer.theory_momentum else 0.0
+    for si in range(S):
+        for wi, N in enumerate(W):
+            mu, c2, floor, spectrum, count = measures[si, N]
+            f = np.asarray(optimizer.theory_preconditioner(mu, spectrum["mean_diag"], config), np.float64)
+            lr = optimizer.base_lr(spectrum, config) * np.asarray(M)
+            if optimizer.top_scaled:
+                rate = mu * f
+                order = np.argsort(-rate)
+                top = np.zeros(len(mu), bool)
+                top[order[np.cumsum(count[order]) <= 1.0]] = True
+                pinned = np.interp(spectrum["mu_max"], mu[order][::-1], rate[order][::-1])  # μ_max f(μ_max)
+                f = np.where(top, pinned / mu, f)
+            out[si, wi] = _final_losses(config, *(np.broadcast_to(x, (len(M), *np.shape(x))) for x in (mu, c2, floor)),
+                                        lr, np.broadcast_to(f, (len(M), len(mu))), np.full(len(M), beta))
+    return out
+
+
 def closed_form_losses(optimizer: OptimizerSpec, config: Config) -> np.ndarray:
     """(S, W, M) losses predicted with no sampling: training for T steps at effective rate η_eff ≈ the population
     ridge z = 1/(η_eff T) (early stopping ↔ ridge: Ali, Kolter & Tibshirani 2019; Bordelon et al. 2024), so
@@ -80,15 +131,18 @@ def analyse(config: Config, data, raw: dict) -> dict:
     S, W, O = config.s_values, config.widths, config.optimizers
     losses, n = raw["losses"], np.asarray(W, np.float64)
     rows = []
+    measures = equivalent_measures(config)
     for oi, name in enumerate(O):
         optimizer = spec(name)
         theory_all, closed_all = theory_losses(optimizer, config, raw["spectra"]), closed_form_losses(optimizer, config)
+        equivalent_all = equivalent_losses(optimizer, config, measures)
         for si, s in enumerate(S):
             best, tuned = _tuned(losses[oi, si])
             fit = fit_exponent(n, tuned, confidence=config.confidence,
                                seed=derive_seed(config.seed, NAME, "bootstrap", name, s))
             theory_curve = np.min(theory_all[si].mean(axis=0), axis=1) if optimizer.has_theory else None
             closed = np.min(closed_all[si], axis=1) if optimizer.effective_rate is not None else None
+            equivalent = np.min(equivalent_all[si], axis=1) if optimizer.has_theory else None
             rows.append({
                 "optimizer": name, "s": s, "a": s + config.target_shift, **fit.as_dict(),
                 "loss_mean": tuned.mean(axis=0).tolist(), "loss_per_seed": tuned.tolist(),
@@ -97,6 +151,8 @@ def analyse(config: Config, data, raw: dict) -> dict:
                 "theory_alpha": None if theory_curve is None else float(loglog_slope(n, theory_curve)),
                 "closed_form_loss": None if closed is None else closed.tolist(),
                 "closed_form_alpha": None if closed is None else float(loglog_slope(n, closed)),
+                "equivalent_loss": None if equivalent is None else equivalent.tolist(),
+                "equivalent_alpha": None if equivalent is None else float(loglog_slope(n, equivalent)),
             })
     diagnostics = []
     gd, natural = spec("gd"), spec("natural")

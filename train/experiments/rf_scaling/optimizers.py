@@ -121,6 +121,9 @@ class OptimizerSpec:
     # hp -> η_eff per unit multiplier, in units of λ₁ = 1, of the ridge equivalent z = 1/(η_eff m T) (eq. (RF-15))
     effective_rate: Callable | None = None
     theory_caveat: str = ""  # "" where the eigenbasis theory is the exact dynamics; else what it approximates
+    # base_lr divides by the draw's top eigenvalue, which pins that eigenvalue's rate in every draw (what the
+    # sampling-free equivalent must reproduce: `analysis.equivalent_losses`)
+    top_scaled: bool = False
 
     @property
     def has_theory(self) -> bool:
@@ -134,18 +137,19 @@ def _ones(mu, mean_diag, hp):
 SPECS: dict[str, OptimizerSpec] = {s.name: s for s in (
     OptimizerSpec("gd", "GD", lambda lr, fisher, damping, beta: gd(lr), False,
                   base_lr=lambda spectrum, hp: STEP_FACTOR / spectrum["mu_max"],
-                  theory_preconditioner=_ones, effective_rate=lambda hp: STEP_FACTOR),
+                  theory_preconditioner=_ones, effective_rate=lambda hp: STEP_FACTOR, top_scaled=True),
     OptimizerSpec("momentum", "heavy ball", lambda lr, fisher, damping, beta: momentum(lr, beta), False,
                   base_lr=lambda spectrum, hp: STEP_FACTOR * (1 + hp.momentum) / spectrum["mu_max"],
                   theory_preconditioner=_ones, theory_momentum=True,
-                  effective_rate=lambda hp: STEP_FACTOR * (1 + hp.momentum) / (1 - hp.momentum)),
+                  effective_rate=lambda hp: STEP_FACTOR * (1 + hp.momentum) / (1 - hp.momentum), top_scaled=True),
     OptimizerSpec("adam", "Adam", lambda lr, fisher, damping, beta: adam(lr), False,
                   base_lr=lambda spectrum, hp: hp.adam_lr),
     OptimizerSpec("diagonal", "diagonal Fisher", lambda lr, fisher, damping, beta: diagonal(lr, fisher, damping), True,
                   base_lr=lambda spectrum, hp: STEP_FACTOR / spectrum["mu_max_diag"],
                   # the prediction: diag Σ_N ≈ its mean (rotation-invariant features), i.e. GD with a rescaled step
                   theory_preconditioner=lambda mu, mean_diag, hp: np.full_like(mu, 1.0 / (mean_diag + hp.damping)),
-                  effective_rate=lambda hp: STEP_FACTOR, theory_caveat="GD with a rescaled step, approximate"),
+                  effective_rate=lambda hp: STEP_FACTOR, theory_caveat="GD with a rescaled step, approximate",
+                  top_scaled=True),
     OptimizerSpec("natural", "natural gradient",
                   lambda lr, fisher, damping, beta: natural_gradient(lr, fisher, damping), True,
                   base_lr=lambda spectrum, hp: STEP_FACTOR,
