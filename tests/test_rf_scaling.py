@@ -185,14 +185,14 @@ def test_sampling_free_losses_match_feature_draws_at_the_experiments_step_rule(n
     η = 0.95·m), for multipliers 1 and 2 (at 2 GD's rate on the predicted top bump would diverge without the pin).
     N = 32, D = 512, s = 1.5. Tolerance: 3 SE + 4/N relative (the equivalent's own bias, measured −2.6 % for the
     floor at N = 32)."""
-    from deeptheory.train.experiments.rf_scaling.analysis import equivalent_losses, equivalent_measures
     from deeptheory.train.experiments.rf_scaling.optimizers import spec
+    from deeptheory.train.experiments.rf_scaling.predict import equivalent_curves, equivalent_spectrum
 
     config = dataclasses.replace(rf_scaling.PRESETS["quick"], dim=512, widths=(8, 16, 32), s_values=(1.5,),
                                  lr_multipliers=(1.0, 2.0), optimizers=(name,))
     optimizer = spec(name)
-    predicted = equivalent_losses(optimizer, config, equivalent_measures(config))[0, -1]  # (M,) at N = 32
     lam, v2 = np.asarray(power_law_spectrum(512, 1.5)), np.asarray(power_law_target(512, 2.5))
+    predicted = equivalent_curves(optimizer, equivalent_spectrum(lam, v2, 32, config), config, config.steps)[:, -1]
     w, N, rng = np.sqrt(v2 / lam), 32, np.random.default_rng(3)
     F = rng.standard_normal((200, N, 512)) / np.sqrt(N)
     mu, U = np.linalg.eigh(np.einsum("rnd,d,rmd->rnm", F, lam, F))
@@ -208,3 +208,21 @@ def test_sampling_free_losses_match_feature_draws_at_the_experiments_step_rule(n
     losses = np.asarray(losses)
     mean, se = losses.mean(1), losses.std(1, ddof=1) / np.sqrt(200)
     assert np.all(np.abs(predicted - mean) <= 3 * se + 4.0 / N * mean), (predicted, mean, se)
+
+
+def test_spectral_diagnostic_predicts_when_preconditioning_pays_off():
+    """predict_alpha: natural gradient gains α over GD when the budget is small against the window (T = 4: GD
+    learns N*(T) = 4 modes, the window reaches 32) and not when both have converged (T = 3000); Adam has no
+    prediction; the gain is reported as α − α_GD."""
+    from deeptheory.train.experiments.rf_scaling.optimizers import spec
+    from deeptheory.train.experiments.rf_scaling.predict import equivalent_curves, equivalent_spectrum, predict_alpha
+
+    lam, v2 = power_law_spectrum(512, 1.0), power_law_target(512, 1.31)
+    short = predict_alpha(lam, v2, widths=(8, 16, 32), steps=4, optimizers=("gd", "natural"))
+    long = predict_alpha(lam, v2, widths=(8, 16, 32), steps=3000, optimizers=("gd", "natural"))
+    assert short.pays_off["natural"] > 0.05 and short.n_star_gd == 4
+    assert abs(long.pays_off["natural"]) < 0.01 and short.pays_off["gd"] == 0.0
+    assert short.alpha["natural"] - short.alpha["gd"] == short.pays_off["natural"]
+    config = dataclasses.replace(rf_scaling.PRESETS["quick"], widths=(8, 16, 32))
+    with pytest.raises(ValueError, match="adam has no sampling-free theory"):
+        equivalent_curves(spec("adam"), equivalent_spectrum(lam, v2, 8, config), config, 4)

@@ -19,10 +19,10 @@ from deeptheory.theory.random_features import (
     rf_risk,
     time_bottleneck,
 )
-from deeptheory.theory.rf_dynamics import rf_spectral_measure, rf_top_eigenvalue
 from deeptheory.train.experiments.rf_scaling.config import NAME, Config
 from deeptheory.train.experiments.rf_scaling.measure import population
 from deeptheory.train.experiments.rf_scaling.optimizers import OptimizerSpec, spec
+from deeptheory.train.experiments.rf_scaling.predict import equivalent_curves, equivalent_spectrum
 from deeptheory.train.fits import fit_exponent
 from deeptheory.train.harness.keys import derive_seed
 
@@ -52,53 +52,15 @@ def theory_losses(optimizer: OptimizerSpec, config: Config, spectra: dict) -> np
     return _final_losses(config, mu, c2, floor, lr, f, beta).reshape(S, R, len(W), len(M))
 
 
-def equivalent_measures(config: Config) -> dict:
-    """{(s index, N): (nodes μ_i, excess power ν_i/μ_i, floor, predicted spectrum)}: the deterministic equivalent of
-    every Σ_N of the sweep (`rf_spectral_measure`), shared by all optimizers. The predicted spectrum stands in for
-    the draw's in the step rules: μ_max from `rf_top_eigenvalue`, mean diag Σ_N = Σλ/N exactly in expectation, and
-    the diagonal's top eigenvalue μ_max/(mean diag + ε) (its concentration, docs RF-24)."""
-    out = {}
-    for si, s in enumerate(config.s_values):
-        lam, v2 = population(config, s)
-        for N in config.widths:
-            m = rf_spectral_measure(lam, v2, N)
-            mu_max, mean_diag = float(rf_top_eigenvalue(m)), float(np.sum(lam) / N)
-            spectrum = {"mu_max": mu_max, "mean_diag": mean_diag, "mu_max_diag": mu_max / (mean_diag + config.damping)}
-            out[si, N] = (np.asarray(m.eigenvalues), np.asarray(m.target_mass / m.eigenvalues),
-                          float(m.floor) + config.noise, spectrum, np.asarray(m.count))
-    return out
-
-
-def equivalent_losses(optimizer: OptimizerSpec, config: Config, measures: dict) -> np.ndarray:
-    """(S, W, M) final losses predicted with no feature draw: the optimizer's eigenbasis dynamics (the same
-    `learning_curve` as `theory_losses`) on the nodes of each equivalent measure (docs/random_features.md, eq.
-    (RF-24)), at the rates its step rule gives on the predicted spectrum. NaN without a theory (Adam).
-
-    A step rule η = c/μ_max(draw) (`OptimizerSpec.top_scaled`) puts every draw's top eigenvalue at the rate c
-    exactly; the equivalent's top unit of eigenvalue count is a bump of width O(λ₁/√N), and at η = c/(its median)
-    its upper half would sit above c — beyond 2/η for the largest multipliers, a divergence no draw has. So the
-    nodes of the top unit of count (one eigenvalue's worth) take the pinned rate c: measured at s = 1.5, without
-    this the largest multiplier diverged and GD's predicted α fell 0.15 below the draws'."""
+def equivalent_losses(optimizer: OptimizerSpec, config: Config, spectra: dict) -> np.ndarray:
+    """(S, W, M) final losses predicted with no feature draw (`predict.equivalent_curves` on `spectra`, {(s index, N):
+    `predict.EquivalentSpectrum`}, shared by the optimizers; docs/random_features.md, eq. (RF-24)). NaN without a
+    theory (Adam)."""
     S, W, M = len(config.s_values), config.widths, config.lr_multipliers
     if not optimizer.has_theory:
         return np.full((S, len(W), len(M)), np.nan)
-    out = np.empty((S, len(W), len(M)))
-    beta = config.momentum if optimizer.theory_momentum else 0.0
-    for si in range(S):
-        for wi, N in enumerate(W):
-            mu, c2, floor, spectrum, count = measures[si, N]
-            f = np.asarray(optimizer.theory_preconditioner(mu, spectrum["mean_diag"], config), np.float64)
-            lr = optimizer.base_lr(spectrum, config) * np.asarray(M)
-            if optimizer.top_scaled:
-                rate = mu * f
-                order = np.argsort(-rate)
-                top = np.zeros(len(mu), bool)
-                top[order[np.cumsum(count[order]) <= 1.0]] = True
-                pinned = np.interp(spectrum["mu_max"], mu[order][::-1], rate[order][::-1])  # μ_max f(μ_max)
-                f = np.where(top, pinned / mu, f)
-            out[si, wi] = _final_losses(config, *(np.broadcast_to(x, (len(M), *np.shape(x))) for x in (mu, c2, floor)),
-                                        lr, np.broadcast_to(f, (len(M), len(mu))), np.full(len(M), beta))
-    return out
+    return np.asarray([[equivalent_curves(optimizer, spectra[si, N], config, config.steps)[:, -1] for N in W]
+                       for si in range(S)])
 
 
 def closed_form_losses(optimizer: OptimizerSpec, config: Config) -> np.ndarray:
@@ -131,11 +93,12 @@ def analyse(config: Config, data, raw: dict) -> dict:
     S, W, O = config.s_values, config.widths, config.optimizers
     losses, n = raw["losses"], np.asarray(W, np.float64)
     rows = []
-    measures = equivalent_measures(config)
+    spectra = {(si, N): equivalent_spectrum(*population(config, s), N, config)
+               for si, s in enumerate(S) for N in W}
     for oi, name in enumerate(O):
         optimizer = spec(name)
         theory_all, closed_all = theory_losses(optimizer, config, raw["spectra"]), closed_form_losses(optimizer, config)
-        equivalent_all = equivalent_losses(optimizer, config, measures)
+        equivalent_all = equivalent_losses(optimizer, config, spectra)
         for si, s in enumerate(S):
             best, tuned = _tuned(losses[oi, si])
             fit = fit_exponent(n, tuned, confidence=config.confidence,

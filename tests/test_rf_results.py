@@ -1,0 +1,36 @@
+"""The committed random-feature results (results/rf_scaling): the phase diagram was computed with its current settings,
+its markdown is what its JSON gives, and one of its points is recomputed to the digit."""
+
+import json
+import pathlib
+
+import numpy as np
+import pytest
+
+from deeptheory.train.experiments.rf_scaling import phases
+
+RESULTS = pathlib.Path(__file__).resolve().parent.parent / "results" / "rf_scaling"
+RECORD = json.loads((RESULTS / "phases.json").read_text())
+
+
+def test_phase_diagram_matches_its_current_settings():
+    preset = phases.BASE
+    assert RECORD["config"] == {"dim": preset.dim, "widths": list(preset.widths), "target_shift": preset.target_shift,
+                                "lr_multipliers": list(preset.lr_multipliers), "damping": preset.damping}, \
+        "results/rf_scaling/phases.json was computed with other settings: rerun " \
+        "python -m deeptheory.train.experiments.rf_scaling.phases"
+    assert RECORD["steps"] == preset.steps
+    assert (RECORD["budgets"], RECORD["s_values"], RECORD["shifts"], RECORD["dampings"]) == (
+        list(phases.BUDGETS), list(phases.S_VALUES), list(phases.SHIFTS), list(phases.DAMPINGS))
+    assert phases.main(["--out", str(RESULTS), "--check"]) == 0
+
+
+@pytest.mark.slow
+def test_one_point_of_the_phase_diagram_recomputes():
+    """GD's α at s = 1.5 and the preset's target, every budget: deterministic (no draw), so to 1e-9."""
+    import jax
+
+    with jax.enable_x64(True):
+        config = phases.BASE
+        alpha = phases._alpha("gd", phases._spectra(config, 1.5, config.target_shift), config)
+    np.testing.assert_allclose(alpha, RECORD["shift_vs_s"]["1.5"]["gd"], rtol=1e-9, atol=1e-12)
