@@ -16,6 +16,9 @@ Theory, side by side (`theory.random_features`):
 - eigenbasis α: the exact eigenbasis dynamics (GD, heavy ball, natural gradient) on each seed's N-feature spectrum
   (float64), tuned over the same grid. Diagonal: the prediction "acts as GD with the rescaled step
   η/(mean diag Σ_N + ε)" (rotation-invariant features: diag Σ_N ≈ tr Σ_N/N). Adam: no eigenbasis theory.
+- sampling-free α: the same dynamics on the deterministic equivalent of Σ_N's spectrum (`theory.rf_dynamics`, no
+  feature draw; `predict`), each step rule on the predicted top eigenvalue — the prediction; `predict.predict_alpha`
+  is the spectral diagnostic for any spectrum, budget and window, and `phases` maps where the paper's claims hold.
 - closed-form α: no sampling at all — T steps at effective rate η_eff act as the ridge z = 1/(η_eff T), so
   L(N, T) ≈ rf_risk(N, P = ∞, ridge z) (the deterministic equivalent).
 - converged α: the infinite-budget exponent, from the deterministic equivalent of the population readout
