@@ -180,16 +180,16 @@ def test_bad_config_is_one_clear_error(override, message):
 
 @pytest.mark.parametrize("name", ["gd", "natural"])
 def test_sampling_free_losses_match_feature_draws_at_the_experiments_step_rule(name):
-    """analysis.equivalent_losses against the mean over 200 feature draws of the exact eigenbasis loss after T = 200
+    """predict.equivalent_curves against the mean over 200 feature draws of the exact eigenbasis loss after T = 200
     steps, each draw at its own step rule (GD: η = 0.95·m/μ_max(draw), which pins the top eigenvalue's rate; NG:
-    η = 0.95·m), for multipliers 1 and 2 (at 2 GD's rate on the predicted top bump would diverge without the pin).
-    N = 32, D = 512, s = 1.5. Tolerance: 3 SE + 4/N relative (the equivalent's own bias, measured −2.6 % for the
-    floor at N = 32)."""
+    η = 0.95·m), for multipliers 1, 1.5 and 2 (at 2 GD's rate on the predicted top bump would diverge without the
+    pin; below it the pin changes nothing visible at T = 200). N = 32, D = 512, s = 1.5. Tolerance: 3 SE + 1/N
+    relative (the equivalent's own finite-N bias, measured −2.6 % for the floor at N = 32)."""
     from deeptheory.train.experiments.rf_scaling.optimizers import spec
     from deeptheory.train.experiments.rf_scaling.predict import equivalent_curves, equivalent_spectrum
 
     config = dataclasses.replace(rf_scaling.PRESETS["quick"], dim=512, widths=(8, 16, 32), s_values=(1.5,),
-                                 lr_multipliers=(1.0, 2.0), optimizers=(name,))
+                                 lr_multipliers=(1.0, 1.5, 2.0), optimizers=(name,))
     optimizer = spec(name)
     lam, v2 = np.asarray(power_law_spectrum(512, 1.5)), np.asarray(power_law_target(512, 2.5))
     predicted = equivalent_curves(optimizer, equivalent_spectrum(lam, v2, 32, config), config, config.steps)[:, -1]
@@ -207,7 +207,7 @@ def test_sampling_free_losses_match_feature_draws_at_the_experiments_step_rule(n
         losses.append(np.asarray(curve(*(jnp.asarray(x) for x in (mu, c2, lr, f)))) + v2.sum() - c2.sum(1))
     losses = np.asarray(losses)
     mean, se = losses.mean(1), losses.std(1, ddof=1) / np.sqrt(200)
-    assert np.all(np.abs(predicted - mean) <= 3 * se + 4.0 / N * mean), (predicted, mean, se)
+    assert np.all(np.abs(predicted - mean) <= 3 * se + 1.0 / N * mean), (predicted, mean, se)
 
 
 def test_spectral_diagnostic_predicts_when_preconditioning_pays_off():

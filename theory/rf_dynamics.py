@@ -43,6 +43,7 @@ Neighbours: `theory.random_features` (the eigenbasis recurrence, the ridge equiv
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import jax
@@ -57,7 +58,8 @@ from deeptheory.theory.random_features import learning_curve, preconditioner
 __all__ = ["SpectralMeasure", "rf_spectral_measure", "rf_learning_curve", "rf_top_eigenvalue"]
 
 _F64 = jnp.float64
-_TAIL_PIECES = 8  # uniform pieces over the p-interval holding the poles beyond the first 2N (one smooth region)
+_TAIL_PIECES = 12  # over the p-interval holding the poles beyond the first 2N: widths doubling from its left end,
+# where the tail's largest poles sit (a cluster of equal small eigenvalues there needs the fine pieces)
 _NEWTON_STEPS = 100  # at most, for q² at each node (about 20 from the lower bound); `SpectralMeasure.residual`
 _CHUNK_ENTRIES = 1 << 20  # nodes × D entries per chunk of the node computation (8 MB per float64 temporary)
 _HALVINGS = 100  # of every bracket of an edge or a gap's minimum (widths ≤ √(Σλ²/N); float64 resolution by ~60)
@@ -70,7 +72,8 @@ class SpectralMeasure(NamedTuple):
     target_mass: jax.Array  # (n_nodes,) ν's mass at μ_i, ν = Σ_j (u_jᵀb)² δ_{μ_j} (sum: Σ v_k² λ_k)
     count: jax.Array  # (n_nodes,) the eigenvalue count's mass at μ_i (sum: N)
     floor: jax.Array  # Σ v_k² − ∫ν/μ: the population loss no readout of N features removes (noise excluded)
-    residual: jax.Array  # max relative residual of the per-node equation for q² (eq. RF-22); ≲ 1e-10 when solved
+    residual: jax.Array  # max relative residual of the per-node equation for q² (eq. RF-22); ≲ 1e-13 when solved
+    mass_error: jax.Array  # |Σ count / N − 1|: the quadrature's own check (eq. RF-23); ~1e-13 on power laws
 
 
 def _g(lam, p):
@@ -89,20 +92,21 @@ def _pieces(lam, N: int):
     left = bisect(lambda p: _g(lam, p) - Nf, (-lam[0] - 1.01 * delta)[None], poles[:1], iterations=_HALVINGS)
     # each gap between consecutive poles: g convex, infinite at both ends; its minimum p* splits it in two pieces,
     # which end at the two edges where g = N when g(p*) < N (a gap in the support) and at p* otherwise
-    a, b = poles[:-1], poles[1:]
-    p_star = bisect(lambda p: -jnp.sum(lam[None, :] ** 2 / (lam[None, :] + p[:, None]) ** 3, axis=1), a, b,
-                    iterations=_HALVINGS)
+    left_poles, right_poles = poles[:-1], poles[1:]
+    p_star = bisect(lambda p: -jnp.sum(lam[None, :] ** 2 / (lam[None, :] + p[:, None]) ** 3, axis=1), left_poles,
+                    right_poles, iterations=_HALVINGS)
     split = _g(lam, p_star) < Nf
-    right_of_a = bisect(lambda p: Nf - _g(lam, p), a, p_star, iterations=_HALVINGS)
-    left_of_b = bisect(lambda p: _g(lam, p) - Nf, p_star, b, iterations=_HALVINGS)
-    ends_a = jnp.where(split, right_of_a, p_star)
-    starts_b = jnp.where(split, left_of_b, p_star)
-    # beyond the first K poles g > N everywhere up to the right edge (g ≥ #{λ_j > λ_k} = k − 1 ≥ N in gap k > N),
-    # and right of −λ_D g falls from ∞ to 0, below N once p > √(Σλ²/N)
+    gap_starts = bisect(lambda p: Nf - _g(lam, p), left_poles, p_star, iterations=_HALVINGS)
+    gap_ends = bisect(lambda p: _g(lam, p) - Nf, p_star, right_poles, iterations=_HALVINGS)
+    first_ends = jnp.where(split, gap_starts, p_star)
+    second_starts = jnp.where(split, gap_ends, p_star)
+    # beyond the first K poles g > N everywhere up to the right edge (in gap k every term j ≤ k exceeds 1, so
+    # g > k ≥ N: a gap can open only for k < N), and right of −λ_D g falls from ∞ to 0, below N once p > √(Σλ²/N)
     right = bisect(lambda p: Nf - _g(lam, p), -lam[-1:], delta[None], iterations=_HALVINGS)
-    tail = jnp.linspace(poles[-1], right[0], _TAIL_PIECES + 1)
-    lo = jnp.concatenate([left, a, starts_b, tail[:-1]])
-    hi = jnp.concatenate([poles[:1], ends_a, b, tail[1:]])
+    fractions = jnp.asarray(np.concatenate([[0.0], 2.0 ** np.arange(-_TAIL_PIECES + 1, 1)]))
+    tail = poles[-1] + (right[0] - poles[-1]) * fractions
+    lo = jnp.concatenate([left, left_poles, second_starts, tail[:-1]])
+    hi = jnp.concatenate([poles[:1], first_ends, right_poles, tail[1:]])
     edge = np.concatenate([[-1], np.ones(K - 1), -np.ones(K - 1), np.zeros(_TAIL_PIECES - 1), [1]]).astype(np.int8)
     return lo, hi, edge
 
@@ -148,10 +152,11 @@ def rf_spectral_measure(eigenvalues, target_power, n_features: int, *, nodes: in
 
     Args:
       eigenvalues: (D,) input-covariance eigenvalues λ_k > 0. target_power: (D,) v_k² = λ_k w̄_k².
-      n_features: N, a Python int below D (the quadrature's size depends on it: (4N + 6) pieces when D ≥ 2N).
-      nodes: Gauss–Legendre nodes per piece (16 reproduces the identities to ~1e-13; 8 to ~1e-7).
+      n_features: N, a Python int below D (the quadrature's size depends on it: 4N − 1 + 12 pieces when D ≥ 2N).
+      nodes: Gauss–Legendre nodes per piece (16 reproduces the identities to ~1e-13 on power laws; 8 to ~1e-7).
 
-    Returns `SpectralMeasure`. Float64; jit-friendly with N static; vmap over spectra of one length.
+    Returns `SpectralMeasure`; check its `mass_error` (and `residual`) on spectra unlike power laws. Float64; one
+    compiled computation per (D, N, nodes), reused across calls; vmap over spectra of one length.
     """
     lam, v2 = check_spectrum(eigenvalues, target_power)
     check_integer("nodes", nodes, minimum=2)
@@ -160,17 +165,22 @@ def rf_spectral_measure(eigenvalues, target_power, n_features: int, *, nodes: in
     if n_features >= D:
         raise ValueError(f"n_features (N = {n_features}) must be below the input dimension D = {D}: with N ≥ D the "
                          "feature covariance is singular and this equivalent (no atom at 0) does not apply")
+    return _measure(lam, v2, N=int(n_features), nodes=int(nodes))
+
+
+@functools.partial(jax.jit, static_argnames=("N", "nodes"))
+def _measure(lam, v2, N: int, nodes: int) -> SpectralMeasure:
+    D = lam.shape[0]
     order = jnp.argsort(-lam)
     lam, v2 = lam[order], v2[order]
-    N = int(n_features)
     lo, hi, edge = _pieces(lam, N)
-    u, w = np.polynomial.legendre.leggauss(int(nodes))
+    u, w = np.polynomial.legendre.leggauss(nodes)
     u, w = jnp.asarray(0.5 * (u + 1.0))[None, :], jnp.asarray(0.5 * w)[None, :]
     width = (hi - lo)[:, None]
-    e = jnp.asarray(edge)[:, None]
-    p = jnp.where(e == 0, lo[:, None] + width * u,
-                  jnp.where(e < 0, lo[:, None] + width * u ** 2, hi[:, None] - width * u ** 2)).ravel()
-    dp = jnp.where(e == 0, width * w, 2.0 * width * u * w).ravel()
+    edge_side = jnp.asarray(edge)[:, None]
+    p = jnp.where(edge_side == 0, lo[:, None] + width * u,
+                  jnp.where(edge_side < 0, lo[:, None] + width * u ** 2, hi[:, None] - width * u ** 2)).ravel()
+    dp = jnp.where(edge_side == 0, width * w, 2.0 * width * u * w).ravel()
     # chunks of nodes keep the (nodes × D) temporaries near _CHUNK_ENTRIES (a node count × D array at N = 1024,
     # D = 4096 would be 2 GB); padded nodes carry weight 0
     chunk = max(1, _CHUNK_ENTRIES // D)
@@ -182,7 +192,7 @@ def rf_spectral_measure(eigenvalues, target_power, n_features: int, *, nodes: in
     mu, target_mass, count = (x.ravel()[:n_nodes] for x in (mu, target_mass, count))
     residual = jnp.max(residual)
     floor = jnp.sum(v2) - jnp.sum(target_mass / mu)
-    return SpectralMeasure(mu, target_mass, count, floor, residual)
+    return SpectralMeasure(mu, target_mass, count, floor, residual, jnp.abs(jnp.sum(count) / N - 1.0))
 
 
 @float64_theory

@@ -67,7 +67,8 @@ PRESETS = {
     # (docs/random_features.md, eq. (RF-13))
     # The optimizer-dependence claims (README), chosen from the sampling-free phase diagram (`phases.py`,
     # results/rf_scaling/phases.md): a target a = s + 0.22 and T = 2 put α_GD ≈ 0.12 and α_NG ≈ 0.29 at s = 1, and
-    # NG damping ε = 0.03 makes NG itself budget-limited at large s, which moves the shift's peak to s = 1.5.
+    # NG damping ε = 0.03 makes NG itself budget-limited at large s, which moves the shift's peak down to a near-tie
+    # of s = 1.5 and 1.75 (README: what is and is not reproduced).
     # Seconds of training; the theory takes a few minutes.
     "claims": Config(dim=4096, widths=(8, 16, 32, 64, 128, 256), steps=2, seeds=8, target_shift=0.22, damping=0.03),
     "paper": Config(dim=16384, widths=(16, 32, 64, 128, 256, 512, 1024, 2048), steps=256, seeds=8,

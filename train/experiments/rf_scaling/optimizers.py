@@ -122,7 +122,7 @@ class OptimizerSpec:
     effective_rate: Callable | None = None
     theory_caveat: str = ""  # "" where the eigenbasis theory is the exact dynamics; else what it approximates
     # base_lr divides by the draw's top eigenvalue, which pins that eigenvalue's rate in every draw (what the
-    # sampling-free equivalent must reproduce: `analysis.equivalent_losses`)
+    # sampling-free equivalent must reproduce: `predict.equivalent_curves`)
     top_scaled: bool = False
 
     @property

@@ -49,6 +49,10 @@ def equivalent_spectrum(eigenvalues, target_power, n_features: int, hp: Config) 
     from `rf_top_eigenvalue`, mean diag Σ_N = Σλ/N (exact in expectation), and the diagonal method's top eigenvalue
     μ_max/(mean diag + ε) (its concentration, docs RF-24)."""
     m = rf_spectral_measure(eigenvalues, target_power, n_features)
+    if not float(m.mass_error) < 1e-6 or not float(m.residual) < 1e-9:
+        raise ValueError(f"the equivalent spectrum of N = {n_features} features is not resolved (eigenvalue count off "
+                         f"by {float(m.mass_error):.1e} relative, q² residual {float(m.residual):.1e}): spectra with "
+                         "clusters of equal eigenvalues need more quadrature nodes, rf_spectral_measure(..., nodes=64)")
     mu_max, mean_diag = float(rf_top_eigenvalue(m)), float(jnp.sum(jnp.asarray(eigenvalues)) / n_features)
     return EquivalentSpectrum(np.asarray(m.eigenvalues), np.asarray(m.target_mass / m.eigenvalues),
                               float(m.floor) + hp.noise, np.asarray(m.count),
@@ -75,11 +79,12 @@ def equivalent_curves(optimizer: OptimizerSpec, spectrum: EquivalentSpectrum, hp
     mu, c2, count = spectrum.mu, spectrum.c2, spectrum.count
     f = np.asarray(optimizer.theory_preconditioner(mu, spectrum.step_rule["mean_diag"], hp), np.float64)
     if optimizer.top_scaled:
-        rate = mu * f
-        order = np.argsort(-rate)
+        order = np.argsort(-mu * f)
         top = np.zeros(len(mu), bool)
-        top[order[np.cumsum(count[order]) <= 1.0]] = True
-        pinned = np.interp(spectrum.step_rule["mu_max"], mu[order][::-1], rate[order][::-1])  # μ_max f(μ_max)
+        top[order[:max(1, int(np.searchsorted(np.cumsum(count[order]), 1.0, side="right")))]] = True
+        mu_max = np.asarray([spectrum.step_rule["mu_max"]])
+        pinned = mu_max[0] * float(np.asarray(optimizer.theory_preconditioner(mu_max, spectrum.step_rule["mean_diag"],
+                                                                              hp))[0])  # μ_max f(μ_max)
         f = np.where(top, pinned / mu, f)
     lr = optimizer.base_lr(spectrum.step_rule, hp) * np.asarray(hp.lr_multipliers, np.float64)
     beta = hp.momentum if optimizer.theory_momentum else 0.0
