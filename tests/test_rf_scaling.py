@@ -212,14 +212,14 @@ def test_sampling_free_losses_match_feature_draws_at_the_experiments_step_rule(n
 
 def test_spectral_diagnostic_predicts_when_preconditioning_pays_off():
     """predict_alpha: natural gradient gains α over GD when the budget is small against the window (T = 4: GD
-    learns N*(T) = 4 modes, the window reaches 32) and not when both have converged (T = 3000); Adam has no
+    learns N*(T) = 4 modes, the window reaches 32) and not when both have converged (T = 1000); Adam has no
     prediction; the gain is reported as α − α_GD."""
     from deeptheory.train.experiments.rf_scaling.optimizers import spec
     from deeptheory.train.experiments.rf_scaling.predict import equivalent_curves, equivalent_spectrum, predict_alpha
 
     lam, v2 = power_law_spectrum(512, 1.0), power_law_target(512, 1.31)
     short = predict_alpha(lam, v2, widths=(8, 16, 32), steps=4, optimizers=("gd", "natural"))
-    long = predict_alpha(lam, v2, widths=(8, 16, 32), steps=3000, optimizers=("gd", "natural"))
+    long = predict_alpha(lam, v2, widths=(8, 16, 32), steps=1000, optimizers=("gd", "natural"))
     assert short.pays_off["natural"] > 0.05 and short.n_star_gd == 4
     assert abs(long.pays_off["natural"]) < 0.01 and short.pays_off["gd"] == 0.0
     assert short.alpha["natural"] - short.alpha["gd"] == short.pays_off["natural"]
