@@ -233,7 +233,7 @@ def figure(records: dict, path: Path) -> Path | None:
     depth_colors = {d: plt.cm.viridis(i / max(1, len(depths) - 1)) for i, d in enumerate(depths)}
     probe_colors = iter(("tab:red", "tab:orange", "tab:brown", "tab:pink", "tab:cyan"))
     style: dict = {}  # (labels, d) of a probe → colour
-    fig, axes = plt.subplots(1, len(activations) + 1, figsize=(5.2 * (len(activations) + 1), 4), squeeze=False)
+    fig, axes = plt.subplots(1, len(activations) + 1, figsize=(5.2 * (len(activations) + 1), 7), squeeze=False)
     panels, kernel_ax = dict(zip(activations, axes[0, :-1], strict=True)), axes[0, -1]
     for ax in panels.values():
         ax.axhspan(-3, 3, color="0.9", label="±3 %")
@@ -267,14 +267,16 @@ def figure(records: dict, path: Path) -> Path | None:
         ax.set_title(activation)
         ax.axhline(0, color="k", lw=0.5)
         ax.set_ylabel("prediction / sampled test loss − 1 (%)")
-        ax.legend(fontsize=6, loc="upper left")
+        # symlog: deviations span 1 % (the goal's scale) to 600 % (deep ReLU's NNGP)
+        ax.set_yscale("symlog", linthresh=10)
+        ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(0, -0.12), ncol=2)
     kernel_ax.set_xscale("log", base=2)
     kernel_ax.axhline(0, color="k", lw=0.5)
     kernel_ax.set_xlabel("P / N")
     # a difference, not a ratio: alignments lie in [0, 1] and K_R's is small for deep ReLU (0.14 at L = 10)
     kernel_ax.set_ylabel("centred target alignment: sampled ⟨q̂K̂⟩ − K_R")
     kernel_ax.set_title("posterior kernel turned towards the targets")
-    kernel_ax.legend(fontsize=6)
+    kernel_ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(0, -0.12), ncol=2)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
