@@ -47,8 +47,10 @@ def test_every_preset_is_valid_and_every_field_documented():
     for name in registry.EXPERIMENTS:
         experiment = registry.get(name)
         assert experiment.name == name and {"quick", "paper"} <= set(experiment.presets), name
-        # beyond quick and paper only the study's parts, whose committed results tests/test_study_results.py checks
-        assert all(p.startswith("study-") for p in set(experiment.presets) - {"quick", "paper"}), name
+        # beyond quick and paper only presets with committed results that a test checks: the study's parts
+        # (tests/test_study_results.py) and rf_scaling's claims (tests/test_rf_results.py)
+        assert all(p.startswith("study-") or (name, p) == ("rf_scaling", "claims")
+                   for p in set(experiment.presets) - {"quick", "paper"}), name
         for config in experiment.presets.values():
             config.validate()
         for field in dataclasses.fields(experiment.Config):
