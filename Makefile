@@ -51,7 +51,7 @@ paper: $(STAMP) data  ## the GPU-sized paper presets into runs/paper
 	$(PY) -m deeptheory.train reproduce --preset paper --out runs/paper
 
 test: $(STAMP)  ## the whole test suite, slow tests included (what CI runs; about 15 minutes on 2 cores)
-	$(PY) -m pytest -n 2 --dist loadfile -q
+	$(PY) -m pytest -n 2 --dist loadfile -q --durations=30
 
 test-fast: $(STAMP)  ## the tests not marked slow
 	$(PY) -m pytest -n 2 --dist loadfile -q -m 'not slow'

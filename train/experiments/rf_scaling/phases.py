@@ -30,7 +30,7 @@ import numpy as np
 from deeptheory.theory.random_features import loglog_slope, power_law_spectrum, power_law_target, time_bottleneck
 from deeptheory.train.experiments.rf_scaling.config import Config
 from deeptheory.train.experiments.rf_scaling.optimizers import SPECS
-from deeptheory.train.experiments.rf_scaling.predict import equivalent_curves, equivalent_spectrum
+from deeptheory.train.experiments.rf_scaling.predict import equivalent_spectrum, tuned_losses
 from deeptheory.train.harness.progress import progress
 
 OUT = Path("results") / "rf_scaling"
@@ -46,8 +46,7 @@ CLAIM_GD, CLAIM_NG, CLAIM_TOLERANCE = 0.12, 0.31, 0.03
 
 def _alpha(name: str, spectra, config) -> list[float]:
     """(len(BUDGETS),) α over config.widths of one optimizer, tuned per (N, T) over the multipliers."""
-    curves = np.stack([equivalent_curves(SPECS[name], sp, config, max(BUDGETS)) for sp in spectra])  # (W, M, T + 1)
-    tuned = np.min(np.where(np.isfinite(curves), curves, np.inf), axis=1)[:, list(BUDGETS)]  # (W, budgets)
+    tuned, _ = tuned_losses(SPECS[name], spectra, config, BUDGETS)  # (W, budgets)
     n = np.asarray(config.widths, np.float64)
     return [float(loglog_slope(n, tuned[:, j])) for j in range(len(BUDGETS))]
 

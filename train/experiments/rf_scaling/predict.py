@@ -101,6 +101,16 @@ class Prediction(NamedTuple):
     pays_off: dict  # {optimizer: α − α_GD}
 
 
+def tuned_losses(optimizer: OptimizerSpec, spectra, hp: Config, budgets) -> tuple[np.ndarray, np.ndarray]:
+    """(W, B) predicted loss after each budget in `budgets` (steps) at the best of hp.lr_multipliers, one row per
+    spectrum in `spectra` (the equivalents of widths W), and (W, B) the index of that multiplier. A diverging
+    multiplier (non-finite curve) is never chosen."""
+    curves = np.stack([equivalent_curves(optimizer, sp, hp, max(budgets)) for sp in spectra])  # (W, M, T + 1)
+    at_budgets = np.where(np.isfinite(curves), curves, np.inf)[:, :, list(budgets)]  # (W, M, B)
+    best = np.argmin(at_budgets, axis=1)  # (W, B)
+    return np.take_along_axis(at_budgets, best[:, None, :], axis=1)[:, 0, :], best
+
+
 def predict_alpha(eigenvalues, target_power, *, widths, steps: int, optimizers=THEORY_OPTIMIZERS, **hp) -> Prediction:
     """The spectral diagnostic: predicted α of L(N) ∝ N^-α over `widths` after `steps` steps of each optimizer, at its
     best multiplier per N (hp: any Config field, e.g. lr_multipliers, momentum, damping, noise; defaults those of
@@ -110,11 +120,9 @@ def predict_alpha(eigenvalues, target_power, *, widths, steps: int, optimizers=T
     n = np.asarray(config.widths, np.float64)
     alpha, loss, chosen = {}, {}, {}
     for name in optimizers:
-        finals = np.stack([equivalent_curves(SPECS[name], s, config, config.steps)[:, -1] for s in spectra])  # (W, M)
-        finals = np.where(np.isfinite(finals), finals, np.inf)
-        best = np.argmin(finals, axis=1)
-        loss[name] = finals[np.arange(len(spectra)), best]
-        chosen[name] = [config.lr_multipliers[b] for b in best]
+        tuned, best = tuned_losses(SPECS[name], spectra, config, (config.steps,))
+        loss[name] = tuned[:, 0]
+        chosen[name] = [config.lr_multipliers[b] for b in best[:, 0]]
         alpha[name] = float(loglog_slope(n, jnp.asarray(loss[name])))
     n_star = int(time_bottleneck(eigenvalues, config.steps, learning_rate=1.0))
     gd = alpha.get("gd")
