@@ -33,6 +33,8 @@ class AttentionDenoiser(nn.Module):
       shared: one (ε, α) for every layer instead of one per layer.
       init_bandwidth, init_step, init_readout_bandwidth: initial ε, α, τ.
       chunk_size: None (dense attention) or the online-softmax chunk for long contexts.
+      stage1_only: return the Stage-1 particles x^L instead of the readout (same parameters; for measuring what
+        Stage 1 learned, e.g. `model.clone(stage1_only=True).apply(params, y)`).
     """
 
     depth: int
@@ -42,6 +44,7 @@ class AttentionDenoiser(nn.Module):
     init_step: float = 0.5
     init_readout_bandwidth: float = 1.0
     chunk_size: int | None = None
+    stage1_only: bool = False
 
     @nn.compact
     def __call__(self, y):
@@ -69,7 +72,7 @@ class AttentionDenoiser(nn.Module):
                 return x + step * (attend(x, x, bandwidth) - x), None
 
             x, _ = jax.lax.scan(layer, y_NxD, (bandwidths, steps))
-            return attend(y_NxD, x, jnp.exp(log_readout))
+            return x if self.stage1_only else attend(y_NxD, x, jnp.exp(log_readout))
 
         if y.ndim == 3:
             return jax.vmap(denoise)(y)

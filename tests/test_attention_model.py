@@ -7,7 +7,7 @@ import pytest
 
 from deeptheory.models.attention import AttentionDenoiser, analytic_params
 from deeptheory.theory.attention import dot_product_attention
-from deeptheory.theory.particle_flow import two_stage_denoise
+from deeptheory.theory.particle_flow import particle_flow, two_stage_denoise
 
 
 def _tokens(seed, shape, dtype=jnp.float64):
@@ -30,6 +30,14 @@ def test_model_with_per_layer_schedules_is_the_two_stage_estimator():
     got = AttentionDenoiser(depth=6).apply(analytic_params(6, eps=eps, step=step, sigma2=0.8, dtype=jnp.float64), y)
     np.testing.assert_allclose(got, two_stage_denoise(y, sigma2=0.8, eps=eps, step=step, depth=6), rtol=1e-12,
                                atol=1e-14)
+
+
+def test_stage1_only_returns_the_particle_flow_with_the_same_parameters():
+    y = _tokens(5, (40, 2))
+    eps, step = jnp.linspace(0.1, 0.5, 6), jnp.linspace(0.9, 0.2, 6)
+    params = analytic_params(6, eps=eps, step=step, sigma2=0.8, dtype=jnp.float64)
+    got = AttentionDenoiser(depth=6).clone(stage1_only=True).apply(params, y)
+    np.testing.assert_allclose(got, particle_flow(y, eps=eps, step=step, depth=6), rtol=1e-12, atol=1e-14)
 
 
 def test_model_batches_chunks_and_initialises_at_its_attributes():

@@ -29,7 +29,9 @@ Stage 2 (eq. (A-10)): the long skip connection brings back the noisy token as th
 
     x̂_i = m_{σ²}(y_i; {x_j^L}) = E_{ρ̂_L}[X | Y = y_i],                                               (4)
 
-the Bayes posterior mean under the refined empirical prior ρ̂_L; it is exact when ρ̂_L = ρ₀ (N → ∞ at T*).
+the Bayes posterior mean under the refined empirical prior ρ̂_L; it is exact when ρ̂_L = ρ₀ (N → ∞ at T*). At
+finite N, even N exact prior samples leave a relative excess C/N, C = (1 + s₀/σ²)^d for a Gaussian prior
+(`stage2_excess_constant`; docs (A-17)).
 
 Baselines. Tweedie on a KDE of the noisy data with bandwidth h²: y + σ² ∇ log p̂_{h²}(y) =
 (1 − σ²/h²) y + (σ²/h²) m_{h²}(y; {y_j}) (biased: p̂ estimates ρ₀ * N(0, (σ² + h²)I)). The oracle
@@ -70,6 +72,7 @@ __all__ = [
     "blurring_mean_shift",
     "kde_bandwidth",
     "tweedie_kde",
+    "stage2_excess_constant",
     "gaussian_t_star",
     "gaussian_flow_variance",
     "TStar",
@@ -120,6 +123,20 @@ def stage2_readout(noisy, particles, *, sigma2, chunk_size=None) -> jax.Array:
     noisy token y_i (the long skip connection) as query over the refined particles, bandwidth the noise variance σ²."""
     check_positive("sigma2", sigma2, "the noise variance σ² of y = x + σ z")
     return rbf_attention(noisy, particles, bandwidth=sigma2, chunk_size=chunk_size)
+
+
+@float64_theory
+def stage2_excess_constant(sigma2, prior_variance, dim: int) -> jax.Array:
+    """C = (1 + s₀/σ²)^d: Stage 2 reading out N i.i.d. draws of the Gaussian prior N(μ, s₀I_d) itself (oracle
+    particles) has MSE = Bayes MSE × (1 + C/N + o(1/N)) as N → ∞ (docs/attention.md, eq. (A-17): the delta method
+    on the self-normalised kernel average). C/N is the relative excess; N/C the effective number of particles.
+    Exponential in d: a relative excess δ needs N ≈ (1 + s₀/σ²)^d/δ particles even when they are exact prior
+    samples. The limit is approached from below: the excess of queries far in the tails, where fewer than one
+    particle carries the softmax, saturates instead of growing as C/N."""
+    check_positive("sigma2", sigma2, "the noise variance σ²")
+    check_positive("prior_variance", prior_variance, "the prior variance s₀")
+    check_integer("dim", dim, minimum=1)
+    return (1 + jnp.asarray(prior_variance, jnp.float64) / jnp.asarray(sigma2, jnp.float64)) ** dim
 
 
 @data_map
