@@ -117,6 +117,17 @@ def test_two_stage_denoise_jits_and_vmaps_with_traced_parameters():
                                atol=1e-14)
 
 
+@pytest.mark.parametrize("kind", ["sphere", "subspace"])
+def test_basis_priors_sample_and_denoise_inside_jit(kind):
+    """A concrete sphere or subspace prior closed over by a jitted function: its checks read the basis with NumPy,
+    not with jnp ops that become tracers inside the trace (the denoise experiment's sweep does exactly this)."""
+    basis = np.linalg.qr(np.asarray(_normal(3, (4, 2))))[0]
+    prior = pr.make_prior(kind, basis=basis, **({"radius": 2.0} if kind == "sphere" else {"variance": 1.5}))
+    f = jax.jit(lambda key: pr.bayes_posterior_mean(pr.sample_prior(key, prior, 8), prior, 0.5))
+    np.testing.assert_allclose(f(jax.random.key(0)), pr.bayes_posterior_mean(
+        pr.sample_prior(jax.random.key(0), prior, 8), prior, 0.5), rtol=1e-12)
+
+
 def test_stage2_excess_constant_is_the_delta_method_integral():
     """(A-17) in d = 1 by quadrature: E_y[E_x[(x − m)² k²] / (E_x k)²] over a fine grid = C · Bayes MSE; the
     d-dimensional integrand factorises over coordinates, which the closed form's power d carries."""

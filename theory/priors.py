@@ -231,7 +231,8 @@ def _check_prior(prior) -> None:
         if V.ndim != 2 or V.shape[1] == 0 or V.shape[1] > V.shape[0]:
             raise ValueError(f"{prior.kind} prior: basis must be (d, k) with 1 <= k <= d; got {V.shape}")
         if is_concrete(V):
-            gram = np.asarray(V.T @ V, np.float64)
+            V_np = np.asarray(V, np.float64)  # NumPy: inside a trace, jnp's V.T @ V would be a tracer
+            gram = V_np.T @ V_np
             if not np.allclose(gram, np.eye(V.shape[1]), atol=1e-6):
                 raise ValueError(f"{prior.kind} prior: basis columns must be orthonormal (VᵀV = I); "
                                  "orthonormalise with jnp.linalg.qr(V)[0]")
