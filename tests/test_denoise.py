@@ -73,6 +73,47 @@ def test_experiment_results_and_resume(tmp_path, monkeypatch):
         assert to_jsonable(denoise.analyse(config, None, denoise.run(config, None, tmp_path / "run"))) == m
 
 
+def test_circle_dot_product_models_and_seeds_in_d2(tmp_path):
+    """A prior without a T*(ε) law (the circle, d ≥ 2), trained RBF and dot-product models with two seeds each: every
+    learned quantity gets a mean ± SE over the seeds, every cell's ratios their bootstrap SEs, the oracle particles
+    their (A-17) law for the Gaussian prior."""
+    config = dataclasses.replace(denoise.Config(), **{**TINY, "priors": ("gaussian", "circle"), "dims": (2,),
+                                                      "train_attention": ("rbf", "dot"), "train_seeds": 2,
+                                                      "train_readout": ("fixed",)})
+    m = cli.execute(denoise.EXPERIMENT, config, tmp_path / "run")["metrics"]
+    rows = {(r["prior"], r["sigma2"]): r for r in m["depth_curves"]}
+    for s2 in TINY["sigma2s"]:
+        circle, gaussian = rows["circle", s2], rows["gaussian", s2]
+        assert circle["t_star_theory"] is None and circle["t_star_deviates"] is None
+        assert circle["t_best_over_half_sigma2_se"] == pytest.approx(circle["t_best_se"] / (s2 / 2))
+        assert circle["oracle_particles_excess_theory"] is None
+        assert gaussian["oracle_particles_excess_theory"] == pytest.approx((1 + 1 / s2) ** 2 / TINY["context"])
+        for r in (circle, gaussian):
+            assert all(r[k] > 0 for k in ("excess_over_bayes_realised_se", "gain_over_kde_best_se",
+                                          "oracle_particles_excess_se"))
+    assert m["summary"]["cells_with_t_star"] == len(TINY["sigma2s"])
+    trained = m["trained"]
+    assert {(t["attention"], t["sigma2"]) for t in trained} == {(a, s) for a in ("rbf", "dot") for s in TINY["sigma2s"]}
+    for t in trained:
+        assert t["seeds"] == 2 and t["effective_time_se"] is not None and t["effective_time_se"] >= 0
+        assert t["learned_readout_bandwidth"] == pytest.approx(t["sigma2"], rel=1e-6)  # τ fixed
+    rbf, dot = ([t["mse_learned"] for t in trained if t["attention"] == a] for a in ("rbf", "dot"))
+    assert rbf != dot
+    for c in m["convergence"]:
+        assert len(c["oracle_particles_excess"]) == len(TINY["context_sizes"])
+        assert (c["stage2_excess_constant"] is None) == (c["prior"] != "gaussian")
+
+
+@pytest.mark.parametrize("override,message", [
+    (dict(priors=("circle",)), "circle prior needs d >= 2"),
+    (dict(dims=(1, 2), priors=("circle",), train_priors=("circle",)), "trained at d = min"),
+    (dict(train_attention=("softmax",)), "train-attention must be among"),
+])
+def test_priors_and_models_that_cannot_exist_are_one_clear_error(override, message):
+    with pytest.raises(cli.ConfigError, match=message):
+        dataclasses.replace(denoise.Config(), **override).validate()
+
+
 def _interrupted(*args, **kwargs):
     raise KeyboardInterrupt
 

@@ -206,6 +206,8 @@ def _draw_series(ax, s: Series, styles: dict):
     elif s.kind == "line":
         ax.plot(x, y, linestyle=s.line, marker=marker if s.marker else None, ms=s.size, color=color, lw=1.3,
                 alpha=s.alpha, zorder=2)
+        if s.yerr is not None:
+            ax.errorbar(x, y, yerr=_finite(s.yerr), fmt="none", color=color, capsize=2, lw=1, alpha=s.alpha, zorder=2)
     elif s.kind == "band":
         ax.fill_between(x, y, _finite(s.y2), color=color, alpha=0.18 * s.alpha, lw=0, zorder=1)
     elif s.kind == "hline":

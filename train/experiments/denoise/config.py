@@ -41,6 +41,8 @@ class PriorSpec:
     label: str  # in tables, legends and the report
     build: Callable  # (config, dim, dtype) -> theory.priors.Prior
     component_variance: bool  # T*(ε) takes s₀ = mode_variance (a mixture's components); else the prior variance 1
+    has_t_star: bool = True  # False: no Gaussian T*(ε) law applies (a support of lower dimension: s₀ = 0 off it)
+    min_dim: int = 1  # the smallest token dimension the prior exists in
 
     def local_variance(self, mode_variance: float) -> float:
         """s₀ of this prior's T*(ε) law (`local_variance`)."""
@@ -48,6 +50,8 @@ class PriorSpec:
 
     @property
     def t_star_kind(self) -> str:
+        if not self.has_t_star:
+            return "none (support of lower dimension)"
         return "T*(ε) with the component variance s₀" if self.component_variance else "Gaussian T*(ε)"
 
 
@@ -68,10 +72,19 @@ def _gmm(config, dim: int, dtype):
     return make_prior("mixture", means=means, variance=config.mode_variance, dtype=dtype)
 
 
+def _circle(config, dim: int, dtype):
+    """Uniform on the circle of radius √d in a 2-plane of R^d drawn once from (seed, d): a one-dimensional support
+    (zero variance in the d − 2 directions off its plane and along its radius), per-coordinate second moment 1."""
+    key = derive(config.seed, NAME, "circle plane", dim)
+    basis, _ = np.linalg.qr(np.asarray(jax.random.normal(key, (dim, 2), jnp.float64)))
+    return make_prior("sphere", basis=basis, radius=math.sqrt(dim), dtype=dtype)
+
+
 PRIORS = {
     "gaussian": PriorSpec("Gaussian", _gaussian, component_variance=False),
     "two_mode": PriorSpec("two-mode", _two_mode, component_variance=True),
     "gmm": PriorSpec("K-GMM", _gmm, component_variance=True),
+    "circle": PriorSpec("circle", _circle, component_variance=False, has_t_star=False, min_dim=2),
 }
 
 
@@ -107,6 +120,10 @@ class Config:
                                           choices=tuple(PRIORS))
     train_readout: tuple[str, ...] = param(("fixed", "learned"), "readout bandwidth τ fixed at σ² and/or learned",
                                            choices=("fixed", "learned"))
+    train_attention: tuple[str, ...] = param(("rbf",), "attention of the trained transformers: RBF and/or "
+                                             "dot-product (no key-norm bias)", choices=("rbf", "dot"))
+    train_seeds: int = param(1, "independent trainings per (prior, attention, readout, σ²), for the learned "
+                             "quantities' error bars", valid="≥ 1")
     depth_trained: int = param(8, "layers of the trained transformers", valid="≥ 1")
     train_context: int = param(64, "tokens per training prompt", valid="≥ 2")
     train_batch: int = param(8, "prompts per training step", valid="≥ 1")
@@ -134,8 +151,17 @@ class Config:
             f"--priors must be among {', '.join(PRIORS)}; got {','.join(self.priors)}")
         req(all(p in PRIORS for p in self.train_priors), f"--train-priors must be among {', '.join(PRIORS)}")
         req(all(v in ("fixed", "learned") for v in self.train_readout), "--train-readout must be among fixed, learned")
+        req(len(self.train_attention) >= 1 and all(a in ("rbf", "dot") for a in self.train_attention),
+            f"--train-attention must be among rbf, dot; got {','.join(self.train_attention)}")
         req(len(self.dims) >= 1 and all(d >= 1 for d in self.dims),
             f"--dims must be >= 1; got {','.join(map(str, self.dims))}")
+        for p in self.priors:
+            need = PRIORS[p].min_dim
+            req(max(self.dims) >= need, f"the {p} prior needs d >= {need}: add such a d to --dims or drop {p}")
+        for p in self.train_priors:
+            need = PRIORS[p].min_dim
+            req(min(self.dims) >= need, f"models are trained at d = min(--dims) = {min(self.dims)}, where the {p} "
+                f"prior does not exist (d >= {need}): drop {p} from --train-priors or raise --dims")
         req(len(self.sigma2s) >= 2 and all(s > 0 for s in self.sigma2s) and list(self.sigma2s) == sorted(set(self.sigma2s)),
             f"--sigma2s must be >= 2 increasing positive noise variances; got {','.join(f'{s:g}' for s in self.sigma2s)}")
         positive("eps", "step", "mode_variance", "convergence_sigma2", "learning_rate", "init_bandwidth", "init_step",
@@ -148,17 +174,30 @@ class Config:
         req(self.convergence_tokens >= 2 * self.context_sizes[-1],
             f"--convergence-tokens must be >= 2 × max(--context-sizes) = {2 * self.context_sizes[-1]}; got "
             f"{self.convergence_tokens}")
-        at_least(1, "ode_steps", "directions", "depth_trained", "train_batch", "train_steps")
+        at_least(1, "ode_steps", "directions", "depth_trained", "train_batch", "train_steps", "train_seeds")
         at_least(1024, "bayes_samples")
         at_least(0, "chunk_size", "seed")
 
+
+# The study: in parts of one token dimension each (README: the study; each part's cost is in its results), on
+# 2 CPU cores. Five noise levels 0.1 … 2, 24 prompts of N = 1024 per cell (bootstrap errors), MSE vs N to 16384 at
+# the same 32768 tokens per N, and trained RBF and dot-product transformers (two seeds, N = 256) on two priors.
+_STUDY = dict(sigma2s=(0.1, 0.25, 0.5, 1.0, 2.0), context=1024, prompts=24,
+              context_sizes=(64, 256, 1024, 4096, 16384), convergence_tokens=32768,
+              train_priors=("gaussian", "two_mode"), train_attention=("rbf", "dot"), train_seeds=2,
+              train_context=256, train_batch=4, train_steps=400, chunk_size=4096)
 
 PRESETS = {
     "quick": Config(),
     "paper": Config(dims=(1, 2, 8, 16), sigma2s=(0.1, 0.25, 0.5, 1.0, 1.5, 2.0), step=0.05, context=4096, prompts=8,
                     context_sizes=(32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384),
                     convergence_tokens=65536, train_context=256, train_batch=32, train_steps=3000,
-                    depth_trained=16, train_priors=("gaussian", "two_mode", "gmm"), chunk_size=4096),
+                    depth_trained=16, train_priors=("gaussian", "two_mode", "gmm"), chunk_size=4096,
+                    priors=("gaussian", "two_mode", "gmm", "circle"), train_attention=("rbf", "dot"), train_seeds=3),
+    "study-d1": Config(**_STUDY, priors=("gaussian", "two_mode", "gmm"), dims=(1,)),
+    "study-d2": Config(**_STUDY, priors=("gaussian", "two_mode", "gmm", "circle"), dims=(2,)),
+    "study-d8": Config(**_STUDY, priors=("gaussian", "two_mode", "gmm", "circle"), dims=(8,)),
+    "study-d16": Config(**_STUDY, priors=("gaussian", "two_mode", "gmm", "circle"), dims=(16,)),
 }
 
 
@@ -177,7 +216,7 @@ def depth(config: Config, sigma2: float | None = None) -> int:
     alone draws the same curves as inside the full set (its keys are by value too)."""
     s2 = max(config.sigma2s) if sigma2 is None else sigma2
     t_max = config.horizon * max(t_star(s2, config.eps, spec.local_variance(config.mode_variance))
-                                 for spec in PRIORS.values())
+                                 for spec in PRIORS.values() if spec.has_t_star)
     return int(math.ceil(t_max / (config.step * config.eps)))
 
 
@@ -192,8 +231,8 @@ def chunk(config: Config) -> int | None:
 
 
 def cases(config: Config) -> list[tuple[str, int]]:
-    """The (prior, d) cases of the depth curves and the MSE-vs-N study."""
-    return [(p, d) for p in config.priors for d in config.dims]
+    """The (prior, d) cases of the depth curves and the MSE-vs-N study (a prior only in the d it exists in)."""
+    return [(p, d) for p in config.priors for d in config.dims if d >= PRIORS[p].min_dim]
 
 
 def histogram_case(config: Config) -> tuple[str, float] | None:

@@ -4,8 +4,10 @@ raw = {"cases": {(prior, d): {
            "curves": per (σ², prompt): the two-stage MSE, the particles' MSE, sliced W1 distance to a prior sample
                      and per-coordinate variance at every depth; blurring mean shift at every depth; the distance
                      floor (two prior samples), Tweedie–KDE at Silverman's h² and on KDE_GRID, the oracle-score
-                     probability flow + Stage 2, the Bayes posterior mean on the same tokens,
-           "convergence": {"n{N}": (prompts, depth + 1) two-stage MSE, "n{N}_bayes": (prompts,) Bayes, same tokens},
+                     probability flow + Stage 2, the Bayes posterior mean on the same tokens, Stage 2 on N fresh
+                     prior samples (oracle particles),
+           "convergence": {"n{N}": (prompts, depth + 1) two-stage MSE, "n{N}_bayes": (prompts,) Bayes, same tokens,
+                           "n{N}_oracle": (prompts,) Stage 2 on N fresh prior samples (the oracle particles)},
            "bayes": (S,) Bayes MSE per coordinate, "bayes_convergence": () at the convergence σ²}},
        "trained": {prior: `training.train`'s measurements, plus "analytic_curve" (S, prompts, depth + 1) and
                    "analytic_bayes_realised" (S, prompts): the analytic estimator and Bayes at the training N},
@@ -76,9 +78,13 @@ def _prompt_fn(config: Config, prior, n: int, depth: int, full: bool):
         y = x + jnp.sqrt(sigma2) * jax.random.normal(k_z, x.shape, x.dtype)
         path = particle_flow(y, eps=eps, step=step, depth=depth, return_trajectory=True, chunk_size=chunk_size)
         mse = lambda est: jnp.mean((est - x) ** 2)  # noqa: E731
+        # Stage 2 on N fresh prior samples: the Stage-2 (finite-N) part of the excess alone (docs eq. A-17); its key
+        # is folded off the prompt's so that the prompt's other draws do not change
+        oracle_particles = sample_prior(jax.random.fold_in(key, 7), prior, n)
         out = {"two_stage": jax.lax.map(lambda q: mse(stage2_readout(y, q, sigma2=sigma2, chunk_size=chunk_size)),
                                         path),
-               "bayes_realised": mse(bayes_posterior_mean(y, prior, sigma2))}
+               "bayes_realised": mse(bayes_posterior_mean(y, prior, sigma2)),
+               "oracle_particles": mse(stage2_readout(y, oracle_particles, sigma2=sigma2, chunk_size=chunk_size))}
         if not full:
             return out
         reference = sample_prior(k_ref, prior, n)
@@ -134,6 +140,7 @@ def _convergence(config: Config, name: str, dim: int) -> dict:
                     keys=derive_batch(config.seed, (NAME, "convergence", name, dim, s2, n), range(prompts)))
         curves[f"n{n}"] = np.asarray(out["two_stage"], np.float64)
         curves[f"n{n}_bayes"] = np.asarray(out["bayes_realised"], np.float64)
+        curves[f"n{n}_oracle"] = np.asarray(out["oracle_particles"], np.float64)
     return curves
 
 
@@ -148,7 +155,7 @@ def _case_template(config: Config) -> dict:
     """Zeros shaped like one case's results: the checkpoint template (orbax restores into it)."""
     S, R, L = len(config.sigma2s), config.prompts, depth(config) + 1
     per_depth = ("two_stage", "particles_only", "distance", "variance")
-    scalars = ("distance_floor", "kde_silverman", "kde_h2", "oracle_flow", "bayes_realised")
+    scalars = ("distance_floor", "kde_silverman", "kde_h2", "oracle_flow", "bayes_realised", "oracle_particles")
     curves = {**{k: np.zeros((S, R, L)) for k in per_depth}, **{k: np.zeros((S, R)) for k in scalars},
               "blurring": np.zeros((S, R, _blurring_depth(config, L - 1) + 1)),
               "kde_grid": np.zeros((S, R, len(KDE_GRID)))}
@@ -156,7 +163,8 @@ def _case_template(config: Config) -> dict:
     convergence = {}
     for n in config.context_sizes:
         prompts = max(2, config.convergence_tokens // n)
-        convergence.update({f"n{n}": np.zeros((prompts, depth_n + 1)), f"n{n}_bayes": np.zeros(prompts)})
+        convergence.update({f"n{n}": np.zeros((prompts, depth_n + 1)), f"n{n}_bayes": np.zeros(prompts),
+                            f"n{n}_oracle": np.zeros(prompts)})
     return {"curves": curves, "convergence": convergence, "bayes": np.zeros(S), "bayes_convergence": np.zeros(())}
 
 
