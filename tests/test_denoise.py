@@ -7,6 +7,7 @@ import jax
 import numpy as np
 import pytest
 
+from deeptheory.theory.particle_flow import stage2_asymptotic_particles
 from deeptheory.train.experiments import denoise
 from deeptheory.train.experiments.denoise import analysis, measure, training
 from deeptheory.train.experiments.denoise import config as denoise_config
@@ -73,25 +74,31 @@ def test_experiment_results_and_resume(tmp_path, monkeypatch):
         assert to_jsonable(denoise.analyse(config, None, denoise.run(config, None, tmp_path / "run"))) == m
 
 
-def test_circle_dot_product_models_and_seeds_in_d2(tmp_path):
-    """A prior without a T*(ε) law (the circle, d ≥ 2), trained RBF and dot-product models with two seeds each: every
-    learned quantity gets a mean ± SE over the seeds, every cell's ratios their bootstrap SEs, the oracle particles
-    their (A-17) law for the Gaussian prior."""
-    config = dataclasses.replace(denoise.Config(), **{**TINY, "priors": ("gaussian", "circle"), "dims": (2,),
+def test_circle_dot_product_models_and_seeds(tmp_path):
+    """A prior without a T*(ε) law that exists only from d = 2 (the circle) beside d = 1, trained RBF and dot-product
+    models with two seeds each: every learned quantity gets a mean ± SE over the seeds, every cell's ratios their
+    bootstrap SEs, the oracle particles their (A-17) law where it applies; the report draws it all."""
+    config = dataclasses.replace(denoise.Config(), **{**TINY, "priors": ("gaussian", "circle"), "dims": (1, 2),
                                                       "train_attention": ("rbf", "dot"), "train_seeds": 2,
                                                       "train_readout": ("fixed",)})
-    m = cli.execute(denoise.EXPERIMENT, config, tmp_path / "run")["metrics"]
-    rows = {(r["prior"], r["sigma2"]): r for r in m["depth_curves"]}
+    record = cli.execute(denoise.EXPERIMENT, config, tmp_path / "run")
+    m = record["metrics"]
+    assert "mse_vs_depth.png" in record["plots"] and "trained.png" in record["plots"]
+    rows = {(r["prior"], r["dim"], r["sigma2"]): r for r in m["depth_curves"]}
+    assert {(p, d) for p, d, _ in rows} == {("gaussian", 1), ("gaussian", 2), ("circle", 2)}
     for s2 in TINY["sigma2s"]:
-        circle, gaussian = rows["circle", s2], rows["gaussian", s2]
+        circle, gaussian = rows["circle", 2, s2], rows["gaussian", 2, s2]
         assert circle["t_star_theory"] is None and circle["t_star_deviates"] is None
         assert circle["t_best_over_half_sigma2_se"] == pytest.approx(circle["t_best_se"] / (s2 / 2))
         assert circle["oracle_particles_excess_theory"] is None
-        assert gaussian["oracle_particles_excess_theory"] == pytest.approx((1 + 1 / s2) ** 2 / TINY["context"])
+        # (A-17) is shown only where N ≥ 10 B^d (here nowhere: 10 B² = 99 and 983 at σ² = 1 and 0.5, N = 96)
+        assert TINY["context"] < 10 * float(stage2_asymptotic_particles(s2, 1.0, 2))
+        assert gaussian["oracle_particles_excess_theory"] is None
         for r in (circle, gaussian):
             assert all(r[k] > 0 for k in ("excess_over_bayes_realised_se", "gain_over_kde_best_se",
                                           "oracle_particles_excess_se"))
-    assert m["summary"]["cells_with_t_star"] == len(TINY["sigma2s"])
+            assert r["t_best_at_grid_end"] == (r["best_depth"] == len(r["mse_curve"]) - 1)
+    assert m["summary"]["cells_with_t_star"] == 2 * len(TINY["sigma2s"])
     trained = m["trained"]
     assert {(t["attention"], t["sigma2"]) for t in trained} == {(a, s) for a in ("rbf", "dot") for s in TINY["sigma2s"]}
     for t in trained:
@@ -104,10 +111,19 @@ def test_circle_dot_product_models_and_seeds_in_d2(tmp_path):
         assert (c["stage2_excess_constant"] is None) == (c["prior"] != "gaussian")
 
 
+def test_the_stage2_law_is_shown_only_where_it_holds():
+    """(A-17)'s C/N for the Gaussian prior where N ≥ 10 B^d; None below (N = 1000: d = 1 at σ² = 2, 10 B = 17.5, but
+    not at σ² = 0.1, 10 B = 5·10⁵) and for priors without the closed form."""
+    assert analysis._stage2_theory("gaussian", 2.0, 1, 1000) == pytest.approx(1.5 / 1000)
+    assert analysis._stage2_theory("gaussian", 0.1, 1, 1000) is None
+    assert analysis._stage2_theory("two_mode", 2.0, 1, 1000) is None
+
+
 @pytest.mark.parametrize("override,message", [
     (dict(priors=("circle",)), "circle prior needs d >= 2"),
     (dict(dims=(1, 2), priors=("circle",), train_priors=("circle",)), "trained at d = min"),
     (dict(train_attention=("softmax",)), "train-attention must be among"),
+    (dict(train_attention=("rbf", "rbf")), "each once"),
 ])
 def test_priors_and_models_that_cannot_exist_are_one_clear_error(override, message):
     with pytest.raises(cli.ConfigError, match=message):

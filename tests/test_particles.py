@@ -146,6 +146,19 @@ def test_stage2_excess_constant_is_the_delta_method_integral():
     assert float(flow.stage2_excess_constant(1.0, 1.0, 16)) == 2.0 ** 16
 
 
+def test_stage2_asymptotic_particles_is_the_tail_effective_sample_ratio():
+    """B of (A-17): E_x k²/(E_x k)² over the prior at the query |y|² = w where the delta-method integrand puts its
+    weight, by quadrature in d = 1; the d-dimensional ratio factorises, hence the power d."""
+    s, v = 1.3, 0.7
+    x = np.linspace(-40, 40, 16001)
+    prior = np.exp(-x ** 2 / (2 * s)) / np.sqrt(2 * np.pi * s)
+    y = np.sqrt((2 * s + v) * (s + v) / v)
+    k = np.exp(-(y - x) ** 2 / (2 * v))
+    ratio = (k ** 2 * prior).sum() / (k * prior).sum() ** 2 / (x[1] - x[0])
+    assert float(flow.stage2_asymptotic_particles(v, s, 1)) == pytest.approx(ratio, rel=1e-8)
+    assert float(flow.stage2_asymptotic_particles(v, s, 3)) == pytest.approx(ratio ** 3, rel=1e-8)
+
+
 @pytest.mark.parametrize("dim", [1, 2])
 def test_stage2_on_prior_draws_approaches_the_excess_from_below(dim):
     """Monte Carlo of Stage 2 on N prior draws (the oracle particles): N × relative excess |x̂ − m|²/Bayes tends to

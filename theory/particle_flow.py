@@ -73,6 +73,7 @@ __all__ = [
     "kde_bandwidth",
     "tweedie_kde",
     "stage2_excess_constant",
+    "stage2_asymptotic_particles",
     "gaussian_t_star",
     "gaussian_flow_variance",
     "TStar",
@@ -131,12 +132,26 @@ def stage2_excess_constant(sigma2, prior_variance, dim: int) -> jax.Array:
     particles) has MSE = Bayes MSE × (1 + C/N + o(1/N)) as N → ∞ (docs/attention.md, eq. (A-17): the delta method
     on the self-normalised kernel average). C/N is the relative excess; N/C the effective number of particles.
     Exponential in d: a relative excess δ needs N ≈ (1 + s₀/σ²)^d/δ particles even when they are exact prior
-    samples. The limit is approached from below: the excess of queries far in the tails, where fewer than one
-    particle carries the softmax, saturates instead of growing as C/N."""
+    samples. The limit holds only for N ≫ `stage2_asymptotic_particles` (≫ C): C is carried by queries in the
+    tails, whose effective number of particles is far below N/C; below that N the excess sits under C/N (not
+    monotonically: near N ≈ C it can be a few per cent above)."""
     check_positive("sigma2", sigma2, "the noise variance σ²")
     check_positive("prior_variance", prior_variance, "the prior variance s₀")
     check_integer("dim", dim, minimum=1)
     return (1 + jnp.asarray(prior_variance, jnp.float64) / jnp.asarray(sigma2, jnp.float64)) ** dim
+
+
+@float64_theory
+def stage2_asymptotic_particles(sigma2, prior_variance, dim: int) -> jax.Array:
+    """B^d with B = √(σ²/(2s₀ + σ²)) (1 + s₀/σ²) e^{s₀/σ²}: the particle count beyond which the C/N law of
+    `stage2_excess_constant` holds (docs/attention.md, eq. (A-17)). The delta-method integral is carried by queries
+    with |y|² ≈ d w, w = (2s₀ + σ²)(s₀ + σ²)/σ², where E k²/(E k)² — the inverse fraction of the N particles that
+    carry one query's softmax — is B per coordinate; the law needs each such query to see many particles."""
+    check_positive("sigma2", sigma2, "the noise variance σ²")
+    check_positive("prior_variance", prior_variance, "the prior variance s₀")
+    check_integer("dim", dim, minimum=1)
+    s, v = jnp.asarray(prior_variance, jnp.float64), jnp.asarray(sigma2, jnp.float64)
+    return (jnp.sqrt(v / (2 * s + v)) * (1 + s / v) * jnp.exp(s / v)) ** dim
 
 
 @data_map

@@ -22,7 +22,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
-from deeptheory.theory.particle_flow import parabolic_minimum, stage2_excess_constant
+from deeptheory.theory.particle_flow import parabolic_minimum, stage2_asymptotic_particles, stage2_excess_constant
 from deeptheory.train.experiments.denoise.config import (
     KDE_GRID,
     NAME,
@@ -104,7 +104,8 @@ def _depth_rows(config: Config, name: str, dim: int, res: dict, times) -> tuple[
             "t_star_deviates": None if t_star_theory is None else not agrees(t_best, t_se, t_star_theory,
                                                                              within=T_STAR_TOLERANCE),
             "t_best_eps_corrected": None if t_star_theory is None else t_best - (t_star_theory - s2 / 2),
-            "best_depth": i, "mse_best": float(mean[i]), "mse_depth0": float(mean[0]),
+            "best_depth": i, "t_best_at_grid_end": i == len(mean) - 1,
+            "mse_best": float(mean[i]), "mse_depth0": float(mean[0]),
             "mse_at_half_sigma2": float(np.interp(s2 / 2, times, mean)),
             "bayes_mse": bayes, "bayes_realised": float(c["bayes_realised"][si].mean()),
             "excess_over_bayes": float(mean[i] / bayes - 1),
@@ -138,10 +139,17 @@ def _depth_rows(config: Config, name: str, dim: int, res: dict, times) -> tuple[
     return rows, slopes
 
 
+GAUSSIAN_VARIANCE = 1.0  # the "gaussian" prior is N(0, I_d) (config._gaussian): s₀ of (A-17)
+MIN_PROMPTS_FOR_SE = 8  # a bootstrap over fewer prompts gives an SE too noisy (and biased low) to print
+MIN_KEPT_RESAMPLES = 0.9  # a rate's bootstrap SE needs this fraction of resamples with a positive excess
+
+
 def _stage2_theory(name: str, sigma2: float, dim: int, n: int) -> float | None:
-    """(A-17): the oracle particles' relative excess C/N, C = (1 + s₀/σ²)^d, for the Gaussian prior (s₀ = 1); None
-    for the others (no closed form)."""
-    return float(stage2_excess_constant(sigma2, 1.0, dim)) / n if name == "gaussian" else None
+    """(A-17): the oracle particles' relative excess C/N, C = (1 + s₀/σ²)^d, for the Gaussian prior where the law
+    holds (N ≥ 10 B^d, `stage2_asymptotic_particles`); None otherwise (no closed form, or N too small)."""
+    if name != "gaussian" or n < 10 * float(stage2_asymptotic_particles(sigma2, GAUSSIAN_VARIANCE, dim)):
+        return None
+    return float(stage2_excess_constant(sigma2, GAUSSIAN_VARIANCE, dim)) / n
 
 
 def _excess_fit(context_sizes, excess) -> tuple[float, float, list] | None:
@@ -174,31 +182,44 @@ def _convergence_row(config: Config, name: str, dim: int, res: dict) -> dict:
     fit, oracle_fit = _excess_fit(Ns, paired), _excess_fit(Ns, oracle)
 
     def rate_se(point_fit, boot) -> float | None:
+        """The fitted rate's bootstrap SE over the same N; None when more than 10 % of the resamples have a
+        non-positive excess there (dropping them would narrow the spread)."""
         if point_fit is None:
             return None
         fitted = np.isin(Ns, point_fit[2])
-        rates = [line_fit(np.log(np.asarray(Ns)[fitted]), np.log(b[fitted])).slope for b in boot if np.all(b[fitted] > 0)]
-        return _se(rates) if len(rates) >= 2 else None
+        kept = [b for b in boot if np.all(b[fitted] > 0)]
+        if len(kept) < MIN_KEPT_RESAMPLES * len(boot):
+            return None
+        return _se([line_fit(np.log(np.asarray(Ns)[fitted]), np.log(b[fitted])).slope for b in kept])
+
+    prompts = np.asarray([len(conv[f"n{n}"]) for n in Ns])
+
+    def per_n_se(boot) -> list:
+        """Per-N bootstrap SE, None where the N has fewer than MIN_PROMPTS_FOR_SE prompts."""
+        se = np.std(boot, axis=0, ddof=1)
+        return [float(e) if p >= MIN_PROMPTS_FOR_SE else None for e, p in zip(se, prompts, strict=True)]
 
     return {"prior": name, "dim": dim, "sigma2": config.convergence_sigma2,
             "context_sizes": list(Ns), "mse_best": best.tolist(),
             "bayes_mse": float(res["bayes_convergence"]), "excess_over_bayes": excess.tolist(),
             "excess_over_bayes_realised": paired.tolist(),
-            "excess_over_bayes_realised_se": np.std(boot_paired, axis=0, ddof=1).tolist(),
+            "excess_over_bayes_realised_se": per_n_se(boot_paired),
             "bayes_realised": bayes_same_tokens.tolist(),
             "excess_decay_exponent": None if fit is None else fit[0],
             "excess_decay_exponent_se": rate_se(fit, boot_paired),
             "excess_decay_log_intercept": None if fit is None else fit[1],
             "excess_decay_fitted_n": [] if fit is None else fit[2],
             "oracle_particles_excess": oracle.tolist(),
-            "oracle_particles_excess_se": np.std(boot_oracle, axis=0, ddof=1).tolist(),
+            "oracle_particles_excess_se": per_n_se(boot_oracle),
             "oracle_particles_decay_exponent": None if oracle_fit is None else oracle_fit[0],
             "oracle_particles_decay_exponent_se": rate_se(oracle_fit, boot_oracle),
             "oracle_particles_excess_theory": None if name != "gaussian" else
             [_stage2_theory(name, config.convergence_sigma2, dim, n) for n in Ns],
             "stage2_excess_constant": None if name != "gaussian" else
-            float(stage2_excess_constant(config.convergence_sigma2, 1.0, dim)),
-            "prompts": [len(conv[f"n{n}"]) for n in Ns]}
+            float(stage2_excess_constant(config.convergence_sigma2, GAUSSIAN_VARIANCE, dim)),
+            "stage2_asymptotic_particles": None if name != "gaussian" else
+            float(stage2_asymptotic_particles(config.convergence_sigma2, GAUSSIAN_VARIANCE, dim)),
+            "prompts": prompts.tolist()}
 
 
 def _mean_se(values) -> tuple[float, float | None]:
@@ -230,7 +251,8 @@ def _trained_rows(config: Config, name: str, tr: dict, times) -> list[dict]:
                                     ("mse_learned", learned), ("learned_excess_over_bayes", learned / bayes - 1)):
                     row[key], row[f"{key}_se"] = _mean_se(values)
                 row.update({
-                    "bandwidths": bw.mean(0).tolist(), "steps": steps.mean(0).tolist(),
+                    # geometric means over the seeds: the parameters are learned as logarithms
+                    "bandwidths": np.exp(np.log(bw).mean(0)).tolist(), "steps": np.exp(np.log(steps).mean(0)).tolist(),
                     "mse_analytic_best": float(analytic[si].mean(0).min()),
                     "analytic_excess_over_bayes": float(analytic[si].mean(0).min() / analytic_bayes[si] - 1),
                     "analytic_best_time": float(times[int(np.argmin(analytic[si].mean(0)))]),
@@ -278,7 +300,8 @@ def _summary(rows: list) -> dict:
             "t_best_over_half_sigma2": _span([r["t_best_over_half_sigma2"] for r in rows]),
             "excess_over_bayes_realised": _span([r["excess_over_bayes_realised"] for r in rows]),
             "beats_comparators": sum(r["beats_comparators"] for r in rows),
-            "t_star_deviations": sum(bool(r["t_star_deviates"]) for r in with_law)}
+            "t_star_deviations": sum(bool(r["t_star_deviates"]) for r in with_law),
+            "t_best_at_grid_end": [[r["prior"], r["dim"], r["sigma2"]] for r in rows if r["t_best_at_grid_end"]]}
 
 
 def analyse(config: Config, data, raw: dict) -> dict:
