@@ -18,8 +18,8 @@ The map (module — subject — where it is derived):
     attention             RBF and dot-product attention, dense and chunked    docs/attention.md (A-2)–(A-4)
     priors                priors ρ₀ of clean tokens, Bayes posterior means,   docs/attention.md (A-13)–(A-15)
                           MMSE, the oracle probability-flow ODE
-    particle_flow         the two-stage in-context denoiser (Stage-1 particle docs/attention.md (A-5)–(A-12)
-                          flow, Stage-2 readout), baselines, T*(ε)
+    particle_flow         the two-stage in-context denoiser (Stage-1 particle docs/attention.md (A-5)–(A-12), (A-17)
+                          flow, Stage-2 readout), baselines, T*(ε), Stage 2 at finite N
 
 Private, shared by the modules above (not re-exported): `_checks` (the float64 policy `float64_theory`/`data_map`
 and the input checks) and `_solvers` (bisection, Newton, BFGS, the Cholesky data term). The layering is
@@ -54,6 +54,8 @@ from deeptheory.theory.particle_flow import (  # noqa: F401  (all but the functi
     gaussian_t_star,
     kde_bandwidth,
     parabolic_minimum,
+    stage2_asymptotic_particles,
+    stage2_excess_constant,
     stage2_readout,
     tweedie_kde,
     two_stage_denoise,
