@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 OUT ?= runs/quick
 FASHION_MNIST := /usr/share/datasets/fashion-mnist
 
-.PHONY: help demo test test-fast lint bench bench-gpu paper report map data clean
+.PHONY: help demo test test-fast lint bench bench-gpu paper report map studies data clean
 
 help:  ## list the targets and variables
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## /  make \1\t/' | expand -t 20
@@ -46,6 +46,9 @@ report: $(STAMP)  ## redraw the figures and rewrite the report of OUT from its r
 
 map: $(STAMP)  ## rewrite results/bayes_networks/map.md, map.png and the README's map from the committed study parts
 	$(PY) -m deeptheory.train.experiments.bayes_networks.study
+
+studies: map  ## also rewrite results/denoise/study.md, study.png and the README's denoise tables from the committed parts
+	$(PY) -m deeptheory.train.experiments.denoise.study
 
 paper: $(STAMP) data  ## the GPU-sized paper presets into runs/paper
 	$(PY) -m deeptheory.train reproduce --preset paper --out runs/paper
