@@ -201,6 +201,11 @@ PRESETS = {
     "study-d2": Config(**_STUDY, priors=("gaussian", "two_mode", "gmm", "circle"), dims=(2,)),
     "study-d8": Config(**_STUDY, priors=("gaussian", "two_mode", "gmm", "circle"), dims=(8,)),
     "study-d16": Config(**_STUDY, priors=("gaussian", "two_mode", "gmm", "circle"), dims=(16,)),
+    # the ε-dependence of T*(ε) = σ²/2 + (ε/2) ln(1 + σ²/s₀): at ε = 1 the law and σ²/2 part by 0.35 at σ² = 1 (at
+    # ε = 0.2 by 0.07); α = 0.02 keeps the flow-time grid at 0.02 per layer; depth curves only (a two-point MSE-vs-N
+    # study, no training): minutes
+    "study-eps1": Config(**{**_STUDY, "eps": 1.0, "step": 0.02, "context_sizes": (64, 256), "convergence_tokens": 512,
+                            "train_priors": ()}, priors=("gaussian", "two_mode", "gmm"), dims=(1,)),
 }
 
 

@@ -40,8 +40,13 @@ def load_parts(folder: Path = RESULTS) -> dict:
     return {part: read_results(folder / part) for part in PARTS if (folder / part / "results.json").exists()}
 
 
+PROBES = tuple(part for part in PARTS if part.startswith("study-eps"))  # depth curves at another ε only
+
+
 def _gather(records: dict, key: str) -> list[dict]:
-    return [dict(row, part=part) for part, record in records.items() for row in record["metrics"][key]]
+    """The rows of `key` over the parts, with their part and ε; the ε probes add depth curves only."""
+    return [dict(row, part=part, eps=record["config"]["eps"]) for part, record in records.items()
+            if key == "depth_curves" or part not in PROBES for row in record["metrics"][key]]
 
 
 def _pm(value, se, scale=1.0, digits=2, signed=False) -> str:
@@ -62,18 +67,18 @@ def _t_best_cell(r) -> str:
 
 
 def _by_case(rows: list[dict]) -> dict:
-    """{(d, prior): {σ²: row}} in the order rows come (parts by d, priors as configured)."""
+    """{(d, ε, prior): {σ²: row}} in the order rows come (parts by d, priors as configured)."""
     cases: dict = {}
     for r in rows:
-        cases.setdefault((r["dim"], r["prior"]), {})[r["sigma2"]] = r
+        cases.setdefault((r["dim"], r["eps"], r["prior"]), {})[r["sigma2"]] = r
     return cases
 
 
 def _grid_table(cases: dict, columns: list, cell, head: str) -> list[str]:
-    lines = [f"| d | prior | {' | '.join(head.format(c) for c in columns)} |", "|" + "---|" * (2 + len(columns))]
-    for (dim, prior), at in cases.items():
-        lines.append(f"| {dim} | {LABELS[prior]} | " + " | ".join(cell(at[c]) if c in at else "—" for c in columns)
-                     + " |")
+    lines = [f"| d | ε | prior | {' | '.join(head.format(c) for c in columns)} |", "|" + "---|" * (3 + len(columns))]
+    for (dim, eps, prior), at in cases.items():
+        lines.append(f"| {dim} | {eps:g} | {LABELS[prior]} | "
+                     + " | ".join(cell(at[c]) if c in at else "—" for c in columns) + " |")
     return lines
 
 
@@ -85,7 +90,7 @@ def _goals(rows: list[dict], conv: list[dict], trained: list[dict], tolerance: f
         lines.append(f"- d ≤ {LOW_DIM}: T_best agrees with T*(ε) (inside 1 SE or {100 * tolerance:g} %) in "
                      f"{len(low) - len(off)}/{len(low)} (prior, d, σ²) cells (goal: all, or the deviation explained)"
                      + ("; it deviates at " + ", ".join(
-                         f"{LABELS[r['prior']]} d = {r['dim']} σ² = {r['sigma2']:g} (T_best/T* "
+                         f"{LABELS[r['prior']]} d = {r['dim']} ε = {r['eps']:g} σ² = {r['sigma2']:g} (T_best/T* "
                          f"{_pm(r['t_best_over_t_star'], r['t_best_over_t_star_se'])}"
                          f"{', last layer' if r['t_best_at_grid_end'] else ''})" for r in off) if off else "") + ".")
     near = [(c, n, e, se) for c in conv if c["dim"] <= LOW_DIM
@@ -168,7 +173,10 @@ def markdown(records: dict) -> str:
                  f"{' and '.join(config['train_attention'])} transformers ({config['depth_trained']} layers, "
                  f"N = {config['train_context']}, {config['train_steps']} Adam steps, {config['train_seeds']} seeds) on "
                  f"the {', '.join(LABELS[p] for p in config['train_priors'])} priors. ± is a bootstrap SE over prompts "
-                 f"({metrics['t_best_bootstrap']['resamples']} resamples), for trained models the SE over seeds.")
+                 f"({metrics['t_best_bootstrap']['resamples']} resamples), for trained models the SE over seeds."
+                 + "".join(f" `{p}`: the d = 1 depth curves at ε = {r['config']['eps']:g}, α = {r['config']['step']:g} "
+                           "(the same flow time per layer), to test T*(ε)'s dependence on ε."
+                           for p, r in records.items() if p in PROBES))
     lines += ["", *_goals(rows, conv, trained, metrics["t_star_tolerance"]), ""]
     cases = _by_case(rows)
     lines.append("**The best flow time** T_best ± SE (its ratio to T*(ε) ± SE, ✓ inside 1 SE or "
@@ -230,14 +238,29 @@ def figure(records: dict, path: Path) -> Path | None:
     style = {d: DIM_LINES[i % len(DIM_LINES)] for i, d in enumerate(dims)}
     t_series = [Series(S, np.full(len(S), 0.9), "band", y2=np.full(len(S), 1.1), color="0.85", label="T*(ε) ± 10 %"),
                 Series([], [1.0], "hline", line="-", color="0.5")]
-    for (dim, prior), at in _by_case(rows).items():
+    main_eps = records[next(p for p in records if p not in PROBES)]["config"]["eps"] if set(records) - set(PROBES) \
+        else None
+    for (dim, eps, prior), at in _by_case(rows).items():
         with_law = [r for r in at.values() if r["t_star_theory"] is not None]
-        if with_law:
+        if with_law and eps == main_eps:
             t_series.append(Series([r["sigma2"] for r in with_law], [r["t_best_over_t_star"] for r in with_law],
                                    "line", marker=True, yerr=[r["t_best_over_t_star_se"] for r in with_law],
                                    group=LABELS[prior], line=style[dim], role=f"d = {dim}"))
-    panels = [Panel("best flow time over T*(ε) (± bootstrap SE)", "σ²", r"$T_{\rm best}\,/\,T^*(\varepsilon)$",
-                    t_series, xscale="log", xticks=S)]
+    panels = [Panel(f"best flow time over T*(ε = {main_eps:g}) (± bootstrap SE)" if main_eps else "best flow time",
+                    "σ²", r"$T_{\rm best}\,/\,T^*(\varepsilon)$", t_series, xscale="log", xticks=S)]
+    for part in (p for p in PROBES if p in records):
+        config = records[part]["config"]
+        grid = np.linspace(min(S), max(S), 60)
+        probe = [Series(grid, grid / 2, "line", line="--", color="black", label="σ²/2"),
+                 Series(grid, [t_star(s, config["eps"], 1.0) for s in grid], "line", line=":", color="black",
+                        label="T*(ε), s₀ = 1"),
+                 Series(grid, [t_star(s, config["eps"], config["mode_variance"]) for s in grid], "line", line="-.",
+                        color="black", label=f"T*(ε), s₀ = {config['mode_variance']:g}")]
+        for (_, _, prior), at in _by_case([r for r in rows if r["part"] == part]).items():
+            probe.append(Series(list(at), [r["t_best"] for r in at.values()], "points",
+                                yerr=[r["t_best_se"] for r in at.values()], group=LABELS[prior]))
+        panels.append(Panel(f"{part}: ε = {config['eps']:g}, d = {', '.join(map(str, config['dims']))}", "σ²",
+                            r"$T_{\rm best}$ (± bootstrap SE)", probe, xticks=S))
     for dim in dims:
         n_series = []
         for c in (c for c in conv if c["dim"] == dim):
