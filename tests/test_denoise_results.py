@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from deeptheory.train.experiments import denoise
-from deeptheory.train.experiments.denoise import study
+from deeptheory.train.experiments.denoise import analysis, study
 from deeptheory.train.experiments.denoise.config import PRESETS, cases
 from deeptheory.train.harness import cli
 from deeptheory.train.harness.results import to_jsonable
@@ -43,16 +43,26 @@ def test_committed_part_was_produced_by_its_current_preset(part):
 
 @pytest.mark.parametrize("part", list(PARTS))
 def test_every_reported_ratio_has_an_error_bar(part):
-    """The issue's bar: every ratio of a cell carries a bootstrap SE, every trained quantity an SE over seeds."""
+    """The issue's bar: every ratio of a cell carries a finite bootstrap SE, every N of the MSE-vs-N study with at
+    least MIN_PROMPTS_FOR_SE prompts and every fitted rate too (the N with fewer are shown without one and not
+    fitted), every trained quantity an SE over seeds."""
     m = PARTS[part]["metrics"]
+    finite = lambda se: se is not None and np.isfinite(se)  # noqa: E731
     for r in m["depth_curves"]:
-        for key in ("t_best", "t_best_over_half_sigma2", "excess_over_bayes_realised", "gain_over_kde_best",
-                    "gain_over_blurring", "oracle_particles_excess"):
-            assert r[f"{key}_se"] is not None and np.isfinite(r[f"{key}_se"]), (part, r["prior"], r["sigma2"], key)
+        for key in ("t_best", "t_best_over_half_sigma2", "excess_over_bayes_realised", "gain_over_depth0",
+                    "gain_over_kde_best", "gain_over_blurring", "oracle_particles_excess"):
+            assert finite(r[f"{key}_se"]), (part, r["prior"], r["sigma2"], key)
         if r["t_star_theory"] is not None:
-            assert r["t_best_over_t_star_se"] is not None
+            assert finite(r["t_best_over_t_star_se"]), (part, r["prior"], r["sigma2"])
+    for c in m["convergence"]:
+        for n, prompts, se in zip(c["context_sizes"], c["prompts"], c["excess_over_bayes_realised_se"], strict=True):
+            assert finite(se) == (prompts >= analysis.MIN_PROMPTS_FOR_SE), (part, c["prior"], n)
+            assert (n in c["excess_decay_fitted_n"]) <= (prompts >= analysis.MIN_PROMPTS_FOR_SE), (part, c["prior"], n)
+        if part not in study.PROBES:  # the probes' two-point MSE-vs-N study is not reported
+            assert finite(c["excess_decay_exponent_se"]), (part, c["prior"])
     for t in m["trained"]:
-        assert t["effective_time_over_half_sigma2_se"] is not None, (part, t["prior"], t["sigma2"])
+        for key in ("effective_time_over_half_sigma2", "learned_excess_over_bayes", "readout_over_sigma2"):
+            assert finite(t[f"{key}_se"]), (part, t["prior"], t["attention"], t["readout"], t["sigma2"], key)
 
 
 def test_readme_and_study_are_generated_from_the_committed_results():
@@ -81,7 +91,7 @@ def test_one_committed_cell_reproduces_within_its_error_bar(tmp_path):
         pytest.skip(f"{part} is not committed")
     base = PRESETS[part]
     config = dataclasses.replace(base, priors=(prior,), sigma2s=sigma2s, context_sizes=base.context_sizes[:2],
-                                 train_priors=())
+                                 convergence_tokens=2 * base.context_sizes[1], train_priors=())
     rows = cli.execute(denoise.EXPERIMENT, config, tmp_path / "cell")["metrics"]["depth_curves"]
     committed = {r["sigma2"]: r for r in PARTS[part]["metrics"]["depth_curves"] if r["prior"] == prior}
     for row in rows:

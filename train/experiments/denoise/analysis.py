@@ -162,6 +162,13 @@ def _excess_fit(context_sizes, excess) -> tuple[float, float, list] | None:
     return fit.slope, fit.intercept, n[positive].tolist()
 
 
+def _local_slopes(context_sizes, excess) -> list:
+    """d log(excess)/d log N between successive N (None where an excess is not positive): the rate's drift."""
+    n, e = np.log(np.asarray(context_sizes, float)), np.asarray(excess)
+    return [float(np.log(e[i + 1] / e[i]) / (n[i + 1] - n[i])) if e[i] > 0 and e[i + 1] > 0 else None
+            for i in range(len(e) - 1)]
+
+
 def _convergence_row(config: Config, name: str, dim: int, res: dict) -> dict:
     conv, Ns = res["convergence"], config.context_sizes
     best = np.asarray([conv[f"n{n}"].mean(0).min() for n in Ns])
@@ -172,14 +179,24 @@ def _convergence_row(config: Config, name: str, dim: int, res: dict) -> dict:
     oracle = np.asarray([conv[f"n{n}_oracle"].mean() for n in Ns]) / bayes_same_tokens - 1
     # bootstrap over the prompts of every N independently (the N are independent draws)
     rng = np.random.default_rng(derive_seed(config.seed, NAME, "convergence bootstrap", name, dim))
-    boot_paired, boot_oracle = [], []
+    # the best flow time at every N: does the finite-N minimiser approach the mean-field T*(ε) as N grows?
+    times = config.step * config.eps * np.arange(conv[f"n{Ns[0]}"].shape[1])
+    t_best_of = lambda curves: float(parabolic_minimum(jnp.asarray(times), jnp.asarray(curves.mean(0))))  # noqa: E731
+    t_best = np.asarray([t_best_of(conv[f"n{n}"]) for n in Ns])
+    boot_paired, boot_oracle, boot_t_best = [], [], []
     for _ in range(BOOTSTRAP_RESAMPLES):
         idx = [rng.integers(0, len(conv[f"n{n}"]), len(conv[f"n{n}"])) for n in Ns]
         b = [conv[f"n{n}_bayes"][i].mean() for n, i in zip(Ns, idx, strict=True)]
         boot_paired.append([conv[f"n{n}"][i].mean(0).min() / bn - 1 for n, i, bn in zip(Ns, idx, b, strict=True)])
         boot_oracle.append([conv[f"n{n}_oracle"][i].mean() / bn - 1 for n, i, bn in zip(Ns, idx, b, strict=True)])
-    boot_paired, boot_oracle = np.asarray(boot_paired), np.asarray(boot_oracle)
-    fit, oracle_fit = _excess_fit(Ns, paired), _excess_fit(Ns, oracle)
+        boot_t_best.append([t_best_of(conv[f"n{n}"][i]) for n, i in zip(Ns, idx, strict=True)])
+    boot_paired, boot_oracle, boot_t_best = np.asarray(boot_paired), np.asarray(boot_oracle), np.asarray(boot_t_best)
+    prompts = np.asarray([len(conv[f"n{n}"]) for n in Ns])
+    # the rates are fitted over the N whose excess has an SE: an N of a few prompts would weigh in unweighted and
+    # its bootstrap would narrow the rate's SE (it is shown, and its local slope, but not fitted)
+    fitted_ns = np.asarray(Ns)[prompts >= MIN_PROMPTS_FOR_SE]
+    usable = np.isin(Ns, fitted_ns)
+    fit, oracle_fit = _excess_fit(fitted_ns, paired[usable]), _excess_fit(fitted_ns, oracle[usable])
 
     def rate_se(point_fit, boot) -> float | None:
         """The fitted rate's bootstrap SE over the same N; None when more than 10 % of the resamples have a
@@ -192,14 +209,17 @@ def _convergence_row(config: Config, name: str, dim: int, res: dict) -> dict:
             return None
         return _se([line_fit(np.log(np.asarray(Ns)[fitted]), np.log(b[fitted])).slope for b in kept])
 
-    prompts = np.asarray([len(conv[f"n{n}"]) for n in Ns])
-
     def per_n_se(boot) -> list:
         """Per-N bootstrap SE, None where the N has fewer than MIN_PROMPTS_FOR_SE prompts."""
         se = np.std(boot, axis=0, ddof=1)
         return [float(e) if p >= MIN_PROMPTS_FOR_SE else None for e, p in zip(se, prompts, strict=True)]
 
+    spec = PRIORS[name]
+    law = t_star(config.convergence_sigma2, config.eps, spec.local_variance(config.mode_variance)) \
+        if spec.has_t_star else None
     return {"prior": name, "dim": dim, "sigma2": config.convergence_sigma2,
+            "t_best": t_best.tolist(), "t_best_se": per_n_se(boot_t_best), "t_star_theory": law,
+            "t_best_at_grid_end": (t_best >= times[-1]).tolist(),
             "context_sizes": list(Ns), "mse_best": best.tolist(),
             "bayes_mse": float(res["bayes_convergence"]), "excess_over_bayes": excess.tolist(),
             "excess_over_bayes_realised": paired.tolist(),
@@ -209,6 +229,7 @@ def _convergence_row(config: Config, name: str, dim: int, res: dict) -> dict:
             "excess_decay_exponent_se": rate_se(fit, boot_paired),
             "excess_decay_log_intercept": None if fit is None else fit[1],
             "excess_decay_fitted_n": [] if fit is None else fit[2],
+            "excess_local_slopes": _local_slopes(Ns, paired),
             "oracle_particles_excess": oracle.tolist(),
             "oracle_particles_excess_se": per_n_se(boot_oracle),
             "oracle_particles_decay_exponent": None if oracle_fit is None else oracle_fit[0],

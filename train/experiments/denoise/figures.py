@@ -85,8 +85,9 @@ def report(record: dict) -> ReportSpec:
                        note="± bootstrap SE over prompts (the same number of tokens at every N, so the largest N "
                             "has the fewest prompts: " + ", ".join(f"{p} at N = {n}" for n, p in
                                                                   zip(Ns, conv[0]["prompts"] if conv else [], strict=True))
-                            + "; no SE below 8). Rates: least squares of log(excess) on log N over the N with a "
-                            "positive excess (no SE where over 10 % of the resamples have a non-positive excess). "
+                            + "; no SE below 8). Rates: least squares of log(excess) on log N over the N with an SE "
+                            "(at least 8 prompts) and a positive excess (no SE where over 10 % of the resamples have a "
+                            "non-positive excess). "
                             "(A-17) predicts the oracle particles' excess C/N, a rate of −1, only once N ≫ B^d "
                             "(the queries in the tails see many particles); below that it falls slower.")
     tables = [depth_table, mse_table, slope_table, conv_table]

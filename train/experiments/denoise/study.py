@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from deeptheory.train.experiments.denoise.config import PRESETS, PRIORS, t_star
+from deeptheory.train.experiments.denoise.config import KDE_GRID, PRESETS, PRIORS, t_star
 from deeptheory.train.harness.progress import format_duration
-from deeptheory.train.harness.report import Figure, Panel, Series, draw
+from deeptheory.train.harness.report import Figure, Panel, Series, agrees, draw
 from deeptheory.train.harness.results import read_results
 
 PARTS = tuple(name for name in PRESETS if name.startswith("study-"))
@@ -40,12 +40,13 @@ def load_parts(folder: Path = RESULTS) -> dict:
     return {part: read_results(folder / part) for part in PARTS if (folder / part / "results.json").exists()}
 
 
-PROBES = tuple(part for part in PARTS if part.startswith("study-eps"))  # depth curves at another ε only
+PROBES = ("study-eps1",)  # parts that add depth curves at another ε only (no MSE-vs-N study, no training)
 
 
 def _gather(records: dict, key: str) -> list[dict]:
     """The rows of `key` over the parts, with their part and ε; the ε probes add depth curves only."""
-    return [dict(row, part=part, eps=record["config"]["eps"]) for part, record in records.items()
+    return [dict(row, part=part, eps=record["config"]["eps"], mode_variance=record["config"]["mode_variance"])
+            for part, record in records.items()
             if key == "depth_curves" or part not in PROBES for row in record["metrics"][key]]
 
 
@@ -58,7 +59,7 @@ def _pm(value, se, scale=1.0, digits=2, signed=False) -> str:
 
 def _t_best_cell(r) -> str:
     """T_best ± SE, then its ratio to T*(ε) (✓ where they agree) or, without the law, to σ²/2; ⇥ the grid's end."""
-    head = f"{r['t_best']:.3f} ± {r['t_best_se']:.3f}"
+    head = _pm(r["t_best"], r["t_best_se"], digits=3)
     if r["t_star_theory"] is None:
         ratio = f"σ²/2 × {_pm(r['t_best_over_half_sigma2'], r['t_best_over_half_sigma2_se'])}"
     else:
@@ -84,7 +85,7 @@ def _grid_table(cases: dict, columns: list, cell, head: str) -> list[str]:
 
 def _goals(rows: list[dict], conv: list[dict], trained: list[dict], tolerance: float) -> list[str]:
     lines = []
-    low = [r for r in rows if r["dim"] <= LOW_DIM and r["t_star_theory"] is not None]
+    low = [r for r in rows if r["dim"] <= LOW_DIM and r["t_star_theory"] is not None and r["part"] not in PROBES]
     if low:
         off = [r for r in low if r["t_star_deviates"]]
         lines.append(f"- d ≤ {LOW_DIM}: T_best agrees with T*(ε) (inside 1 SE or {100 * tolerance:g} %) in "
@@ -119,11 +120,23 @@ def _goals(rows: list[dict], conv: list[dict], trained: list[dict], tolerance: f
         parts = []
         for key, name in (("gain_over_kde_best", "Tweedie–KDE at its best bandwidth"),
                           ("gain_over_blurring", "blurring mean shift at its best depth")):
-            beats = sum(r[key] > 2 * r[f"{key}_se"] for r in rows)
-            gains = [100 * r[key] for r in rows]
-            parts.append(f"{name} in {beats}/{len(rows)} cells (gain {min(gains):+.1f} … {max(gains):+.1f} % of "
-                         "Bayes)")
-        lines.append("- The two-stage estimator beats (by more than 2 SE) " + " and ".join(parts) + ".")
+            beats = sum(r[f"{key}_se"] is not None and r[key] > 2 * r[f"{key}_se"] for r in rows)
+            parts.append(f"{name} in {beats}/{len(rows)} cells (gain {_span([100 * r[key] for r in rows], '+.1f', ' … ')}"
+                         " % of Bayes)")
+        edge = [r for r in rows if _kde_at_grid_end(r)]
+        lines.append("- The two-stage estimator beats (by more than 2 SE) " + " and ".join(parts)
+                     + (f"; in {len(edge)} cells the KDE's best bandwidth is the grid's largest, h² = "
+                        f"{max(KDE_GRID):g} σ² (⇥ below), so its gain there is an upper bound" if edge else "") + ".")
+    for part in dict.fromkeys(r["part"] for r in rows if r["part"] in PROBES):
+        probe = [r for r in rows if r["part"] == part and r["t_star_theory"] is not None]
+        near_law = sum(not r["t_star_deviates"] for r in probe)
+        near_half = sum(agrees(r["t_best"], r["t_best_se"], r["half_sigma2"], within=tolerance) for r in probe)
+        gaussian = [r for r in probe if r["prior"] == "gaussian"]
+        lines.append(f"- `{part}` (ε = {probe[0]['eps']:g}, where T*(ε) and σ²/2 part): T_best agrees with T*(ε) in "
+                     f"{near_law}/{len(probe)} cells and with σ²/2 in {near_half}/{len(probe)}"
+                     + (f"; Gaussian T_best/T*(ε) = {_span([r['t_best_over_t_star'] for r in gaussian])}, "
+                        f"T_best/(σ²/2) = {_span([r['t_best_over_half_sigma2'] for r in gaussian])}" if gaussian else "")
+                     + ".")
     if trained:
         fixed = {}
         for t in trained:
@@ -134,20 +147,26 @@ def _goals(rows: list[dict], conv: list[dict], trained: list[dict], tolerance: f
                          f"{_span([t['effective_time_over_half_sigma2'] for t in at])} × σ²/2 ({LABELS[p]}, d = {d})"
                          for (d, p), at in fixed.items())
                      + " over σ² (each mean ± SE over seeds in the table). Dot-product transformers: learned MSE "
-                     + _span([100 * t["learned_excess_over_bayes"] for t in trained if t["attention"] == "dot"], "+.0f")
-                     + " % over Bayes; RBF: " + _span([100 * t["learned_excess_over_bayes"] for t in trained
-                                                     if t["attention"] == "rbf"], "+.1f") + " %.")
+                     + _span([100 * t["learned_excess_over_bayes"] for t in trained if t["attention"] == "dot"],
+                             "+.0f", " … ")
+                     + " % over Bayes; RBF with τ = σ²: " + _span([100 * t["learned_excess_over_bayes"] for t in trained
+                                                                 if t["attention"] == "rbf" and t["readout"] == "fixed"],
+                                                                "+.1f", " … ") + " %.")
     return lines
 
 
-def _span(values, fmt: str = ".2f") -> str:
+def _kde_at_grid_end(row) -> bool:
+    return row["kde_best_h2_over_sigma2"] == max(KDE_GRID)
+
+
+def _span(values, fmt: str = ".2f", sep: str = "–") -> str:
     values = list(values)
-    return "—" if not values else f"{min(values):{fmt}}{' … ' if '+' in fmt else '–'}{max(values):{fmt}}"
+    return "—" if not values else f"{min(values):{fmt}}{sep}{max(values):{fmt}}"
 
 
-def _trained_cell(t, eps: float, mode_variance: float) -> str:
+def _trained_cell(t) -> str:
     spec = PRIORS[t["prior"]]
-    law = (f" (T*: {t_star(t['sigma2'], eps, spec.local_variance(mode_variance)) / t['half_sigma2']:.2f})"
+    law = (f" (T*: {t_star(t['sigma2'], t['eps'], spec.local_variance(t['mode_variance'])) / t['half_sigma2']:.2f})"
            if spec.has_t_star else "")
     return (f"{_pm(t['effective_time_over_half_sigma2'], t['effective_time_over_half_sigma2_se'])}{law}; "
             f"{_pm(t['learned_excess_over_bayes'], t['learned_excess_over_bayes_se'], 100, 1, True)} %")
@@ -163,11 +182,12 @@ def markdown(records: dict) -> str:
              "Each part: `" + COMMAND.format(part="<part>") + "`."]
     if not records:
         return "\n".join(lines) + "\n"
-    config = next(iter(records.values()))["config"]
-    metrics = next(iter(records.values()))["metrics"]
+    main = [r for p, r in records.items() if p not in PROBES] or list(records.values())
+    config, metrics = main[0]["config"], main[0]["metrics"]
     rows, conv, trained = (_gather(records, k) for k in ("depth_curves", "convergence", "trained"))
     S = config["sigma2s"]
-    lines.append(f"Setup (every part): σ² ∈ {{{', '.join(f'{s:g}' for s in S)}}}, {config['prompts']} prompts of "
+    lines.append(f"Setup (every part but the ε probes): σ² ∈ {{{', '.join(f'{s:g}' for s in S)}}}, "
+                 f"{config['prompts']} prompts of "
                  f"N = {config['context']} tokens per cell, ε = {config['eps']:g}, α = {config['step']:g}; MSE vs N at "
                  f"σ² = {config['convergence_sigma2']:g} with {config['convergence_tokens']} tokens per N; trained "
                  f"{' and '.join(config['train_attention'])} transformers ({config['depth_trained']} layers, "
@@ -189,24 +209,38 @@ def markdown(records: dict) -> str:
                  "particles' excess (Stage 2 on N prior draws):")
     lines += ["", *_grid_table(cases, S, lambda r: (
         f"{_pm(r['excess_over_bayes_realised'], r['excess_over_bayes_realised_se'], 100, 1, True)}; "
-        f"{_pm(r['gain_over_kde_best'], r['gain_over_kde_best_se'], 100, 1, True)} / "
+        f"{_pm(r['gain_over_kde_best'], r['gain_over_kde_best_se'], 100, 1, True)}{' ⇥' if _kde_at_grid_end(r) else ''} / "
         f"{_pm(r['gain_over_blurring'], r['gain_over_blurring_se'], 100, 1, True)}; "
         f"{_pm(r['oracle_particles_excess'], r['oracle_particles_excess_se'], 100, 1, True)}"), "σ² = {:g} (%)"), ""]
     if conv:
         Ns = conv[0]["context_sizes"]
         lines.append(f"**Excess over Bayes against N** (σ² = {conv[0]['sigma2']:g}, % of the Bayes MSE on the same "
-                     "tokens; the last columns: the fitted rate x of excess ∝ N^x over the N with a positive excess, "
+                     "tokens; the last columns: the fitted rate x of excess ∝ N^x over the N with an SE and a "
+                     "positive excess, with the local slopes between successive N, "
                      "the oracle particles' rate, and (A-17)'s C and B^d for the Gaussian prior):")
         lines += ["", "| d | prior | " + " | ".join(f"N = {n}" for n in Ns) + " | rate x | oracle rate x | C, B^d |",
                   "|" + "---|" * (5 + len(Ns))]
         for c in conv:
             lines.append(f"| {c['dim']} | {LABELS[c['prior']]} | " + " | ".join(
-                _pm(e, se, 100, 1, True) for e, se in zip(c["excess_over_bayes_realised"],
+                _pm(e, se, 100, 2, True) for e, se in zip(c["excess_over_bayes_realised"],
                                                          c["excess_over_bayes_realised_se"], strict=True))
-                + f" | {_pm(c['excess_decay_exponent'], c['excess_decay_exponent_se'])} "
+                + f" | {_pm(c['excess_decay_exponent'], c['excess_decay_exponent_se'])}"
+                + (" (local: " + ", ".join("—" if x is None else f"{x:.2f}" for x in c["excess_local_slopes"]) + ")"
+                   if "excess_local_slopes" in c else "") + " "
                 f"| {_pm(c['oracle_particles_decay_exponent'], c['oracle_particles_decay_exponent_se'])} | "
                 + ("—" if c["stage2_excess_constant"] is None else
                    f"{c['stage2_excess_constant']:.3g}, {c['stage2_asymptotic_particles']:.3g}") + " |")
+        lines.append("")
+    if conv and "t_best" in conv[0]:
+        Ns = conv[0]["context_sizes"]
+        lines.append(f"**The best flow time against N** (σ² = {conv[0]['sigma2']:g}): T_best ± SE at each N of the "
+                     "MSE-vs-N study (⇥: the last layer), against the mean-field T*(ε), the N → ∞ law:")
+        lines += ["", "| d | prior | " + " | ".join(f"N = {n}" for n in Ns) + " | T*(ε) |", "|" + "---|" * (3 + len(Ns))]
+        for c in conv:
+            lines.append(f"| {c['dim']} | {LABELS[c['prior']]} | " + " | ".join(
+                _pm(t, se, digits=3) + (" ⇥" if end else "")
+                for t, se, end in zip(c["t_best"], c["t_best_se"], c["t_best_at_grid_end"], strict=True))
+                + f" | {'—' if c['t_star_theory'] is None else format(c['t_star_theory'], '.3f')} |")
         lines.append("")
     if trained:
         lines.append("**Trained transformers**: the variance the learned Stage 1 removes, T_eff/(σ²/2) ± SE over seeds "
@@ -219,12 +253,18 @@ def markdown(records: dict) -> str:
                   "|" + "---|" * (4 + len(S))]
         for (dim, prior, attention, readout), at in groups.items():
             lines.append(f"| {dim} | {LABELS[prior]} | {attention} | {readout} | " + " | ".join(
-                _trained_cell(at[s], config["eps"], config["mode_variance"]) if s in at else "—" for s in S) + " |")
+                _trained_cell(at[s]) if s in at else "—" for s in S) + " |")
         lines.append("")
     return "\n".join(lines)
 
 
-DIM_LINES = ("-", "--", ":", "-.")  # line style by token dimension, in the order the parts come
+DIM_LINES = ("-", "--", ":", "-.")
+
+
+def _positive(values) -> np.ndarray:
+    """A log axis cannot show a non-positive excess: NaN (a gap), not a clipped plunge."""
+    values = np.asarray(values, float)
+    return np.where(values > 0, values, np.nan)  # line style by token dimension, in the order the parts come
 
 
 def figure(records: dict, path: Path) -> Path | None:
@@ -252,8 +292,8 @@ def figure(records: dict, path: Path) -> Path | None:
         config = records[part]["config"]
         grid = np.linspace(min(S), max(S), 60)
         probe = [Series(grid, grid / 2, "line", line="--", color="black", label="σ²/2"),
-                 Series(grid, [t_star(s, config["eps"], 1.0) for s in grid], "line", line=":", color="black",
-                        label="T*(ε), s₀ = 1"),
+                 Series(grid, [t_star(s, config["eps"], PRIORS["gaussian"].local_variance(config["mode_variance"]))
+                               for s in grid], "line", line=":", color="black", label="T*(ε), Gaussian prior"),
                  Series(grid, [t_star(s, config["eps"], config["mode_variance"]) for s in grid], "line", line="-.",
                         color="black", label=f"T*(ε), s₀ = {config['mode_variance']:g}")]
         for (_, _, prior), at in _by_case([r for r in rows if r["part"] == part]).items():
@@ -265,9 +305,9 @@ def figure(records: dict, path: Path) -> Path | None:
         n_series = []
         for c in (c for c in conv if c["dim"] == dim):
             g = LABELS[c["prior"]]
-            n_series += [Series(c["context_sizes"], np.maximum(c["excess_over_bayes_realised"], 1e-5), "line",
+            n_series += [Series(c["context_sizes"], _positive(c["excess_over_bayes_realised"]), "line",
                                 marker=True, group=g, role="two-stage, best depth"),
-                         Series(c["context_sizes"], np.maximum(c["oracle_particles_excess"], 1e-5), "line", line=":",
+                         Series(c["context_sizes"], _positive(c["oracle_particles_excess"]), "line", line=":",
                                 group=g, role="oracle particles")]
             if c["stage2_excess_constant"] is not None:
                 n_series.append(Series(c["context_sizes"], c["stage2_excess_constant"]
@@ -277,16 +317,27 @@ def figure(records: dict, path: Path) -> Path | None:
             panels.append(Panel(f"excess over Bayes, d = {dim}, σ² = {conv[0]['sigma2']:g}", "context N",
                                 "MSE / Bayes − 1", n_series, xscale="log", yscale="log",
                                 xticks=conv[0]["context_sizes"]))
+    with_n = [c for c in conv if c.get("t_star_theory") is not None and "t_best" in c]
+    if with_n:
+        n_t = [Series([], [1.0], "hline", line="-", color="0.5", label="T*(ε)")]
+        for c in with_n:
+            n_t.append(Series(c["context_sizes"], np.asarray(c["t_best"]) / c["t_star_theory"], "line", marker=True,
+                              yerr=[np.nan if e is None else e / c["t_star_theory"] for e in c["t_best_se"]],
+                              group=LABELS[c["prior"]], line=style[c["dim"]], role=f"d = {c['dim']}"))
+        panels.append(Panel(f"best flow time against N, σ² = {with_n[0]['sigma2']:g}", "context N",
+                            r"$T_{\rm best}\,/\,T^*(\varepsilon)$", n_t, xscale="log",
+                            xticks=with_n[0]["context_sizes"]))
     if conv:
         rate_series = [Series([], [-1.0], "hline", line="--", color="black", label="x = −1 (A-17)")]
-        for key, line, role in (("excess_decay_exponent", "-", "rate: two-stage"),
-                                ("oracle_particles_decay_exponent", ":", "rate: oracle particles")):
+        # the oracle's rates a little to the right of the two-stage ones (same d), so both stay readable
+        for key, line, role, shift in (("excess_decay_exponent", "-", "rate: two-stage", 1.0),
+                                       ("oracle_particles_decay_exponent", ":", "rate: oracle particles", 1.1)):
             for prior in dict.fromkeys(c["prior"] for c in conv):
                 at = [c for c in conv if c["prior"] == prior and c[key] is not None]
                 if at:
-                    se = [c[f"{key}_se"] for c in at]
-                    rate_series.append(Series([c["dim"] for c in at], [c[key] for c in at], "line", line=line,
-                                              marker=True, yerr=[0.0 if e is None else e for e in se],
+                    se = [c[f"{key}_se"] for c in at]  # NaN where a rate has no SE: no bar, not a zero bar
+                    rate_series.append(Series([shift * c["dim"] for c in at], [c[key] for c in at], "line",
+                                              line=line, marker=True, yerr=[np.nan if e is None else e for e in se],
                                               group=LABELS[prior], role=role))
         panels.append(Panel("fitted rate of the excess", "token dimension d", "x in excess ∝ N^x", rate_series,
                             xscale="log", xticks=dims))
