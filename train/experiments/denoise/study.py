@@ -13,16 +13,14 @@ what this module generates from the committed files). `--check` writes nothing a
 
 from __future__ import annotations
 
-import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
 
 from deeptheory.train.experiments.denoise.config import KDE_GRID, PRESETS, PRIORS, t_star
+from deeptheory.train.harness import studies
 from deeptheory.train.harness.progress import format_duration
 from deeptheory.train.harness.report import Figure, Panel, Series, agrees, draw
-from deeptheory.train.harness.results import read_results
 
 PARTS = tuple(name for name in PRESETS if name.startswith("study-"))
 RESULTS = Path("results") / "denoise"
@@ -37,7 +35,7 @@ LABELS = {name: spec.label for name, spec in PRIORS.items()}
 
 def load_parts(folder: Path = RESULTS) -> dict:
     """{part: results.json record} of every part that has finished, in the order of PARTS."""
-    return {part: read_results(folder / part) for part in PARTS if (folder / part / "results.json").exists()}
+    return studies.load_parts(folder, PARTS)
 
 
 PROBES = ("study-eps1",)  # parts that add depth curves at another ε only (no MSE-vs-N study, no training)
@@ -366,42 +364,16 @@ def readme_block(records: dict) -> str:
 
 def replace_block(text: str, block: str) -> str:
     """`text` with its BEGIN … END block replaced by `block` (ValueError when the markers are missing)."""
-    start, end = text.find(BEGIN), text.find(END)
-    if start < 0 or end < start:
-        raise ValueError(f"the README has no generated denoise-study block (a line {BEGIN!r}, then {END!r}); add "
-                         "both markers where the study's tables belong")
-    return text[:start] + block + text[end + len(END):]
+    return studies.replace_block(text, block, BEGIN, END, "denoise-study")
+
+
+SUMMARY = studies.Summary(prog="python -m deeptheory.train.experiments.denoise.study", parts=PARTS, results=RESULTS,
+                          markdown_name="study.md", figure_name="study.png", begin=BEGIN, end=END, what="denoise-study",
+                          markdown=markdown, figure=figure, readme_block=readme_block)
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m deeptheory.train.experiments.denoise.study",
-                                     description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--results", type=Path, default=RESULTS, help=f"the parts' folder (default {RESULTS})")
-    parser.add_argument("--readme", type=Path, default=Path("README.md"), help="the README whose block is replaced")
-    parser.add_argument("--check", action="store_true", help="write nothing; exit 1 when study.md or the README is stale")
-    args = parser.parse_args(argv)
-    records = load_parts(args.results)
-    text = markdown(records)
-    readme = args.readme.read_text()
-    new_readme = replace_block(readme, readme_block(records))
-    if args.check:
-        stale = [str(p) for p, old, new in ((args.results / "study.md", _read(args.results / "study.md"), text),
-                                            (args.readme, readme, new_readme)) if old != new]
-        if stale:
-            print(f"out of date: {', '.join(stale)}; run python -m deeptheory.train.experiments.denoise.study",
-                  file=sys.stderr)
-            return 1
-        return 0
-    args.results.mkdir(parents=True, exist_ok=True)
-    (args.results / "study.md").write_text(text)
-    figure(records, args.results / "study.png")
-    args.readme.write_text(new_readme)
-    print(f"study of {len(records)}/{len(PARTS)} parts → {args.results / 'study.md'}, study.png and {args.readme}")
-    return 0
-
-
-def _read(path: Path) -> str | None:
-    return path.read_text() if path.exists() else None
+    return studies.main(SUMMARY, argv, __doc__)
 
 
 if __name__ == "__main__":
