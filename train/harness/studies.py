@@ -27,23 +27,27 @@ class Summary(NamedTuple):
     begin: str  # the README's opening marker line
     end: str  # its closing marker line
     what: str  # the block's name in messages, e.g. "denoise-study"
+    figure_alt: str  # the figure's alt text in the README, e.g. "the denoise study"
     markdown: Callable[[dict], str]  # {part: record} → markdown
     figure: Callable[[dict, Path], Path | None]  # ({part: record}, path) → the drawn figure
-    readme_block: Callable[[dict], str]  # {part: record} → the block, markers included
+
+    def readme_block(self, records: dict) -> str:
+        """The README block, markers included: the markdown, then the figure at its default place."""
+        figure = (self.results / self.figure_name).as_posix()
+        return f"{self.begin}\n{self.markdown(records)}\n![{self.figure_alt}]({figure})\n{self.end}"
+
+    def replace_block(self, text: str, block: str) -> str:
+        """`text` with its begin … end block replaced by `block` (ValueError when the markers are missing)."""
+        start, stop = text.find(self.begin), text.find(self.end)
+        if start < 0 or stop < start:
+            raise ValueError(f"the README has no generated {self.what} block (a line {self.begin!r}, then "
+                             f"{self.end!r}); add both markers where it belongs")
+        return text[:start] + block + text[stop + len(self.end):]
 
 
 def load_parts(folder: Path, parts) -> dict:
     """{part: results.json record} of every part in `folder` that has finished, in the order of `parts`."""
     return {part: read_results(folder / part) for part in parts if (folder / part / "results.json").exists()}
-
-
-def replace_block(text: str, block: str, begin: str, end: str, what: str) -> str:
-    """`text` with its begin … end block replaced by `block` (ValueError when the markers are missing)."""
-    start, stop = text.find(begin), text.find(end)
-    if start < 0 or stop < start:
-        raise ValueError(f"the README has no generated {what} block (a line {begin!r}, then {end!r}); add both "
-                         "markers where it belongs")
-    return text[:start] + block + text[stop + len(end):]
 
 
 def main(summary: Summary, argv=None, description: str | None = None) -> int:
@@ -58,7 +62,7 @@ def main(summary: Summary, argv=None, description: str | None = None) -> int:
     records = load_parts(args.results, summary.parts)
     text = summary.markdown(records)
     readme = args.readme.read_text()
-    new_readme = replace_block(readme, summary.readme_block(records), summary.begin, summary.end, summary.what)
+    new_readme = summary.replace_block(readme, summary.readme_block(records))
     markdown_path = args.results / summary.markdown_name
     if args.check:
         stale = [str(path) for path, old, new in ((markdown_path, _read(markdown_path), text),

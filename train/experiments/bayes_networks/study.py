@@ -281,18 +281,10 @@ def figure(records: dict, path: Path) -> Path | None:
     return path
 
 
-def readme_block(records: dict) -> str:
-    return f"{BEGIN}\n{markdown(records)}\n![the map](results/bayes_networks/map.png)\n{END}"
-
-
-def replace_block(text: str, block: str) -> str:
-    """`text` with its BEGIN … END block replaced by `block` (ValueError when the markers are missing)."""
-    return studies.replace_block(text, block, BEGIN, END, "map")
-
-
 SUMMARY = studies.Summary(prog="python -m deeptheory.train.experiments.bayes_networks.study", parts=PARTS, results=RESULTS,
                           markdown_name="map.md", figure_name="map.png", begin=BEGIN, end=END, what="map",
-                          markdown=markdown, figure=figure, readme_block=readme_block)
+                          figure_alt="the map", markdown=markdown, figure=figure)
+readme_block, replace_block = SUMMARY.readme_block, SUMMARY.replace_block
 
 
 def main(argv=None) -> int:

@@ -358,18 +358,10 @@ def figure(records: dict, path: Path) -> Path | None:
     return draw(Figure("study", caption, panels, columns=3, panel_size=(4.6, 3.4)), path)
 
 
-def readme_block(records: dict) -> str:
-    return f"{BEGIN}\n{markdown(records)}\n![the denoise study](results/denoise/study.png)\n{END}"
-
-
-def replace_block(text: str, block: str) -> str:
-    """`text` with its BEGIN … END block replaced by `block` (ValueError when the markers are missing)."""
-    return studies.replace_block(text, block, BEGIN, END, "denoise-study")
-
-
 SUMMARY = studies.Summary(prog="python -m deeptheory.train.experiments.denoise.study", parts=PARTS, results=RESULTS,
                           markdown_name="study.md", figure_name="study.png", begin=BEGIN, end=END, what="denoise-study",
-                          markdown=markdown, figure=figure, readme_block=readme_block)
+                          figure_alt="the denoise study", markdown=markdown, figure=figure)
+readme_block, replace_block = SUMMARY.readme_block, SUMMARY.replace_block
 
 
 def main(argv=None) -> int:
