@@ -158,21 +158,27 @@ def _symmetric_kernel(x_PxD, sw2, sb2, *, act: Activation, depth: int, block: in
     q_LxP = _diag_layers(x_PxD, sw2, sb2, act, depth)
     blocks = _blocks(P, block)
 
-    def write(out, s_a, s_b, shape):
-        n_a, n_b = shape
-        c = _block_chain(x_PxD, x_PxD, q_LxP, q_LxP, s_a, s_b, shape, sw2, sb2, act, depth)
-        on_diagonal = jnp.arange(n_a)[:, None] + s_a == jnp.arange(n_b)[None, :] + s_b
-        # The diagonal K(x, x) comes from the O(P) recursion, so it is exact and bitwise reproducible.
-        c = jnp.where(on_diagonal, lax.dynamic_slice_in_dim(q_LxP[depth], s_a, n_a)[:, None], c)
-        if n_a == n_b:  # a diagonal block (s_a == s_b) is symmetrised; for the others this is a no-op
-            c = jnp.where(s_a == s_b, 0.5 * (c + c.T), c)
-        out = lax.dynamic_update_slice(out, c, (s_a, s_b))
-        return lax.dynamic_update_slice(out, c.T, (s_b, s_a))
+    def write_diagonal(out, s, _, shape):
+        n = shape[0]
+        c = _block_chain(x_PxD, x_PxD, q_LxP, q_LxP, s, s, shape, sw2, sb2, act, depth)
+        # The diagonal K(x, x) comes from the O(P) recursion, so it is exact and bitwise reproducible; the block is
+        # symmetrised so that the whole matrix is exactly symmetric.
+        c = jnp.where(jnp.eye(n, dtype=bool), lax.dynamic_slice_in_dim(q_LxP[depth], s, n)[:, None], 0.5 * (c + c.T))
+        return lax.dynamic_update_slice(out, c, (s, s))
 
-    # Blocks on and above the diagonal only; each is written with its transpose, and blocks do not
+    def write_off_diagonal(out, s_a, s_b, shape):
+        # strictly above the diagonal: no select, no symmetrisation (under a fori_loop over block starts both would
+        # be computed for every square block and discarded for all but the diagonal ones)
+        out = lax.dynamic_update_slice(
+            out, _block_chain(x_PxD, x_PxD, q_LxP, q_LxP, s_a, s_b, shape, sw2, sb2, act, depth), (s_a, s_b))
+        # the transpose is read back from `out`: transposing the block's expression instead lets XLA fuse the chain
+        # twice, and the two copies may round differently (measured: gelu, 3e-17), breaking exact symmetry
+        return lax.dynamic_update_slice(out, lax.dynamic_slice(out, (s_a, s_b), shape).T, (s_b, s_a))
+
+    # Blocks on and above the diagonal only; each off-diagonal one is written with its transpose, and blocks do not
     # overlap, so the result is exactly symmetric.
-    jobs = [(a, b) for i, a in enumerate(blocks) for b in blocks[i:]]
-    return _fill_blocks(jnp.zeros((P, P), x_PxD.dtype), jobs, write)
+    out = _fill_blocks(jnp.zeros((P, P), x_PxD.dtype), [(a, a) for a in blocks], write_diagonal)
+    return _fill_blocks(out, [(a, b) for i, a in enumerate(blocks) for b in blocks[i + 1:]], write_off_diagonal)
 
 
 @functools.partial(jax.jit, static_argnames=("act", "depth", "block"))
