@@ -79,6 +79,47 @@ class Activation(NamedTuple):
 # ---------------------------------------------------------------------------------------------
 # Closed forms
 
+# arcsin and arccos in float32 by Cephes' polynomial (S. L. Moshier, Cephes Math Library, asinf.c): on XLA CPU the
+# built-in ones go through atan2 and were 60 % of the ReLU NNGP chain (P = 2048, depth 10: 1.37 s → 0.58 s with
+# these). Largest error on 4·10⁶ float32 points of [−1, 1] against float64 (absolute, relative): arcsin 1.7e-7,
+# 2.7e-7; arccos 3.0e-7, 1.4e-7 — XLA's own: 1.8e-7, 1.7e-7 and 2.7e-7, 1.8e-7 (tests/test_nngp.py). Other dtypes
+# use jnp.arcsin / jnp.arccos unchanged: float64 theory is not touched.
+_ASIN_F32 = (4.2163199048e-2, 2.4181311049e-2, 4.5470025998e-2, 7.4953002686e-2, 1.6666752422e-1)
+
+
+def _asin_half(z):
+    """asin z for 0 ≤ z ≤ 1/2: z + z³ P(z²)."""
+    z2 = z * z
+    p = _ASIN_F32[0]
+    for coefficient in _ASIN_F32[1:]:
+        p = p * z2 + coefficient
+    return z + z * z2 * p
+
+
+def _reduced(x):
+    """(|x| > 1/2, asin z) with z = √((1 − |x|)/2) above 1/2 and z = x below (signed: the polynomial is odd, and its
+    derivative at 0 stays 1, which one through |x| would not)."""
+    big = jnp.abs(x) > 0.5
+    return big, _asin_half(jnp.where(big, jnp.sqrt(0.5 * (1.0 - jnp.abs(x))), x))
+
+
+def _arcsin(x):
+    """arcsin x; float32 by Cephes' reduction (asin |x| = π/2 − 2 asin √((1 − |x|)/2) above 1/2)."""
+    x = jnp.asarray(x)
+    if x.dtype != jnp.float32:
+        return jnp.arcsin(x)
+    big, s = _reduced(x)
+    return jnp.where(big, jnp.where(x < 0, -1.0, 1.0) * (0.5 * jnp.pi - 2.0 * s), s)
+
+
+def _arccos(x):
+    """arccos x; float32 by Cephes' reduction (acos |x| = 2 asin √((1 − |x|)/2) above 1/2, exact near |x| = 1)."""
+    x = jnp.asarray(x)
+    if x.dtype != jnp.float32:
+        return jnp.arccos(x)
+    big, s = _reduced(x)
+    return jnp.where(big, jnp.where(x < 0, jnp.pi - 2.0 * s, 2.0 * s), 0.5 * jnp.pi - s)
+
 
 @jax.custom_jvp
 def _arccos_j1(rho):
@@ -87,13 +128,13 @@ def _arccos_j1(rho):
     Written as √(1−ρ²) + (π − arccos ρ)ρ. Its derivative is π − arccos ρ, finite on [−1, 1],
     whereas autodiff through arccos and the square root gives ∞·0 = NaN at ρ = ±1 (the diagonal).
     """
-    return jnp.sqrt((1.0 - rho) * (1.0 + rho)) + (jnp.pi - jnp.arccos(rho)) * rho
+    return jnp.sqrt((1.0 - rho) * (1.0 + rho)) + (jnp.pi - _arccos(rho)) * rho
 
 
 @_arccos_j1.defjvp
 def _arccos_j1_jvp(primals, tangents):
     (rho,), (t,) = primals, tangents
-    return _arccos_j1(rho), (jnp.pi - jnp.arccos(rho)) * t
+    return _arccos_j1(rho), (jnp.pi - _arccos(rho)) * t
 
 
 def _safe_correlation(a, c, b):
@@ -115,7 +156,7 @@ def _relu_diag(q):
 
 def _erf_pair(a, c, b):
     arg = 2.0 * c / jnp.sqrt((1.0 + 2.0 * a) * (1.0 + 2.0 * b))
-    return (2.0 / jnp.pi) * jnp.arcsin(jnp.clip(arg, -1.0, 1.0))
+    return (2.0 / jnp.pi) * _arcsin(jnp.clip(arg, -1.0, 1.0))
 
 
 def _erf_prepare(q):
@@ -123,11 +164,11 @@ def _erf_prepare(q):
 
 
 def _erf_pair_prepared(pa, c, pb):
-    return (2.0 / jnp.pi) * jnp.arcsin(jnp.clip(2.0 * c * pa * pb, -1.0, 1.0))
+    return (2.0 / jnp.pi) * _arcsin(jnp.clip(2.0 * c * pa * pb, -1.0, 1.0))
 
 
 def _erf_diag(q):
-    return (2.0 / jnp.pi) * jnp.arcsin(2.0 * q / (1.0 + 2.0 * q))
+    return (2.0 / jnp.pi) * _arcsin(2.0 * q / (1.0 + 2.0 * q))
 
 
 def _gelu_pair(a, c, b):
@@ -149,7 +190,7 @@ def _gelu_pair(a, c, b):
     scale = jnp.sqrt(sa) * jnp.sqrt(sb)
     r = jnp.clip(c / scale, -1.0, 1.0)
     root = jnp.sqrt((1.0 - r) * (1.0 + r))
-    orthant = 0.25 + jnp.arcsin(r) / (2.0 * jnp.pi)
+    orthant = 0.25 + _arcsin(r) / (2.0 * jnp.pi)
     m2 = orthant + r * root / (2.0 * jnp.pi)
     m11 = r * orthant + root / (2.0 * jnp.pi)
     quadratic = (
