@@ -4,9 +4,10 @@
     python -m deeptheory.benchmarks.nngp --p 50000 --d 64 --depth 3 --activations relu --no-baseline   # large P
 
 The baseline is what one writes first: the whole P×P matrix per layer, its diagonal read back from
-the matrix, the closed forms on jnp's arcsin/arccos, all inside one jax.jit. Ours propagates the diagonal in O(P) so the depth chain fuses into
-one elementwise pass per block, and computes only blocks on or above the diagonal. The floor is the
-input Gram matrix x xᵀ alone. Prints the median of `--repeats` timed calls after a warm-up call
+the matrix, the closed forms on jnp's arcsin/arccos, all inside one jax.jit. Ours propagates the
+diagonal in O(P) so the depth chain fuses into one elementwise pass per block, computes only blocks on
+or above the diagonal, and evaluates arcsin/arccos in float32 by a polynomial. The floor is the input
+Gram matrix x xᵀ alone. Prints the median of `--repeats` timed calls after a warm-up call
 (compilation excluded), the agreement of the two kernels, and peak memory.
 """
 

@@ -7,6 +7,7 @@
 - float64 enabled, as inside an experiment's run and analyse (theory runs in float64; models ask for float32);
 - no persistent compilation cache for the commands tests start (DEEPTHEORY_JAX_CACHE=off), so every test
   compiles what it runs and writes nothing outside its tmp_path;
+- XLA:CPU's ynn fusion off on the jaxlib versions where it hangs (`cli.avoid_known_xla_hangs`), as in every command;
 - warnings are errors (pyproject.toml `filterwarnings`), with narrow exceptions listed there.
 """
 
@@ -22,6 +23,10 @@ jax.config.update("jax_num_cpu_devices", 4)
 jax.config.update("jax_enable_x64", True)
 jax.config.update("jax_numpy_rank_promotion", "raise")
 jax.config.update("jax_numpy_dtype_promotion", "strict")
+
+from deeptheory.train.harness.cli import avoid_known_xla_hangs  # noqa: E402
+
+avoid_known_xla_hangs()  # before the first computation, as the command line does (`cli.init_runtime`)
 
 FASHION_DIR = "/usr/share/datasets/fashion-mnist"
 

@@ -53,7 +53,8 @@ from deeptheory.train.data import DATASETS, DataError
 from deeptheory.train.harness.results import code_fingerprint, package_versions, read_results, to_jsonable, write_results
 
 __all__ = ["BinaryTaskFields", "ConfigError", "Experiment", "param", "require", "require_binary_task", "flag",
-           "parse_config", "init_runtime", "compilation_cache_dir", "execute", "claim_record", "check_claim"]
+           "parse_config", "init_runtime", "avoid_known_xla_hangs", "compilation_cache_dir", "execute", "claim_record",
+           "check_claim"]
 
 _CLUSTER_ENV = ("SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE")
 
@@ -254,6 +255,26 @@ def compilation_cache_dir() -> Path | None:
     return base / "deeptheory" / "jax"
 
 
+# jaxlib 0.10.2 and 0.11.0 send some broadcast-multiply-reduce kernels on CPU to XNNPACK's ynn fusion, which can
+# park every thread (a hang at 0 % CPU) or crash (jax-ml/jax#39257, fixed in later jaxlibs). Here the d = 8 denoise
+# study part hung after about 80 s of compute in 4 of 4 runs with it and finished with it disabled.
+YNN_HANG_VERSIONS = ("0.10.2", "0.11.0")
+YNN_OFF = "--xla_cpu_experimental_ynn_fusion_type="
+
+
+def avoid_known_xla_hangs() -> bool:
+    """Disable XLA:CPU's ynn fusion on the jaxlib versions where it hangs (`YNN_HANG_VERSIONS`), unless XLA_FLAGS
+    already chooses. XLA reads XLA_FLAGS when JAX first computes, so this must run before that. Returns whether it
+    changed XLA_FLAGS."""
+    import jaxlib
+
+    flags = os.environ.get("XLA_FLAGS", "")
+    if jaxlib.__version__ not in YNN_HANG_VERSIONS or YNN_OFF.split("=")[0] in flags:
+        return False
+    os.environ["XLA_FLAGS"] = f"{flags} {YNN_OFF}".strip()
+    return True
+
+
 def init_runtime(distributed: bool = False) -> None:
     """What a command (`python -m deeptheory.train ...`) sets up before any work; importing the package sets nothing.
 
@@ -263,7 +284,9 @@ def init_runtime(distributed: bool = False) -> None:
       program is the same executable, so results are bitwise those of a compiled one.
     - Multi-host when asked: `jax.distributed.initialize()` auto-detects SLURM, Open MPI and TPU pods; it runs when
       --distributed is given or when the cluster environment reports more than one task.
+    - On jaxlib 0.10.2 and 0.11.0, XLA:CPU's ynn fusion off (`avoid_known_xla_hangs`: it hangs some of our sweeps).
     The float64 of an experiment is scoped to `execute`, not set here."""
+    avoid_known_xla_hangs()
     cache = compilation_cache_dir()
     if cache is not None:
         jax.config.update("jax_compilation_cache_dir", str(cache))
