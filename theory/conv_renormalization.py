@@ -31,6 +31,7 @@ Neighbours: `theory.conv_kernels` (K^{ij}), `theory.renormalization` (the fully 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
@@ -41,9 +42,9 @@ import numpy as np
 from deeptheory.theory._checks import as_array, float64_theory, positive_scalar, weight_variances
 from deeptheory.theory._solvers import bfgs_minimize, cholesky_terms
 from deeptheory.theory.conv_kernels import conv_patch_kernels
-from deeptheory.theory.renormalization import DEFAULT_TOL, ConvergenceError, Prediction, kernel_prediction
+from deeptheory.theory.renormalization import DEFAULT_TOL, ConvergenceError, Prediction, _snake, kernel_prediction
 
-__all__ = ["ConvTheory", "conv_theory", "conv_kernel", "conv_action"]
+__all__ = ["ConvTheory", "ConvTheoryGrid", "conv_theory", "conv_theory_grid", "conv_kernel", "conv_action"]
 
 
 class ConvTheory(NamedTuple):
@@ -86,8 +87,18 @@ def conv_action(Q, K_patch, y, T, channels, readout_var, depth: int = 1):
     return channels * _prior_term(Q, depth) + cholesky_terms(conv_kernel(Q, K_patch, readout_var), y, T)
 
 
-def _solve(K_patch, y, T, channels, readout_var, depth, tol, max_iter):
-    """BFGS over the upper triangle of Q; 𝒮 = +inf where Q is not positive definite (module docstring)."""
+def _fixed_point_start(K_patch, y, T, channels, readout_var):
+    """One fixed-point step from the NNGP point, Q = (I + G(I)/N_c)⁻¹, exact to O(1/N_c²) at large N_c (I where that
+    step leaves the positive definite cone)."""
+    eye = jnp.eye(K_patch.shape[0], dtype=K_patch.dtype)
+    G0 = jax.grad(lambda Q: cholesky_terms(conv_kernel(Q, K_patch, readout_var), y, T))(eye)
+    Q0 = jnp.linalg.solve(eye + 0.5 * (G0 + G0.T) / channels, eye)
+    return jnp.where(jnp.all(jnp.linalg.eigvalsh(Q0) > 0), 0.5 * (Q0 + Q0.T), eye)
+
+
+def _solve(K_patch, y, T, channels, readout_var, depth, tol, max_iter, Q0=None):
+    """BFGS over the upper triangle of Q from Q0 (None: `_fixed_point_start`); 𝒮 = +inf where Q is not positive
+    definite (module docstring)."""
     n = K_patch.shape[0]
     rows, cols = jnp.triu_indices(n)
     off_diagonal = jnp.where(rows == cols, 1.0, 2.0)  # each off-diagonal variable is two entries of Q
@@ -116,13 +127,54 @@ def _solve(K_patch, y, T, channels, readout_var, depth, tol, max_iter):
         grad = unpack(g / off_diagonal)
         return jnp.max(jnp.abs(Q @ grad @ Q))
 
-    # Start from one fixed-point step from the NNGP point, Q = (I + G(I)/N_c)⁻¹, exact to O(1/N_c²) at large N_c.
-    eye = jnp.eye(n, dtype=K_patch.dtype)
-    G0 = data(eye)[1]
-    Q0 = jnp.linalg.solve(eye + 0.5 * (G0 + G0.T) / channels, eye)
-    Q0 = jnp.where(jnp.all(jnp.linalg.eigvalsh(Q0) > 0), 0.5 * (Q0 + Q0.T), eye)
+    if Q0 is None:
+        Q0 = _fixed_point_start(K_patch, y, T, channels, readout_var)
     sol = bfgs_minimize(value_and_grad, Q0[rows, cols], residual=residual, tol=tol, max_iter=max_iter)
     return unpack(sol.x), sol.value, sol.residual, sol.iterations
+
+
+_solve_jit = jax.jit(_solve, static_argnames=("depth", "max_iter"))
+
+
+class _Problem(NamedTuple):
+    K: jax.Array  # (n, n, P, P) patch kernels of the training images
+    K0: jax.Array  # (n, n, P_test, P) test × training
+    kw: dict  # conv_patch_kernels arguments
+    x0: jax.Array
+    y: jax.Array
+    y0: jax.Array
+    readout: float  # σ_L²
+    depth: int
+    T: jax.Array
+
+
+def _problem(x_train, y_train, x_test, y_test, activation, patches, channels, temperature, weight_var, priors,
+             quad_points) -> _Problem:
+    """Validated inputs and the patch kernels, shared by `conv_theory` and `conv_theory_grid` (channels: one or many)."""
+    sides = np.asarray(patches)
+    if sides.ndim > 1 or sides.size == 0 or sides.dtype.kind not in "iu" or np.any(sides < 1):
+        raise ValueError(f"patches must be a patch side M >= 1 or a non-empty list (M_1, …, M_L) of them; got {patches!r}")
+    patches = tuple(int(m) for m in sides.reshape(-1))
+    depth = len(patches)
+    T = positive_scalar("temperature", temperature, "the posterior temperature T")
+    for Nc in np.asarray(channels, np.float64).reshape(-1):
+        positive_scalar("channels", Nc, "the number of channels N_c")
+    sw2 = weight_variances(weight_var, priors, depth + 1, f"{depth + 1} (L = {depth} convolutional layers and the readout)")
+    images = "(P, H, W) or (P, H, W, c_in) images"
+    x = as_array(x_train, "x_train", dtype=jnp.float64, ndim=(3, 4), what=images)
+    x0 = as_array(x_test, "x_test", dtype=jnp.float64, ndim=(3, 4), what=images + "; the theory predicts on P_test >= 1")
+    y = as_array(y_train, "y_train", dtype=jnp.float64, ndim=1, what="(P,) targets")
+    y0 = as_array(y_test, "y_test", dtype=jnp.float64, ndim=1, what="(P_test,) targets")
+    if y.shape != (x.shape[0],) or y0.shape != (x0.shape[0],):
+        raise ValueError(f"y_train, y_test must have shapes ({x.shape[0]},), ({x0.shape[0]},); got {y.shape}, {y0.shape}")
+    kw = dict(activation=activation, patches=patches, weight_var=jnp.asarray(sw2[:-1]), quad_points=quad_points)
+    K, _, _ = conv_patch_kernels(x, **kw)
+    n = K.shape[0]
+    fewest = float(np.min(np.asarray(channels, np.float64)))
+    if depth > 1 and fewest < n:
+        raise ValueError(f"the deep product-covariance ansatz needs channels >= final positions n = {n}; got {fewest:g}")
+    K0, _, _ = conv_patch_kernels(x0, x, **kw)
+    return _Problem(K, K0, kw, x0, y, y0, float(sw2[-1]), depth, T)
 
 
 @float64_theory
@@ -156,37 +208,18 @@ def conv_theory(
     Raises:
       ValueError on bad input; ConvergenceError if the saddle point is not reached.
     """
-    sides = np.asarray(patches)
-    if sides.ndim > 1 or sides.size == 0 or sides.dtype.kind not in "iu" or np.any(sides < 1):
-        raise ValueError(f"patches must be a patch side M >= 1 or a non-empty list (M_1, …, M_L) of them; got {patches!r}")
-    patches = tuple(int(m) for m in sides.reshape(-1))
-    depth = len(patches)
-    T = positive_scalar("temperature", temperature, "the posterior temperature T")
+    pb = _problem(x_train, y_train, x_test, y_test, activation, patches, channels, temperature, weight_var, priors,
+                  quad_points)
+    K, K0, kw, readout, depth, T = pb.K, pb.K0, pb.kw, pb.readout, pb.depth, pb.T
     Nc = positive_scalar("channels", channels, "the number of channels N_c")
-    sw2 = weight_variances(weight_var, priors, depth + 1, f"{depth + 1} (L = {depth} convolutional layers and the readout)")
-    images = "(P, H, W) or (P, H, W, c_in) images"
-    x = as_array(x_train, "x_train", dtype=jnp.float64, ndim=(3, 4), what=images)
-    x0 = as_array(x_test, "x_test", dtype=jnp.float64, ndim=(3, 4), what=images + "; the theory predicts on P_test >= 1")
-    y = as_array(y_train, "y_train", dtype=jnp.float64, ndim=1, what="(P,) targets")
-    y0 = as_array(y_test, "y_test", dtype=jnp.float64, ndim=1, what="(P_test,) targets")
-    if y.shape != (x.shape[0],) or y0.shape != (x0.shape[0],):
-        raise ValueError(f"y_train, y_test must have shapes ({x.shape[0]},), ({x0.shape[0]},); got {y.shape}, {y0.shape}")
-    kw = dict(activation=activation, patches=patches, weight_var=jnp.asarray(sw2[:-1]), quad_points=quad_points)
-    K, _, _ = conv_patch_kernels(x, **kw)
-    n = K.shape[0]
-    if depth > 1 and Nc < n:
-        raise ValueError(f"the deep product-covariance ansatz needs channels >= final positions n = {n}; got {Nc:g}")
-    K0, _, _ = conv_patch_kernels(x0, x, **kw)
-    readout = float(sw2[-1])
+    x0, y, y0, n = pb.x0, pb.y, pb.y0, pb.K.shape[0]
 
     def predict(Q):
         K_R, K0_R = conv_kernel(Q, K, readout), conv_kernel(Q, K0, readout)
         k0_R = _test_variances(Q, x0, kw, readout)
         return kernel_prediction(K_R, K0_R, k0_R, y, y0, T)
 
-    Q, action, residual, iterations = jax.jit(_solve, static_argnames=("depth", "max_iter"))(
-        K, y, T, Nc, readout, depth=depth, tol=tol, max_iter=max_iter
-    )
+    Q, action, residual, iterations = _solve_jit(K, y, T, Nc, readout, depth=depth, tol=tol, max_iter=max_iter)
     if not bool(residual <= tol):
         raise ConvergenceError(
             f"CNN saddle point not found after {int(iterations)} steps: residual max|QΔQ|/N_c = {float(residual):.3g} > "
@@ -205,3 +238,86 @@ def _test_variances(Q, x0, kw, readout):
         return jnp.sum(Q * K_nn) * readout / Q.shape[0]
 
     return jax.lax.map(one, x0)
+
+
+class ConvTheoryGrid(NamedTuple):
+    """The CNN theory on a (channels, temperature) grid: `channels` (C,) and `temperature` (T,) are its axes; every
+    other array is (C, T), the order parameters (C, T, n, n). Field names follow `ConvTheory`; points that did not
+    converge are False in `converged` and NaN in the order parameters and the losses."""
+
+    channels: jax.Array
+    temperature: jax.Array
+    order_params: jax.Array
+    test_loss: jax.Array
+    bias2: jax.Array
+    variance: jax.Array
+    residual: jax.Array
+    iterations: jax.Array
+    converged: jax.Array
+
+
+@functools.partial(jax.jit, static_argnames=("depth", "max_iter"))
+def _grid(K, K0, k0_QxNxN, y, y0, readout, channels_G, temperatures_G, *, depth: int, tol: float, max_iter: int):
+    """The grid's points in order (lax.scan: one in memory at a time), each by BFGS from the last converged point's
+    Q (a warm start) or, before any has converged, from its own fixed-point start."""
+    n = K.shape[0]
+
+    def point(carry, inputs):
+        Q_prev, warm = carry
+        Nc, T = inputs
+        Q0 = jax.lax.cond(warm, lambda: Q_prev, lambda: _fixed_point_start(K, y, T, Nc, readout))
+        Q, _, residual, iterations = _solve(K, y, T, Nc, readout, depth, tol, max_iter, Q0)
+        ok = residual <= tol
+        k0_R = jnp.einsum("ij,qij->q", Q, k0_QxNxN) * readout / n
+        pred = kernel_prediction(conv_kernel(Q, K, readout), conv_kernel(Q, K0, readout), k0_R, y, y0, T)
+        return (jnp.where(ok, Q, Q_prev), warm | ok), (Q, pred.test_loss, pred.bias2, pred.variance, residual,
+                                                       iterations, ok)
+
+    return jax.lax.scan(point, (jnp.eye(n, dtype=K.dtype), jnp.asarray(False)), (channels_G, temperatures_G))[1]
+
+
+@float64_theory
+def conv_theory_grid(
+    x_train,
+    y_train,
+    x_test,
+    y_test,
+    *,
+    activation: str | Callable,
+    patches: int | Sequence[int],
+    channels: float | Sequence[float],
+    temperature: float | Sequence[float],
+    weight_var: float | Sequence[float] | None = None,
+    quad_points: int | None = None,
+    tol: float = DEFAULT_TOL,
+    max_iter: int = 500,
+    priors=None,
+) -> ConvTheoryGrid:
+    """`conv_theory` on a whole (channels, temperature) grid, compiled once for the grid: the patch kernels once,
+    then the points in boustrophedon order (each point's predecessor a neighbour), each by BFGS warm-started from
+    the previous converged solution. Arguments as in `conv_theory`, except that `channels` and `temperature` are
+    the grid's axes (a scalar or a 1-D sequence each). Points that do not converge are flagged (`.converged`), not
+    raised: one bad corner should not lose the grid. The NNGP limits are `conv_theory`'s (they do not depend on
+    N_c)."""
+    Cs = np.asarray(as_array(channels, "channels", dtype=jnp.float64, ndim=(0, 1))).reshape(-1)
+    Ts = np.asarray(as_array(temperature, "temperature", dtype=jnp.float64, ndim=(0, 1))).reshape(-1)
+    if np.any(Ts <= 0) or not np.all(np.isfinite(Ts)):
+        raise ValueError(f"temperature must be > 0 (the posterior temperature T); got {temperature!r}")
+    pb = _problem(x_train, y_train, x_test, y_test, activation, patches, Cs, float(Ts[0]), weight_var, priors,
+                  quad_points)
+    k0_QxNxN = jax.lax.map(lambda img: conv_patch_kernels(img[None], **pb.kw)[0][:, :, 0, 0], pb.x0)
+    C, n_T = Cs.shape[0], Ts.shape[0]
+    order = _snake(C, n_T)
+    Q, loss, bias2, variance, residual, iterations, ok = _grid(
+        pb.K, pb.K0, k0_QxNxN, pb.y, pb.y0, pb.readout, jnp.asarray(np.repeat(Cs, n_T)[order]),
+        jnp.asarray(np.tile(Ts, C)[order]), depth=pb.depth, tol=float(tol), max_iter=int(max_iter))
+    inverse = np.argsort(order)
+
+    def unflatten(a, flag_bad=True):
+        a = a[inverse].reshape((C, n_T) + a.shape[1:])
+        bad = ~ok[inverse].reshape(C, n_T)
+        return jnp.where(bad.reshape(bad.shape + (1,) * (a.ndim - 2)), jnp.nan, a) if flag_bad else a
+
+    return ConvTheoryGrid(jnp.asarray(Cs), jnp.asarray(Ts), unflatten(Q), unflatten(loss), unflatten(bias2),
+                          unflatten(variance), unflatten(residual, False), unflatten(iterations, False),
+                          unflatten(ok, False))
