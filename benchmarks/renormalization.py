@@ -9,6 +9,12 @@ against single calls.
     python -m deeptheory.benchmarks.renormalization              # P = 1000, d = 784, erf, depths 1 and 3, 64 × 64 grid
     python -m deeptheory.benchmarks.renormalization --p 300 --grid 16 --dense-points 4     # quick
     python -m deeptheory.benchmarks.renormalization --only-variants --variant-grid 4       # the variants only
+    python -m deeptheory.benchmarks.renormalization --cnn                                  # the CNN theory only
+
+The CNN section (`--cnn`): `conv_theory` on 28 × 28 Gaussian images in 7 × 7 patches (n = 16, one layer, erf,
+labels from the first patch) — first call, warm calls at other (N_c, T), the order-parameter solve against fsolve on
+∇𝒮 over the n(n+1)/2 entries of Q (finite-difference Jacobian, JAX gradient: the algorithm the fully connected
+authors' code uses, applied to the CNN action), and a (N_c, T) grid per point against single calls.
 
 The dense baseline is what one writes without the eigenbasis: for each (N, T), Newton on 𝒮(Q) with a
 Cholesky of (Π Q_l) K + T I at every evaluation, then the Cholesky prediction — exactly the saddle point the
@@ -28,9 +34,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from deeptheory.benchmarks.timing import median_time
+from deeptheory.theory import conv_renormalization as CR
 from deeptheory.theory import renormalization as R
 from deeptheory.theory._solvers import cholesky_terms, newton_minimize, newton_root
 from deeptheory.theory.activations import get_activation, mean_activation
+from deeptheory.theory.conv_kernels import conv_patch_kernels
 from deeptheory.theory.nngp import covariance_chain, nngp_diag, nngp_kernel
 
 _COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
@@ -74,9 +82,12 @@ def main(argv=None):
     parser.add_argument("--variant-grid", type=int, default=4, help="side of the nested / non-central grid")
     parser.add_argument("--only-variants", action="store_true", help="skip the vanilla grid section")
     parser.add_argument("--skip-baselines", action="store_true", help="variants: skip the two baseline solvers")
+    parser.add_argument("--cnn", action="store_true", help="the CNN theory section only (P, P_test from --p, --p-test)")
     args = parser.parse_args(argv)
     jax.config.update("jax_enable_x64", True)
     rng = np.random.default_rng(0)
+    if args.cnn:
+        return _cnn_section(args, rng)
     x, x0 = rng.standard_normal((args.p, args.d)), rng.standard_normal((args.p_test, args.d))
     y, y0 = np.sign(x[:, 0]), np.sign(x0[:, 0])
     data = (x, y, x0, y0)
@@ -124,6 +135,58 @@ def _vanilla_section(args, data, widths, temps, rng):
               f"ratio ×{t_dense / per_point:.0f}   max rel. difference grid vs dense {worst:.1e}   "
               f"(kernel build, common to both: {t_kernel:.3f} s)")
 
+
+def _cnn_section(args, rng, side=28, patch=7, channels=500.0, T=0.01):
+    x, x0 = rng.standard_normal((args.p, side, side)), rng.standard_normal((args.p_test, side, side))
+    y, y0 = (np.sign(a[:, :patch, :patch].sum((1, 2))) for a in (x, x0))
+    data, kw = (x, y, x0, y0), dict(activation="erf", patches=patch)
+    n = (side // patch) ** 2
+    print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}); CNN theory, P = {args.p}, "
+          f"P_test = {args.p_test}, {side} × {side} images, {patch} × {patch} patches (n = {n}), erf, float64")
+    compiles = []
+
+    def listen(event, duration, **_):
+        if event == _COMPILE_EVENT:
+            compiles.append(duration)
+
+    jax.monitoring.register_event_duration_secs_listener(listen)
+    start = time.perf_counter()
+    first = jax.block_until_ready(CR.conv_theory(*data, **kw, channels=channels, temperature=T))
+    t_first, n_first = time.perf_counter() - start, len(compiles)
+    compiles.clear()
+    warm = []
+    for Nc, T_other in ((channels / 2, 2 * T), (2 * channels, T / 2)):
+        start = time.perf_counter()
+        jax.block_until_ready(CR.conv_theory(*data, **kw, channels=Nc, temperature=T_other))
+        warm.append(time.perf_counter() - start)
+    jax.monitoring.unregister_event_duration_listener(listen)
+    print(f"CNN first call {t_first:7.2f} s (compiling {n_first} programs); warm calls at other (N_c, T) "
+          f"{np.median(warm):7.2f} s, {len(compiles)} programs compiled; {int(first.iterations)} BFGS iterations")
+    K = conv_patch_kernels(jnp.asarray(x), activation="erf", patches=(patch,), weight_var=jnp.ones(1))[0]
+    yj = jnp.asarray(y)
+    rows, cols = np.triu_indices(n)
+
+    def unpack(v):
+        Q = jnp.zeros((n, n), v.dtype).at[rows, cols].set(v)
+        return Q + jnp.triu(Q, 1).T
+
+    gradient = jax.jit(jax.grad(lambda v: CR.conv_action(unpack(v), K, yj, T, channels, 1.0)))
+    eye = np.eye(n)[rows, cols]
+    ours = median_time(lambda: CR._solve_jit(K, yj, T, channels, 1.0, depth=1, tol=R.DEFAULT_TOL, max_iter=500), 1)
+    t_fs = median_time(lambda: _fsolve(gradient, eye), 1)
+    fs = np.asarray(unpack(jnp.asarray(_fsolve(gradient, eye)[0])))
+    worst = float(np.max(np.abs(fs - np.asarray(first.order_params))) / np.max(np.abs(fs)))
+    print(f"CNN order-parameter solve, warm: ours (BFGS) {ours:7.3f} s; fsolve on ∇𝒮 from Q = I {t_fs:7.3f} s "
+          f"(×{t_fs / ours:.1f}); max difference of Q relative to its largest entry {worst:.1e}")
+    side_grid = args.variant_grid
+    Ncs, Ts = np.geomspace(channels / 8, channels * 8, side_grid), np.geomspace(1e-3, 0.1, side_grid)
+    CR.conv_theory_grid(*data, **kw, channels=Ncs[:2], temperature=Ts[:2])  # compile for the grid's shapes
+    t_grid = median_time(lambda: CR.conv_theory_grid(*data, **kw, channels=Ncs, temperature=Ts), 1)
+    grid = CR.conv_theory_grid(*data, **kw, channels=Ncs, temperature=Ts)
+    t_single = median_time(lambda: CR.conv_theory(*data, **kw, channels=Ncs[1], temperature=Ts[1]), 1)
+    print(f"CNN grid {side_grid} × {side_grid}: {t_grid:7.2f} s = {t_grid / side_grid**2:6.3f} s/point (converged "
+          f"{int(np.sum(grid.converged))}/{side_grid**2}); a single call {t_single:6.2f} s: "
+          f"×{t_single * side_grid**2 / t_grid:.1f}")
 
 
 def _dense_nested_action(C, c, y, widths, T, layer_var, act):

@@ -214,10 +214,11 @@ def conv_theory(
     Nc = positive_scalar("channels", channels, "the number of channels N_c")
     x0, y, y0, n = pb.x0, pb.y, pb.y0, pb.K.shape[0]
 
+    k0_QxNxN = _test_patch_diagonals(x0, **kw)
+
     def predict(Q):
         K_R, K0_R = conv_kernel(Q, K, readout), conv_kernel(Q, K0, readout)
-        k0_R = _test_variances(Q, x0, kw, readout)
-        return kernel_prediction(K_R, K0_R, k0_R, y, y0, T)
+        return kernel_prediction(K_R, K0_R, _test_variances(Q, k0_QxNxN, readout), y, y0, T)
 
     Q, action, residual, iterations = _solve_jit(K, y, T, Nc, readout, depth=depth, tol=tol, max_iter=max_iter)
     if not bool(residual <= tol):
@@ -230,14 +231,18 @@ def conv_theory(
     return ConvTheory(Q, *pred, action, residual, iterations, predict(eye), predict(jnp.ones((n, n)) / n))
 
 
-def _test_variances(Q, x0, kw, readout):
-    """Σ_ij Q_ij K^{ij}(x0, x0) σ_L²/n for each test image, one image at a time (O(n² P_test) memory)."""
+@functools.partial(jax.jit, static_argnames=("activation", "patches", "quad_points"))
+def _test_patch_diagonals(x0, weight_var, *, activation, patches, quad_points):
+    """K^{ij}(x0, x0) of each test image with itself, (P_test, n, n), one image at a time (O(n² P_test) memory);
+    compiled once per (shapes, φ, patches), so that a second call with other values compiles nothing."""
+    return jax.lax.map(lambda img: conv_patch_kernels(img[None], activation=activation, patches=patches,
+                                                      weight_var=weight_var, quad_points=quad_points)[0][:, :, 0, 0],
+                       x0)
 
-    def one(img):
-        K_nn = conv_patch_kernels(img[None], **kw)[0][:, :, 0, 0]
-        return jnp.sum(Q * K_nn) * readout / Q.shape[0]
 
-    return jax.lax.map(one, x0)
+def _test_variances(Q, k0_QxNxN, readout):
+    """k_R(x0, x0) = Σ_ij Q_ij K^{ij}(x0, x0) σ_L²/n for each test image."""
+    return jnp.einsum("ij,qij->q", Q, k0_QxNxN) * readout / Q.shape[0]
 
 
 class ConvTheoryGrid(NamedTuple):
@@ -268,8 +273,8 @@ def _grid(K, K0, k0_QxNxN, y, y0, readout, channels_G, temperatures_G, *, depth:
         Q0 = jax.lax.cond(warm, lambda: Q_prev, lambda: _fixed_point_start(K, y, T, Nc, readout))
         Q, _, residual, iterations = _solve(K, y, T, Nc, readout, depth, tol, max_iter, Q0)
         ok = residual <= tol
-        k0_R = jnp.einsum("ij,qij->q", Q, k0_QxNxN) * readout / n
-        pred = kernel_prediction(conv_kernel(Q, K, readout), conv_kernel(Q, K0, readout), k0_R, y, y0, T)
+        pred = kernel_prediction(conv_kernel(Q, K, readout), conv_kernel(Q, K0, readout),
+                                 _test_variances(Q, k0_QxNxN, readout), y, y0, T)
         return (jnp.where(ok, Q, Q_prev), warm | ok), (Q, pred.test_loss, pred.bias2, pred.variance, residual,
                                                        iterations, ok)
 
@@ -305,7 +310,7 @@ def conv_theory_grid(
         raise ValueError(f"temperature must be > 0 (the posterior temperature T); got {temperature!r}")
     pb = _problem(x_train, y_train, x_test, y_test, activation, patches, Cs, float(Ts[0]), weight_var, priors,
                   quad_points)
-    k0_QxNxN = jax.lax.map(lambda img: conv_patch_kernels(img[None], **pb.kw)[0][:, :, 0, 0], pb.x0)
+    k0_QxNxN = _test_patch_diagonals(pb.x0, **pb.kw)
     C, n_T = Cs.shape[0], Ts.shape[0]
     order = _snake(C, n_T)
     Q, loss, bias2, variance, residual, iterations, ok = _grid(
