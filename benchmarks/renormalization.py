@@ -178,16 +178,20 @@ def _cnn_section(args, rng, side=28, patch=7, channels=500.0, T=0.01):
     worst = float(np.max(np.abs(fs - np.asarray(first.order_params))) / np.max(np.abs(fs)))
     print(f"CNN order-parameter solve, warm: ours (BFGS) {ours:7.3f} s; fsolve on ∇𝒮 from Q = I {t_fs:7.3f} s "
           f"(×{t_fs / ours:.1f}); max difference of Q relative to its largest entry {worst:.1e}")
-    side_grid = args.variant_grid
-    Ncs, Ts = np.geomspace(channels / 8, channels * 8, side_grid), np.geomspace(1e-3, 0.1, side_grid)
-    CR.conv_theory_grid(*data, **kw, channels=Ncs[:2], temperature=Ts[:2])  # compile for the grid's shapes
-    t_grid = median_time(lambda: CR.conv_theory_grid(*data, **kw, channels=Ncs, temperature=Ts), 1)
-    grid = CR.conv_theory_grid(*data, **kw, channels=Ncs, temperature=Ts)
-    t_single = median_time(lambda: CR.conv_theory(*data, **kw, channels=Ncs[1], temperature=Ts[1]), 1)
-    print(f"CNN grid {side_grid} × {side_grid}: {t_grid:7.2f} s = {t_grid / side_grid**2:6.3f} s/point (converged "
-          f"{int(np.sum(grid.converged))}/{side_grid**2}); a single call {t_single:6.2f} s: "
-          f"×{t_single * side_grid**2 / t_grid:.1f}")
+    _grid_against_single("CNN", args.variant_grid, np.geomspace(channels / 8, channels * 8, args.variant_grid),
+                         np.geomspace(1e-3, 0.1, args.variant_grid),
+                         lambda Ncs, Ts: CR.conv_theory_grid(*data, **kw, channels=Ncs, temperature=Ts),
+                         lambda Nc, T_: CR.conv_theory(*data, **kw, channels=Nc, temperature=T_))
 
+
+def _grid_against_single(label, side, first_axis, temperatures, grid_call, single_call):
+    """A side × side grid's time per point (compiled beforehand) against one single call at one of its points."""
+    grid_call(first_axis[:2], temperatures[:2])  # compile for the grid's shapes
+    t_grid = median_time(lambda: grid_call(first_axis, temperatures), 1)
+    grid = grid_call(first_axis, temperatures)
+    t_single = median_time(lambda: single_call(first_axis[1], temperatures[1]), 1)
+    print(f"{label} grid {side} × {side}: {t_grid:7.2f} s = {t_grid / side**2:6.3f} s/point (converged "
+          f"{int(np.sum(grid.converged))}/{side**2}); a single call {t_single:6.2f} s: ×{t_single * side**2 / t_grid:.1f}")
 
 def _dense_nested_action(C, c, y, widths, T, layer_var, act):
     def action(q):
@@ -267,15 +271,10 @@ def _variant_section(args, data, depth, activation, variant):
         _baselines(args, data, depth, activation, variant, first)
     if args.variant_grid > 0:
         side = args.variant_grid
-        widths, temps = np.geomspace(P / 4, P * 4, side), np.geomspace(1e-3, 0.1, side)
-        R.fc_theory_grid(*data, **kw, width=widths[:2], temperature=temps[:2])  # compile for the grid's shapes
-        t_grid = median_time(lambda: R.fc_theory_grid(*data, **kw, width=widths, temperature=temps), 1)
-        grid = R.fc_theory_grid(*data, **kw, width=widths, temperature=temps)
-        t_single = median_time(lambda: R.fc_theory(*data, **kw, width=widths[1], temperature=temps[1]), 1)
-        print(f"L = {depth} {variant:10s} grid {side} × {side}: {t_grid:7.2f} s = {t_grid / side**2:6.3f} s/point "
-              f"(converged {int(np.sum(grid.converged))}/{side**2}); a single call {t_single:6.2f} s: "
-              f"×{t_single * side**2 / t_grid:.1f}")
-
+        _grid_against_single(f"L = {depth} {variant:10s}", side, np.geomspace(P / 4, P * 4, side),
+                             np.geomspace(1e-3, 0.1, side),
+                             lambda Ns, Ts: R.fc_theory_grid(*data, **kw, width=Ns, temperature=Ts),
+                             lambda N, T: R.fc_theory(*data, **kw, width=N, temperature=T))
 
 def _baselines(args, data, depth, activation, variant, first):
     x, y, _, _ = data

@@ -31,6 +31,21 @@ avoid_known_xla_hangs()  # before the first computation, as the command line doe
 FASHION_DIR = "/usr/share/datasets/fashion-mnist"
 
 
+@pytest.fixture
+def compiles():
+    """The backend compilations during the test, from JAX's compile events: `compiles.clear()` before the part that
+    must compile nothing, then `assert not compiles`."""
+    events = []
+
+    def listen(event, duration, **_):
+        if event == "/jax/core/compile/backend_compile_duration":
+            events.append(duration)
+
+    jax.monitoring.register_event_duration_secs_listener(listen)
+    yield events
+    jax.monitoring.unregister_event_duration_listener(listen)
+
+
 @pytest.fixture(scope="session")
 def fashion_dir():
     if not os.path.isdir(FASHION_DIR):
