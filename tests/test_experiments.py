@@ -370,16 +370,17 @@ def test_reproduce_quick_preset_writes_report(tmp_path, monkeypatch):
         assert registry.get(name).title in (tmp_path / "report.md").read_text()
 
 
-def test_the_ynn_hang_workaround_sets_its_flag_once_and_never_overrides(monkeypatch):
+def test_the_hang_workarounds_are_set_once_and_never_override(monkeypatch):
     import jaxlib
 
+    ynn, scheduler = cli.HANG_WORKAROUNDS["0.10.2"]
     monkeypatch.setattr(jaxlib, "__version__", "0.10.2")
     monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
-    assert cli.avoid_known_xla_hangs()
-    assert os.environ["XLA_FLAGS"] == f"--xla_force_host_platform_device_count=2 {cli.YNN_OFF}"
-    assert not cli.avoid_known_xla_hangs()  # already there: not twice
+    assert cli.avoid_known_xla_hangs() == [ynn, scheduler]
+    assert os.environ["XLA_FLAGS"] == f"--xla_force_host_platform_device_count=2 {ynn} {scheduler}"
+    assert cli.avoid_known_xla_hangs() == []  # already there: not twice
     monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_experimental_ynn_fusion_type=ynn")  # the user's choice stands
-    assert not cli.avoid_known_xla_hangs() and os.environ["XLA_FLAGS"].endswith("=ynn")
+    assert cli.avoid_known_xla_hangs() == [scheduler] and "ynn_fusion_type=ynn " in os.environ["XLA_FLAGS"]
     monkeypatch.delenv("XLA_FLAGS")
     monkeypatch.setattr(jaxlib, "__version__", "0.12.0")  # a fixed jaxlib: nothing set
-    assert not cli.avoid_known_xla_hangs() and "XLA_FLAGS" not in os.environ
+    assert cli.avoid_known_xla_hangs() == [] and "XLA_FLAGS" not in os.environ

@@ -255,24 +255,27 @@ def compilation_cache_dir() -> Path | None:
     return base / "deeptheory" / "jax"
 
 
-# jaxlib 0.10.2 and 0.11.0 send some broadcast-multiply-reduce kernels on CPU to XNNPACK's ynn fusion, which can
-# park every thread (a hang at 0 % CPU) or crash (jax-ml/jax#39257, fixed in later jaxlibs). Here the d = 8 denoise
-# study part hung after about 80 s of compute in 4 of 4 runs with it and finished with it disabled.
-YNN_HANG_VERSIONS = ("0.10.2", "0.11.0")
-YNN_OFF = "--xla_cpu_experimental_ynn_fusion_type="
+# Two XLA:CPU hangs (every thread parked on a futex, 0 % CPU, forever) that our sweeps hit on jaxlib 0.10.2:
+# - the ynn fusion (XNNPACK) on some broadcast-multiply-reduce kernels, also in 0.11.0 (jax-ml/jax#39257): the d = 8
+#   denoise study part hung after ~80 s of compute in 4 of 4 runs; a reduction of it finished with the fusion off;
+# - the concurrency-optimised scheduler: the d = 16 part's reduction still hung with the ynn fusion off and with
+#   XNNPACK off entirely, and finished with this scheduler off (alone or with the ynn fusion off).
+HANG_WORKAROUNDS = {"0.10.2": ("--xla_cpu_experimental_ynn_fusion_type=",
+                               "--xla_cpu_enable_concurrency_optimized_scheduler=false"),
+                    "0.11.0": ("--xla_cpu_experimental_ynn_fusion_type=",)}
 
 
-def avoid_known_xla_hangs() -> bool:
-    """Disable XLA:CPU's ynn fusion on the jaxlib versions where it hangs (`YNN_HANG_VERSIONS`), unless XLA_FLAGS
-    already chooses. XLA reads XLA_FLAGS when JAX first computes, so this must run before that. Returns whether it
-    changed XLA_FLAGS."""
+def avoid_known_xla_hangs() -> list[str]:
+    """Add `HANG_WORKAROUNDS` for the installed jaxlib to XLA_FLAGS, each unless XLA_FLAGS already sets that flag
+    (a user's choice stands). XLA reads XLA_FLAGS when JAX first computes, so this must run before that. Returns
+    the flags it added."""
     import jaxlib
 
     flags = os.environ.get("XLA_FLAGS", "")
-    if jaxlib.__version__ not in YNN_HANG_VERSIONS or YNN_OFF.split("=")[0] in flags:
-        return False
-    os.environ["XLA_FLAGS"] = f"{flags} {YNN_OFF}".strip()
-    return True
+    added = [f for f in HANG_WORKAROUNDS.get(jaxlib.__version__, ()) if f.split("=")[0] not in flags]
+    if added:
+        os.environ["XLA_FLAGS"] = " ".join([flags, *added]).strip()
+    return added
 
 
 def init_runtime(distributed: bool = False) -> None:
@@ -284,7 +287,7 @@ def init_runtime(distributed: bool = False) -> None:
       program is the same executable, so results are bitwise those of a compiled one.
     - Multi-host when asked: `jax.distributed.initialize()` auto-detects SLURM, Open MPI and TPU pods; it runs when
       --distributed is given or when the cluster environment reports more than one task.
-    - On jaxlib 0.10.2 and 0.11.0, XLA:CPU's ynn fusion off (`avoid_known_xla_hangs`: it hangs some of our sweeps).
+    - On jaxlib 0.10.2 and 0.11.0, the XLA:CPU features that hang some of our sweeps off (`avoid_known_xla_hangs`).
     The float64 of an experiment is scoped to `execute`, not set here."""
     avoid_known_xla_hangs()
     cache = compilation_cache_dir()
