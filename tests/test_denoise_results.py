@@ -76,6 +76,19 @@ def test_readme_block_markers_are_required():
         study.replace_block("# README without markers\n", study.readme_block({}))
 
 
+def test_stage1_pace_is_one_on_the_mean_field_curve_and_zero_when_frozen():
+    """The pace column: a variance curve that follows the mean-field flow (A-8) has pace 1, a frozen one 0, and one
+    that has lost half the mean field's variance by the layer nearest T*(ε) has 1/2; other priors have none."""
+    from deeptheory.theory.particle_flow import gaussian_flow_variance
+
+    row = dict(prior="gaussian", sigma2=1.0, eps=0.2, step=0.1, mode_variance=0.25, t_star_theory=0.569)
+    mean_field = np.asarray(gaussian_flow_variance(2.0, eps=0.2, step=0.1, depth=60))
+    assert study._pace(dict(row, variance_curve=list(mean_field))) == pytest.approx(1.0, abs=1e-12)
+    assert study._pace(dict(row, variance_curve=[2.0] * 61)) == 0.0
+    assert study._pace(dict(row, variance_curve=list(2.0 - (2.0 - mean_field) / 2))) == pytest.approx(0.5, abs=1e-12)
+    assert study._pace(dict(row, prior="two_mode", variance_curve=list(mean_field))) is None
+
+
 def test_study_figure_draws(tmp_path):
     assert study.figure(PARTS, tmp_path / "study.png").exists()
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from deeptheory.theory.particle_flow import gaussian_flow_variance
 from deeptheory.train.experiments.denoise.config import KDE_GRID, PRESETS, PRIORS, t_star
 from deeptheory.train.harness import studies
 from deeptheory.train.harness.progress import format_duration
@@ -43,7 +44,8 @@ PROBES = ("study-eps1",)  # parts that add depth curves at another ε only (no M
 
 def _gather(records: dict, key: str) -> list[dict]:
     """The rows of `key` over the parts, with their part and ε; the ε probes add depth curves only."""
-    return [dict(row, part=part, eps=record["config"]["eps"], mode_variance=record["config"]["mode_variance"])
+    return [dict(row, part=part, eps=record["config"]["eps"], step=record["config"]["step"],
+                 mode_variance=record["config"]["mode_variance"])
             for part, record in records.items()
             if key == "depth_curves" or part not in PROBES for row in record["metrics"][key]]
 
@@ -110,9 +112,12 @@ def _goals(rows: list[dict], conv: list[dict], trained: list[dict], tolerance: f
                      + "; oracle particles x = "
                      + ", ".join(f"{_pm(c['oracle_particles_decay_exponent'], c['oracle_particles_decay_exponent_se'])}"
                                  f" ({LABELS[c['prior']]} d = {c['dim']})" for c in high)
-                     + ". Theory (docs/attention.md, A-17): the oracle particles' excess → C/N, x = −1, once "
-                     "N ≫ B^d; " + ", ".join(f"d = {c['dim']}: C = {c['stage2_excess_constant']:.3g}, "
-                                             f"B^d = {c['stage2_asymptotic_particles']:.3g}"
+                     + ". Theory (docs/attention.md, A-17 and Stage 2 as importance sampling): the oracle "
+                     "particles' excess → C/N, x = −1, once N ≫ B^d; a typical query needs about e^I particles "
+                     "(I the mutual information of x and y; √C for the Gaussian prior), and between e^I and B^d "
+                     "the excess lies below C/N and falls more slowly than 1/N; "
+                     + ", ".join(f"d = {c['dim']}: e^I = {np.sqrt(c['stage2_excess_constant']):.3g}, "
+                                 f"C = {c['stage2_excess_constant']:.3g}, B^d = {c['stage2_asymptotic_particles']:.3g}"
                                              for c in high if c["stage2_excess_constant"] is not None) + ".")
     if rows:
         parts = []
@@ -151,6 +156,27 @@ def _goals(rows: list[dict], conv: list[dict], trained: list[dict], tolerance: f
                                                                  if t["attention"] == "rbf" and t["readout"] == "fixed"],
                                                                 "+.1f", " … ") + " %.")
     return lines
+
+
+def _pace(row: dict) -> float | None:
+    """Stage 1's pace, for the Gaussian prior: the variance the particles lost by the layer nearest T*(ε), over what
+    the mean-field flow with the same Euler steps loses by then (`theory.particle_flow.gaussian_flow_variance`;
+    1 when the finite-N flow keeps the mean field's pace). None for the other priors."""
+    if row["prior"] != "gaussian" or row["t_star_theory"] is None:
+        return None
+    v = np.asarray(row["variance_curve"])
+    layer = min(len(v) - 1, int(round(row["t_star_theory"] / (row["eps"] * row["step"]))))
+    noisy = PRIORS["gaussian"].local_variance(row["mode_variance"]) + row["sigma2"]
+    mean_field = np.asarray(gaussian_flow_variance(noisy, eps=row["eps"], step=row["step"], depth=layer))[-1]
+    return float((v[0] - v[layer]) / (noisy - mean_field))
+
+
+def _differences(config: dict, reference: dict) -> str:
+    """What a main part's config changes from the first one's, beyond its dimension and priors ("" if nothing)."""
+    changed = [k for k in config if k not in ("dims", "priors") and config[k] != reference.get(k)]
+    show = {"prompts": "{} prompts per cell", "train_readout": "readout τ {}"}
+    return ", ".join(show.get(k, k.replace("_", " ") + " {}").format(
+        " and ".join(map(str, config[k])) if isinstance(config[k], list) else config[k]) for k in changed)
 
 
 def _kde_at_grid_end(row) -> bool:
@@ -192,6 +218,8 @@ def markdown(records: dict) -> str:
                  f"N = {config['train_context']}, {config['train_steps']} Adam steps, {config['train_seeds']} seeds) on "
                  f"the {', '.join(LABELS[p] for p in config['train_priors'])} priors. ± is a bootstrap SE over prompts "
                  f"({metrics['t_best_bootstrap']['resamples']} resamples), for trained models the SE over seeds."
+                 + "".join(f" `{p}`: {_differences(r['config'], config)}." for p, r in records.items()
+                           if p not in PROBES and r is not main[0] and _differences(r["config"], config))
                  + "".join(f" `{p}`: the d = 1 depth curves at ε = {r['config']['eps']:g}, α = {r['config']['step']:g} "
                            "(the same flow time per layer), to test T*(ε)'s dependence on ε."
                            for p, r in records.items() if p in PROBES))
@@ -201,6 +229,13 @@ def markdown(records: dict) -> str:
                  f"{100 * metrics['t_star_tolerance']:g} %; for the circle, which has no T*(ε) law, to σ²/2; ⇥: the "
                  "last layer, a lower bound):")
     lines += ["", *_grid_table(cases, S, _t_best_cell, "σ² = {:g}"), ""]
+    paced = {key: at for key, at in cases.items() if key[2] == "gaussian"}
+    if paced:
+        lines.append("**Stage 1's pace** (Gaussian prior): the variance the particles lost by the layer nearest "
+                     "T*(ε), over what the mean-field flow loses by then (1: the finite-N flow keeps the mean field's "
+                     "pace; then the removed variance at T_best is σ² exactly). Below 1 the flow lags and the best "
+                     "nominal time overshoots T*(ε); near 0 it is frozen — each token's softmax is carried by itself:")
+        lines += ["", *_grid_table(paced, S, lambda r: f"{_pace(r):.3f}", "σ² = {:g}"), ""]
     lines.append(f"**Excess over Bayes and the comparators** at N = {config['context']}: best two-stage MSE / Bayes "
                  "MSE on the same tokens − 1; then its gains (in % of the Bayes MSE; positive: two-stage better) over "
                  "Tweedie–KDE at its best bandwidth and over blurring mean shift at its best depth; then the oracle "
