@@ -1,0 +1,5 @@
+"""Benchmarks: each script times our code against a baseline in the same run (figures in benchmarks/RESULTS.md)."""
+
+from deeptheory.train.harness.cli import avoid_known_xla_hangs
+
+avoid_known_xla_hangs()  # before any benchmark computes: XLA reads XLA_FLAGS when JAX first computes

@@ -7,7 +7,8 @@
 - float64 enabled, as inside an experiment's run and analyse (theory runs in float64; models ask for float32);
 - no persistent compilation cache for the commands tests start (DEEPTHEORY_JAX_CACHE=off), so every test
   compiles what it runs and writes nothing outside its tmp_path;
-- XLA:CPU's ynn fusion off on the jaxlib versions where it hangs (`cli.avoid_known_xla_hangs`), as in every command;
+- the XLA:CPU features that hang on some jaxlib versions (ynn fusion, concurrency-optimised scheduler) off
+  (`cli.avoid_known_xla_hangs`), as in every command;
 - warnings are errors (pyproject.toml `filterwarnings`), with narrow exceptions listed there.
 """
 

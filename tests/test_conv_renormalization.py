@@ -159,6 +159,9 @@ def test_grid_equals_single_calls_and_flags_what_does_not_converge(patches):
         CR.conv_theory_grid(x, y, x0, y0, channels=(10.0, -1.0), temperature=0.1, **kw)
     with pytest.raises(ValueError, match="temperature"):
         CR.conv_theory_grid(x, y, x0, y0, channels=10.0, temperature=(0.1, 0.0), **kw)
+    for empty in (dict(channels=(), temperature=0.1), dict(channels=10.0, temperature=())):
+        with pytest.raises(ValueError, match="is empty"):
+            CR.conv_theory_grid(x, y, x0, y0, **empty, **kw)
 
 
 def test_a_second_call_with_other_values_compiles_nothing(compiles):

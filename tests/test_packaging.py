@@ -70,3 +70,16 @@ def test_wheel_holds_only_the_deeptheory_namespace(tmp_path):
     done = subprocess.run([sys.executable, "-S", "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().startswith(str(target))
+
+
+def test_no_control_characters_in_text_files():
+    """A TeX command such as \\varepsilon written through an unescaped Python string becomes a control character
+    (\\v, \\a, \\r, ...) and renders as garbage; no text file of the repository may hold one (tabs and newlines
+    aside)."""
+    import re
+
+    listed = subprocess.run(["git", "ls-files", "*.md", "*.py", "*.toml", "*.cff", "*.txt"], cwd=ROOT,
+                            capture_output=True, text=True, check=True).stdout.split()
+    control = re.compile("[\x00-\x08\x0b-\x1f\x7f]")
+    bad = [name for name in listed if (ROOT / name).is_file() and control.search((ROOT / name).read_text())]
+    assert not bad, bad

@@ -264,14 +264,18 @@ class ConvTheoryGrid(NamedTuple):
 @functools.partial(jax.jit, static_argnames=("depth", "max_iter"))
 def _grid(K, K0, k0_QxNxN, y, y0, readout, channels_G, temperatures_G, *, depth: int, tol: float, max_iter: int):
     """The grid's points in order (lax.scan: one in memory at a time), each by BFGS from the last converged point's
-    Q (a warm start) or, before any has converged, from its own fixed-point start."""
+    Q (a warm start; from the point's own fixed-point start when that fails, or before any point has converged)."""
     n = K.shape[0]
 
     def point(carry, inputs):
         Q_prev, warm = carry
         Nc, T = inputs
-        Q0 = jax.lax.cond(warm, lambda: Q_prev, lambda: _fixed_point_start(K, y, T, Nc, readout))
-        Q, _, residual, iterations = _solve(K, y, T, Nc, readout, depth, tol, max_iter, Q0)
+        def cold(_):
+            return _solve(K, y, T, Nc, readout, depth, tol, max_iter, _fixed_point_start(K, y, T, Nc, readout))
+
+        # a warm start that fails is retried from the point's own start, as a single call would solve it
+        first = jax.lax.cond(warm, lambda _: _solve(K, y, T, Nc, readout, depth, tol, max_iter, Q_prev), cold, None)
+        Q, _, residual, iterations = jax.lax.cond(warm & (first[2] > tol), cold, lambda _: first, None)
         ok = residual <= tol
         pred = kernel_prediction(conv_kernel(Q, K, readout), conv_kernel(Q, K0, readout),
                                  _test_variances(Q, k0_QxNxN, readout), y, y0, T)

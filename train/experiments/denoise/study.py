@@ -233,8 +233,9 @@ def markdown(records: dict) -> str:
     if paced:
         lines.append("**Stage 1's pace** (Gaussian prior): the variance the particles lost by the layer nearest "
                      "T*(ε), over what the mean-field flow loses by then (1: the finite-N flow keeps the mean field's "
-                     "pace; then the removed variance at T_best is σ² exactly). Below 1 the flow lags and the best "
-                     "nominal time overshoots T*(ε); near 0 it is frozen — each token's softmax is carried by itself:")
+                     "pace, and removes σ² by T*(ε) exactly). A pace near 1 is what T*(ε) needs at finite N (necessary, "
+                     "not sufficient); well below 1 the flow lags and the best nominal time can overshoot T*(ε); near "
+                     "0 it is frozen — each token's softmax is carried by itself:")
         lines += ["", *_grid_table(paced, S, lambda r: f"{_pace(r):.3f}", "σ² = {:g}"), ""]
     lines.append(f"**Excess over Bayes and the comparators** at N = {config['context']}: best two-stage MSE / Bayes "
                  "MSE on the same tokens − 1; then its gains (in % of the Bayes MSE; positive: two-stage better) over "
