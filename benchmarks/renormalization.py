@@ -172,7 +172,7 @@ def _cnn_section(args, rng, side=28, patch=7, channels=500.0, T=0.01):
 
     gradient = jax.jit(jax.grad(lambda v: CR.conv_action(unpack(v), K, yj, T, channels, 1.0)))
     eye = np.eye(n)[rows, cols]
-    ours = median_time(lambda: CR._solve_jit(K, yj, T, channels, 1.0, depth=1, tol=R.DEFAULT_TOL, max_iter=500), 1)
+    ours = median_time(lambda: CR.solve_conv(K, yj, T, channels, 1.0, depth=1, tol=R.DEFAULT_TOL, max_iter=500), 1)
     t_fs = median_time(lambda: _fsolve(gradient, eye), 1)
     fs = np.asarray(unpack(jnp.asarray(_fsolve(gradient, eye)[0])))
     worst = float(np.max(np.abs(fs - np.asarray(first.order_params))) / np.max(np.abs(fs)))

@@ -15,10 +15,11 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 from jax.scipy.linalg import cho_solve
 
-__all__ = ["Solution", "bisect", "newton_minimize", "newton_root", "bfgs_minimize", "cholesky_terms"]
+__all__ = ["Solution", "bisect", "newton_minimize", "newton_root", "bfgs_minimize", "cholesky_terms", "boustrophedon"]
 
 # Armijo tests accept changes of f below this fraction of |f|: near the solution the decrease predicted from a
 # gradient of relative size 1e-10 is ~1e-20 |f|, far below float64 rounding, and must not trigger backtracking.
@@ -206,3 +207,11 @@ def cholesky_terms(K_R, y, T):
     L = jnp.linalg.cholesky(K_R + T * jnp.eye(K_R.shape[0], dtype=K_R.dtype))
     alpha = cho_solve((L, True), y)
     return jnp.dot(y, alpha) + 2.0 * jnp.sum(jnp.log(jnp.diagonal(L)))
+
+
+def boustrophedon(rows: int, columns: int) -> np.ndarray:
+    """The flat indices of a rows × columns grid with rows alternating direction, so that each point's predecessor
+    is its neighbour: the order in which the theory grids warm-start one point from the last."""
+    order = np.arange(rows * columns).reshape(rows, columns)
+    order[1::2] = order[1::2, ::-1]
+    return order.reshape(-1)

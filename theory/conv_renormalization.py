@@ -40,11 +40,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from deeptheory.theory._checks import as_array, float64_theory, positive_scalar, weight_variances
-from deeptheory.theory._solvers import bfgs_minimize, cholesky_terms
+from deeptheory.theory._solvers import bfgs_minimize, boustrophedon, cholesky_terms
 from deeptheory.theory.conv_kernels import conv_patch_kernels
-from deeptheory.theory.renormalization import DEFAULT_TOL, ConvergenceError, Prediction, _snake, kernel_prediction
+from deeptheory.theory.renormalization import DEFAULT_TOL, ConvergenceError, Prediction, kernel_prediction
 
-__all__ = ["ConvTheory", "ConvTheoryGrid", "conv_theory", "conv_theory_grid", "conv_kernel", "conv_action"]
+__all__ = ["ConvTheory", "ConvTheoryGrid", "conv_theory", "conv_theory_grid", "conv_kernel", "conv_action", "solve_conv"]
 
 
 class ConvTheory(NamedTuple):
@@ -133,7 +133,9 @@ def _solve(K_patch, y, T, channels, readout_var, depth, tol, max_iter, Q0=None):
     return unpack(sol.x), sol.value, sol.residual, sol.iterations
 
 
-_solve_jit = jax.jit(_solve, static_argnames=("depth", "max_iter"))
+# the lower-level solver, for callers that hold the patch kernels: (Q, 𝒮, residual, iterations), compiled once per
+# (shapes, depth, max_iter)
+solve_conv = jax.jit(_solve, static_argnames=("depth", "max_iter"))
 
 
 class _Problem(NamedTuple):
@@ -220,7 +222,7 @@ def conv_theory(
         K_R, K0_R = conv_kernel(Q, K, readout), conv_kernel(Q, K0, readout)
         return kernel_prediction(K_R, K0_R, _test_variances(Q, k0_QxNxN, readout), y, y0, T)
 
-    Q, action, residual, iterations = _solve_jit(K, y, T, Nc, readout, depth=depth, tol=tol, max_iter=max_iter)
+    Q, action, residual, iterations = solve_conv(K, y, T, Nc, readout, depth=depth, tol=tol, max_iter=max_iter)
     if not bool(residual <= tol):
         raise ConvergenceError(
             f"CNN saddle point not found after {int(iterations)} steps: residual max|QΔQ|/N_c = {float(residual):.3g} > "
@@ -316,7 +318,7 @@ def conv_theory_grid(
                   quad_points)
     k0_QxNxN = _test_patch_diagonals(pb.x0, **pb.kw)
     C, n_T = Cs.shape[0], Ts.shape[0]
-    order = _snake(C, n_T)
+    order = boustrophedon(C, n_T)
     Q, loss, bias2, variance, residual, iterations, ok = _grid(
         pb.K, pb.K0, k0_QxNxN, pb.y, pb.y0, pb.readout, jnp.asarray(np.repeat(Cs, n_T)[order]),
         jnp.asarray(np.tile(Ts, C)[order]), depth=pb.depth, tol=float(tol), max_iter=int(max_iter))

@@ -66,7 +66,7 @@ from deeptheory.theory._checks import (
     positive_scalar,
     weight_variances,
 )
-from deeptheory.theory._solvers import bisect, cholesky_terms, newton_minimize, newton_root
+from deeptheory.theory._solvers import bisect, boustrophedon, cholesky_terms, newton_minimize, newton_root
 from deeptheory.theory.activations import ODD_ACTIVATIONS, Activation, get_activation, mean_activation
 from deeptheory.theory.gp import gp_posterior, gp_test_loss
 from deeptheory.theory.nngp import covariance_chain, nngp_diag, nngp_kernel
@@ -808,13 +808,6 @@ def _grid(sp: Spectrum, widths, temperatures, depth: int, tol: float):
     return jax.lax.map(lambda N: jax.vmap(lambda T: point(N, T))(temperatures), widths)
 
 
-def _snake(W: int, T: int) -> np.ndarray:
-    """Grid points in boustrophedon order (rows alternate direction), so each point's predecessor is a neighbour."""
-    order = np.arange(W * T).reshape(W, T)
-    order[1::2] = order[1::2, ::-1]
-    return order.reshape(-1)
-
-
 @functools.partial(jax.jit, static_argnames=("depth", "tol"))
 def _vanilla_points(sp: Spectrum, widths_G, temperatures_G, depth: int, tol: float):
     """Vanilla solutions at G points (the starts of the nested and non-central grids), O(P) each."""
@@ -935,7 +928,7 @@ def fc_theory_grid(
                           converged)
 
     W, n_T = Ns.shape[0], Ts.shape[0]
-    order = _snake(W, n_T)
+    order = boustrophedon(W, n_T)
     N_G, T_G = jnp.asarray(np.repeat(Ns, n_T)[order]), jnp.asarray(np.tile(Ts, W)[order])
     van = _vanilla_points(sp, N_G, T_G, depth, float(tol))
     q_van = jnp.where(van.converged[:, None], jnp.log(van.order_params), 0.0)  # Q = 1 where vanilla failed
