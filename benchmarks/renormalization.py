@@ -143,25 +143,14 @@ def _cnn_section(args, rng, side=28, patch=7, channels=500.0, T=0.01):
     n = (side // patch) ** 2
     print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}); CNN theory, P = {args.p}, "
           f"P_test = {args.p_test}, {side} × {side} images, {patch} × {patch} patches (n = {n}), erf, float64")
-    compiles = []
 
-    def listen(event, duration, **_):
-        if event == _COMPILE_EVENT:
-            compiles.append(duration)
+    def single(Nc, T_):
+        return CR.conv_theory(*data, **kw, channels=Nc, temperature=T_)
 
-    jax.monitoring.register_event_duration_secs_listener(listen)
-    start = time.perf_counter()
-    first = jax.block_until_ready(CR.conv_theory(*data, **kw, channels=channels, temperature=T))
-    t_first, n_first = time.perf_counter() - start, len(compiles)
-    compiles.clear()
-    warm = []
-    for Nc, T_other in ((channels / 2, 2 * T), (2 * channels, T / 2)):
-        start = time.perf_counter()
-        jax.block_until_ready(CR.conv_theory(*data, **kw, channels=Nc, temperature=T_other))
-        warm.append(time.perf_counter() - start)
-    jax.monitoring.unregister_event_duration_listener(listen)
+    first, t_first, n_first, _, t_warm, n_warm = _first_and_warm(single, (channels, T),
+                                                                 ((channels / 2, 2 * T), (2 * channels, T / 2)))
     print(f"CNN first call {t_first:7.2f} s (compiling {n_first} programs); warm calls at other (N_c, T) "
-          f"{np.median(warm):7.2f} s, {len(compiles)} programs compiled; {int(first.iterations)} BFGS iterations")
+          f"{t_warm:7.2f} s, {n_warm} programs compiled; {int(first.iterations)} BFGS iterations")
     K = conv_patch_kernels(jnp.asarray(x), activation="erf", patches=(patch,), weight_var=jnp.ones(1))[0]
     yj = jnp.asarray(y)
     rows, cols = np.triu_indices(n)
@@ -180,8 +169,33 @@ def _cnn_section(args, rng, side=28, patch=7, channels=500.0, T=0.01):
           f"(×{t_fs / ours:.1f}); max difference of Q relative to its largest entry {worst:.1e}")
     _grid_against_single("CNN", args.variant_grid, np.geomspace(channels / 8, channels * 8, args.variant_grid),
                          np.geomspace(1e-3, 0.1, args.variant_grid),
-                         lambda Ncs, Ts: CR.conv_theory_grid(*data, **kw, channels=Ncs, temperature=Ts),
-                         lambda Nc, T_: CR.conv_theory(*data, **kw, channels=Nc, temperature=T_))
+                         lambda Ncs, Ts: CR.conv_theory_grid(*data, **kw, channels=Ncs, temperature=Ts), single)
+
+
+def _first_and_warm(call, first, others):
+    """call(*first) as the process's first call, compiling, then call(*a) for each a in others: the first call's
+    result, its time, the programs it compiled and their compile seconds, the warm calls' median time and the
+    programs they compiled (from JAX's backend-compile events)."""
+    compiles = []
+
+    def listen(event, duration, **_):
+        if event == _COMPILE_EVENT:
+            compiles.append(duration)
+
+    jax.monitoring.register_event_duration_secs_listener(listen)
+    try:
+        start = time.perf_counter()
+        result = jax.block_until_ready(call(*first))
+        t_first, n_first, s_first = time.perf_counter() - start, len(compiles), sum(compiles)
+        compiles.clear()
+        warm = []
+        for args in others:
+            start = time.perf_counter()
+            jax.block_until_ready(call(*args))
+            warm.append(time.perf_counter() - start)
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listen)
+    return result, t_first, n_first, s_first, float(np.median(warm)), len(compiles)
 
 
 def _grid_against_single(label, side, first_axis, temperatures, grid_call, single_call):
@@ -244,28 +258,17 @@ def _fsolve(gradient, x0):
 def _variant_section(args, data, depth, activation, variant):
     x, y, x0, y0 = data
     P = args.p
-    compiles = []
-
-    def listen(event, duration, **_):
-        if event == _COMPILE_EVENT:
-            compiles.append(duration)
-
     kw = dict(activation=activation, depth=depth, variant=variant)
-    jax.monitoring.register_event_duration_secs_listener(listen)
-    start = time.perf_counter()
-    first = jax.block_until_ready(R.fc_theory(*data, **kw, width=P, temperature=0.01))
-    t_first, n_first, s_first = time.perf_counter() - start, len(compiles), sum(compiles)
-    compiles.clear()
-    warm = []
-    for N, T in ((P / 2, 0.02), (2 * P, 0.005)):
-        start = time.perf_counter()
-        jax.block_until_ready(R.fc_theory(*data, **kw, width=N, temperature=T))
-        warm.append(time.perf_counter() - start)
-    jax.monitoring.unregister_event_duration_listener(listen)
+
+    def single(N, T):
+        return R.fc_theory(*data, **kw, width=N, temperature=T)
+
+    first, t_first, n_first, s_first, t_warm, n_warm = _first_and_warm(single, (P, 0.01),
+                                                                      ((P / 2, 0.02), (2 * P, 0.005)))
     op = first.order_params
     Q = np.asarray(op.q_bar if variant == "noncentral" else op)
     print(f"L = {depth} {variant:10s} ({activation}) first call {t_first:7.2f} s (compiling {n_first} programs, "
-          f"{s_first:.1f} s); warm calls at other (N, T) {np.median(warm):7.2f} s, {len(compiles)} programs compiled   "
+          f"{s_first:.1f} s); warm calls at other (N, T) {t_warm:7.2f} s, {n_warm} programs compiled   "
           f"Q{'̄' if variant == 'noncentral' else ''} = {np.round(Q, 5).tolist()}")
     if not args.skip_baselines:
         _baselines(args, data, depth, activation, variant, first)
@@ -273,8 +276,8 @@ def _variant_section(args, data, depth, activation, variant):
         side = args.variant_grid
         _grid_against_single(f"L = {depth} {variant:10s}", side, np.geomspace(P / 4, P * 4, side),
                              np.geomspace(1e-3, 0.1, side),
-                             lambda Ns, Ts: R.fc_theory_grid(*data, **kw, width=Ns, temperature=Ts),
-                             lambda N, T: R.fc_theory(*data, **kw, width=N, temperature=T))
+                             lambda Ns, Ts: R.fc_theory_grid(*data, **kw, width=Ns, temperature=Ts), single)
+
 
 def _baselines(args, data, depth, activation, variant, first):
     x, y, _, _ = data

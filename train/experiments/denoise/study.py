@@ -218,8 +218,8 @@ def markdown(records: dict) -> str:
                  f"N = {config['train_context']}, {config['train_steps']} Adam steps, {config['train_seeds']} seeds) on "
                  f"the {', '.join(LABELS[p] for p in config['train_priors'])} priors. ± is a bootstrap SE over prompts "
                  f"({metrics['t_best_bootstrap']['resamples']} resamples), for trained models the SE over seeds."
-                 + "".join(f" `{p}`: {_differences(r['config'], config)}." for p, r in records.items()
-                           if p not in PROBES and r is not main[0] and _differences(r["config"], config))
+                 + "".join(f" `{p}`: {changed}." for p, r in records.items()
+                           if p not in PROBES and r is not main[0] and (changed := _differences(r["config"], config)))
                  + "".join(f" `{p}`: the d = 1 depth curves at ε = {r['config']['eps']:g}, α = {r['config']['step']:g} "
                            "(the same flow time per layer), to test T*(ε)'s dependence on ε."
                            for p, r in records.items() if p in PROBES))
