@@ -52,22 +52,29 @@ def bisect(h: Callable, lo, hi, iterations: int = 64):
 
 
 def newton_minimize(f: Callable, x0, *, scale, tol: float, max_iter: int = 100,
-                    derivatives: Callable | None = None) -> Solution:
+                    derivatives: Callable | None = None, hessian: Callable | None = None) -> Solution:
     """Minimise a smooth f: Rⁿ → R (n small) by saddle-free Newton with Armijo backtracking.
 
     The step solves |H| d = −g with |H| = V|Λ|Vᵀ (eigenvalues floored at 1e-12·max|Λ|), so it is a descent
     direction even where H is indefinite (Dauphin et al. 2014); backtracking halves it at most 60 times.
     Converged when max |g_i / scale_i| <= tol.
 
-    `derivatives(x) -> (f, ∇f, ∇²f)` replaces automatic differentiation where the caller has them cheaper (one
-    factorisation shared by all three, as `theory.renormalization`'s nested action does); default: jax.grad and
-    jax.hessian of f. The full step is evaluated with the derivatives; backtracking, when needed, only evaluates f.
+    `derivatives(x) -> (f, ∇f, aux)` and `hessian(x, aux) -> ∇²f` replace automatic differentiation where the
+    caller has them cheaper (one factorisation shared by all three, as `theory.renormalization`'s nested action
+    does: aux carries the factorisation); default: jax.value_and_grad and jax.hessian of f. The Hessian is only
+    computed where a step is taken, never at the point that passes the test. The full step is evaluated with the
+    derivatives; backtracking, when needed, only evaluates f.
     """
+    if (derivatives is None) != (hessian is None):
+        raise ValueError("newton_minimize: give both `derivatives` and `hessian`, or neither (autodiff)")
     if derivatives is None:
-        value_and_grad, hessian = jax.value_and_grad(f), jax.hessian(f)
+        value_and_grad, autodiff_hessian = jax.value_and_grad(f), jax.hessian(f)
 
         def derivatives(x):
-            return (*value_and_grad(x), hessian(x))
+            return (*value_and_grad(x), ())
+
+        def hessian(x, _):
+            return autodiff_hessian(x)
 
     def direction(H, g):
         lam, V = jnp.linalg.eigh(H)
@@ -95,22 +102,22 @@ def newton_minimize(f: Callable, x0, *, scale, tol: float, max_iter: int = 100,
         return jnp.max(jnp.abs(g / scale))
 
     def cond(state):
-        x, fx, g, H, k, stalled = state
+        x, fx, g, aux, k, stalled = state
         return (residual(g) > tol) & (k < max_iter) & ~stalled
 
     def body(state):
-        x, fx, g, H, k, _ = state
-        d = direction(H, g)
+        x, fx, g, aux, k, _ = state
+        d = direction(hessian(x, aux), g)
         slope = jnp.dot(g, d)
         # The full step is usually accepted: evaluate the derivatives there at once (they include f), and fall back
         # to backtracking on f alone only when Armijo fails.
         full = derivatives(x + d)
         accepted = armijo(fx, slope, jnp.ones_like(fx), full[0])
         x_new = lax.cond(accepted, lambda: x + d, lambda: backtrack(x, fx, slope, d))
-        fx_new, g_new, H_new = lax.cond(accepted, lambda: full, lambda: derivatives(x_new))
+        fx_new, g_new, aux_new = lax.cond(accepted, lambda: full, lambda: derivatives(x_new))
         # No decrease at all (at the floor of float64 rounding): stop; the residual says how close we are.
         stalled = ~(fx_new < fx) & jnp.all(x_new == x)
-        return x_new, fx_new, g_new, H_new, k + 1, stalled
+        return x_new, fx_new, g_new, aux_new, k + 1, stalled
 
     x, fx, g, _, k, _ = lax.while_loop(cond, body, (x0, *derivatives(x0), 0, False))
     r = residual(g)

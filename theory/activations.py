@@ -109,8 +109,21 @@ def _arcsin(x):
     x = jnp.asarray(x)
     if x.dtype != jnp.float32:
         return jnp.arcsin(x)
+    return _arcsin_f32(x)
+
+
+@jax.custom_jvp
+def _arcsin_f32(x):
     big, s = _reduced(x)
     return jnp.where(big, jnp.where(x < 0, -1.0, 1.0) * (0.5 * jnp.pi - 2.0 * s), s)
+
+
+@_arcsin_f32.defjvp
+def _arcsin_f32_jvp(primals, tangents):
+    # d asin x = dx/√(1 − x²), as jnp.arcsin's rule: differentiating the reduction instead would carry both branches'
+    # sqrt and polynomial derivatives through every select
+    (x,), (t,) = primals, tangents
+    return _arcsin_f32(x), t * lax.rsqrt((1.0 - x) * (1.0 + x))
 
 
 def _arccos(x):

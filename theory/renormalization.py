@@ -538,15 +538,29 @@ def _nested_action(q, C, c_diag, y, widths, T, layer_var, act: Activation):
 
 
 def _nested_derivatives(q, C, c_diag, y, widths, T, layer_var, act: Activation, curvature_dtype=jnp.float32):
-    """𝒮, ∇𝒮 and ∇²𝒮 in q = log Q from one Cholesky of A = K_R + T I (docs/nngp_and_renormalization.md, eq. (R-19b)).
+    """𝒮, ∇𝒮 and ∇²𝒮 in q = log Q from one Cholesky of A = K_R + T I (docs/nngp_and_renormalization.md, eq. (R-19b)):
+    `_nested_gradient`, then `_nested_hessian` from what the gradient computed."""
+    value, grad, aux = _nested_gradient(q, C, c_diag, y, widths, T, layer_var, act)
+    return value, grad, _nested_hessian(q, aux, C, c_diag, widths, T, layer_var, act, curvature_dtype)
 
-    With K_l = ∂K_R/∂q_l, K_lm = ∂²K_R/∂q_l∂q_m, α = A⁻¹y and B = A⁻¹ − ααᵀ:
-        ∂_l 𝒮   = N_l (Q_l − 1) + Tr(B K_l)
-        ∂_lm 𝒮  = δ_lm N_l Q_l + Tr(B K_lm) − Tr(A⁻¹K_l A⁻¹K_m) + 2 αᵀK_l A⁻¹ K_m α.
-    K_l are forward tangents of the (elementwise) chain and Tr(B K_lm) the Hessian of q ↦ ⟨B, K_R(q)⟩ at fixed B (in
-    float32 by default: it only shapes the step), so automatic differentiation never passes through the
-    factorisation. The last layer needs neither (K_L = K_R, K_Lm = K_m, A⁻¹K_L = I − T A⁻¹): the O(P³) work per
-    evaluation is one Cholesky, A⁻¹ and one product of A⁻¹ with the L − 1 other K_l.
+
+class _NestedFactors(NamedTuple):
+    """What the nested gradient computed and the Hessian reuses (arrays at one q)."""
+
+    A_inv: jax.Array  # (P, P) A⁻¹, A = K_R + T I
+    alpha: jax.Array  # (P,) A⁻¹y
+    K_FxPxP: jax.Array  # (L − 1, P, P) ∂K_R/∂q_l for the first L − 1 layers
+    trace_AK: jax.Array  # (L,) Tr(A⁻¹K_l)
+    trace_BK: jax.Array  # (L,) Tr(B K_l)
+    Kalpha_LxP: jax.Array  # (L, P) K_l α
+
+
+def _nested_gradient(q, C, c_diag, y, widths, T, layer_var, act: Activation):
+    """𝒮 and ∇𝒮 in q = log Q (eq. (R-19b)), and the factors `_nested_hessian` reuses.
+
+    With K_l = ∂K_R/∂q_l, α = A⁻¹y and B = A⁻¹ − ααᵀ:  ∂_l 𝒮 = N_l (Q_l − 1) + Tr(B K_l).
+    K_l are forward tangents of the (elementwise) chain, so automatic differentiation never passes through the
+    factorisation. The last layer needs none (K_L = K_R): the O(P³) work is one Cholesky and A⁻¹.
     """
 
     def kernel(q):
@@ -570,19 +584,30 @@ def _nested_derivatives(q, C, c_diag, y, widths, T, layer_var, act: Activation, 
     Kalpha_LxP = jnp.concatenate([K_FxPxP @ alpha, (K_R @ alpha)[None]])
     trace_BK = trace_AK - Kalpha_LxP @ alpha  # Tr(B K_l)
     grad = widths * (Q - 1.0) + trace_BK
+    return value, grad, _NestedFactors(A_inv, alpha, K_FxPxP, trace_AK, trace_BK, Kalpha_LxP)
+
+
+def _nested_hessian(q, f: _NestedFactors, C, c_diag, widths, T, layer_var, act: Activation,
+                    curvature_dtype=jnp.float32):
+    """∇²𝒮 in q = log Q (eq. (R-19b)) from the factors of `_nested_gradient` at the same q. With K_lm = ∂²K_R/∂q_l∂q_m:
+        ∂_lm 𝒮 = δ_lm N_l Q_l + Tr(B K_lm) − Tr(A⁻¹K_l A⁻¹K_m) + 2 αᵀK_l A⁻¹ K_m α.
+    Tr(B K_lm) is the Hessian of q ↦ ⟨B, K_R(q)⟩ at fixed B (in float32 by default: it only shapes the Newton step).
+    The O(P³) work is one product of A⁻¹ with the L − 1 first K_l (A⁻¹K_L = I − T A⁻¹)."""
+    depth, P = q.shape[0], C.shape[0]
+    A_inv, alpha, K_FxPxP = f.A_inv, f.alpha, f.K_FxPxP
     # Tr(A⁻¹K_l A⁻¹K_m) from N_l = K_l A⁻¹ (one product for the first L − 1 layers; the last one is I − T A⁻¹)
     last = P - 2.0 * T * jnp.trace(A_inv) + T**2 * jnp.vdot(A_inv, A_inv)
     traces = jnp.full((depth, depth), last)
     if depth > 1:
         N_FxPxP = (K_FxPxP.reshape(-1, P) @ A_inv).reshape(depth - 1, P, P)
         first = N_FxPxP.reshape(depth - 1, -1) @ jnp.swapaxes(N_FxPxP, 1, 2).reshape(depth - 1, -1).T
-        mixed = trace_AK[:-1] - T * jnp.einsum("ij,lij->l", A_inv, N_FxPxP)
+        mixed = f.trace_AK[:-1] - T * jnp.einsum("ij,lij->l", A_inv, N_FxPxP)
         traces = traces.at[:-1, :-1].set(first).at[:-1, -1].set(mixed).at[-1, :-1].set(mixed)
     # Tr(B K_lm): K_Lm = K_m and K_LL = K_R give the last row; only the (L−1) × (L−1) block needs second derivatives
     # of the chain. It only shapes the Newton step, never the solution (convergence is judged on the float64
     # gradient): computed in float32 it takes half the time of the costliest piece; its rounding, amplified by
     # the cancellation in B, can only slow the convergence.
-    curvature = jnp.zeros((depth, depth), q.dtype).at[-1, :].set(trace_BK).at[:, -1].set(trace_BK)
+    curvature = jnp.zeros((depth, depth), q.dtype).at[-1, :].set(f.trace_BK).at[:, -1].set(f.trace_BK)
     if depth > 1:
         B_, C_, c_, lv_ = (a.astype(curvature_dtype) for a in (A_inv - jnp.outer(alpha, alpha), C, c_diag, layer_var))
 
@@ -592,8 +617,8 @@ def _nested_derivatives(q, C, c_diag, y, widths, T, layer_var, act: Activation, 
 
         block = jax.hessian(inner)(q[:-1].astype(curvature_dtype)).astype(q.dtype)
         curvature = curvature.at[:-1, :-1].set(block)
-    hess = jnp.diag(widths * Q) + curvature - traces + 2.0 * Kalpha_LxP @ A_inv @ Kalpha_LxP.T
-    return value, grad, 0.5 * (hess + hess.T)
+    hess = jnp.diag(widths * jnp.exp(q)) + curvature - traces + 2.0 * f.Kalpha_LxP @ A_inv @ f.Kalpha_LxP.T
+    return 0.5 * (hess + hess.T)
 
 
 @functools.partial(jax.jit, static_argnames=("act", "tol", "max_iter"))
@@ -607,7 +632,9 @@ def solve_nested(q0_SxL, C, c_diag, y, widths, T, layer_var, *, act: Activation,
     args = (C, c_diag, y, widths, T, layer_var, act)
     return jax.lax.map(
         lambda q0: newton_minimize(lambda q: _nested_action(q, *args), q0, scale=widths, tol=tol, max_iter=max_iter,
-                                   derivatives=lambda q: _nested_derivatives(q, *args)),
+                                   derivatives=lambda q: _nested_gradient(q, *args),
+                                   hessian=lambda q, factors: _nested_hessian(q, factors, C, c_diag, widths, T,
+                                                                              layer_var, act)),
         q0_SxL,
     )
 
