@@ -107,6 +107,22 @@ def test_solution_is_stationary_and_renormalizes_the_informative_patch(patches, 
     assert int(np.argmax(np.diag(r.order_params))) == 0
 
 
+@pytest.mark.parametrize("depth", [1, 2])
+def test_action_gradient_equals_autodiff_of_the_action(depth):
+    """conv_action_grad (the solver's gradient, written by hand) against jax.grad of conv_action, at a random
+    positive definite Q away from the saddle point; symmetric because Q is."""
+    x, y, _, _ = _images(P=40)
+    K = conv_patch_kernels(x, activation="erf", patches=(4,), weight_var=1.0)[0]
+    rng = np.random.default_rng(1)
+    B = rng.standard_normal((4, 4))
+    Q = jnp.asarray(np.eye(4) + 0.2 * B @ B.T)
+    args = (K, jnp.asarray(y), 0.05, 7.0, 1.3, depth)
+    ours = CR.conv_action_grad(Q, *args)
+    reference = jax.grad(CR.conv_action)(Q, *args)
+    np.testing.assert_allclose(ours, 0.5 * (reference + reference.T), rtol=1e-10, atol=1e-12 * float(jnp.abs(ours).max()))
+    np.testing.assert_allclose(ours, ours.T, rtol=0, atol=1e-14 * float(jnp.abs(ours).max()))
+
+
 @pytest.mark.parametrize(
     "change,match",
     [

@@ -178,18 +178,19 @@ def bfgs_minimize(value_and_grad: Callable, x0, *, residual: Callable, tol: floa
         slope = jnp.dot(g, d)
         d, slope = jnp.where(slope < 0, d, -g), jnp.where(slope < 0, slope, -jnp.dot(g, g))
 
+        # each trial point's gradient is computed with its value: the accepted point's is then at hand (the
+        # first trial is accepted in most steps, so this saves one evaluation per step)
         def ls_cond(ls):
-            t, f_new, j = ls
+            t, f_new, _, j = ls
             return ~(f_new <= f + 1e-4 * t * slope + _ROUNDING * jnp.abs(f)) & (j < 60)
 
         def ls_body(ls):
-            t, _, j = ls
-            return 0.5 * t, value_and_grad(x + 0.5 * t * d)[0], j + 1
+            t, _, _, j = ls
+            return 0.5 * t, *value_and_grad(x + 0.5 * t * d), j + 1
 
-        t, _, _ = lax.while_loop(ls_cond, ls_body, (jnp.ones_like(f), value_and_grad(x + d)[0], 0))
+        t, f_new, g_new, _ = lax.while_loop(ls_cond, ls_body, (jnp.ones_like(f), *value_and_grad(x + d), 0))
         s = t * d
         x_new = x + s
-        f_new, g_new = value_and_grad(x_new)
         yv = g_new - g
         ys = jnp.dot(yv, s)
         H = jnp.where(k == 0, H * jnp.where(ys > 0, ys / jnp.dot(yv, yv), 1.0), H)

@@ -12,9 +12,11 @@ Neighbours: `theory.activations` (F_φ), `theory.nngp` (the fully connected recu
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 
+import jax
 import jax.numpy as jnp
 
 from deeptheory.theory._checks import as_array, check_finite, data_map, fails, finite_kernel, working_dtype
@@ -100,6 +102,15 @@ def conv_patch_kernels(x1, x2=None, *, activation: str | Callable, patches: Sequ
     if fails(lambda v: v >= 0, sw2):
         raise ValueError(f"weight_var must be >= 0 (a variance); got {weight_var!r}")
 
+    K, k1, k2 = _patch_kernels(x1, x2, sw2, act=act, patches=patches)
+    return finite_kernel(K), finite_kernel(k1), finite_kernel(k2)
+
+
+# One program per (shapes, φ, patch sides): run op by op, the (n, n, P, P) kernel took ~10 passes over memory
+# (the einsum's transpose, F_φ's pieces, the reshape), 1.3 s at P = 300 against 0.5 s compiled.
+@functools.partial(jax.jit, static_argnames=("act", "patches"))
+def _patch_kernels(x1, x2, sw2, *, act, patches: tuple[int, ...]):
+    c_in = x1.shape[-1]
     p1, p2 = (patchify(x, patches[0], positions_first=True) for x in (x1, x2))  # (h, w, P, M² c)
     norm = sw2[0] / (patches[0] ** 2 * c_in)
     C = jnp.einsum("ywpd,zvqd->ywzvpq", p1, p2) * norm
@@ -112,6 +123,5 @@ def conv_patch_kernels(x1, x2=None, *, activation: str | Callable, patches: Sequ
         v2 = act.diag(v2).reshape(h, M, w, M, -1).sum((1, 3)) * sw2[l] / M**2
     K = act.pair(v1[:, :, None, None, :, None], C, v2[None, None, :, :, None, :])
     n = v1.shape[0] * v1.shape[1]
-    return tuple(finite_kernel(a) for a in (K.reshape(n, n, K.shape[-2], K.shape[-1]), act.diag(v1).reshape(n, -1),
-                                              act.diag(v2).reshape(n, -1)))
+    return K.reshape(n, n, K.shape[-2], K.shape[-1]), act.diag(v1).reshape(n, -1), act.diag(v2).reshape(n, -1)
 
