@@ -161,8 +161,8 @@ def _cnn_section(args, rng, side=28, patch=7, channels=500.0, T=0.01):
 
     @jax.jit
     def gradient(v):
-        # ∇𝒮 as the solver computes it (autodiff of conv_action is 20x slower on XLA CPU: see conv_action_grad),
-        # so that the comparison is between the two algorithms, not between two ways to one gradient
+        # ∇𝒮 as the solver computes it (autodiff of conv_action contracts the patch kernels 20x slower on XLA CPU:
+        # see conv_action_grad), so that the comparison is between the two algorithms, not two layouts of one gradient
         return jax.vjp(unpack, v)[1](CR.conv_action_grad(unpack(v), K, yj, T, channels, 1.0))[0]
 
     eye = np.eye(n)[rows, cols]
