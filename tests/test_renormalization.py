@@ -359,15 +359,18 @@ def test_nested_derivatives_equal_automatic_differentiation_of_the_dense_action(
         K_R = covariance_chain(C, c, c, activation=act, layer_weight_var=jnp.exp(q) * sw2[1:])[0]
         return jnp.sum(widths * (jnp.exp(q) - q)) + _dense_action(K_R, jnp.asarray(y), T)
 
+    def derivatives(q, **curvature):  # as the Newton solver composes them: the Hessian from the gradient's factors
+        value, grad, factors = R._nested_gradient(q, C, c, jnp.asarray(y), widths, T, sw2[1:], act)
+        return value, grad, R._nested_hessian(q, factors, C, c, widths, T, sw2[1:], act, **curvature)
+
     q = jnp.asarray([0.3, -0.4, 0.7])
-    value, grad, hess = R._nested_derivatives(q, C, c, jnp.asarray(y), widths, T, sw2[1:], act,
-                                              curvature_dtype=jnp.float64)
+    value, grad, hess = derivatives(q, curvature_dtype=jnp.float64)
     np.testing.assert_allclose(value, dense(q), rtol=1e-12)
     np.testing.assert_allclose(grad, jax.grad(dense)(q), rtol=1e-9, atol=1e-9 * float(jnp.max(widths)))
     np.testing.assert_allclose(hess, jax.hessian(dense)(q), rtol=1e-9, atol=1e-9 * float(jnp.max(widths)))
     # The default computes Tr(B K_lm) in float32 (it only shapes the Newton step): the Hessian to float32 accuracy
     # amplified by the cancellation in B = A⁻¹ − ααᵀ, the value and gradient still to float64.
-    value32, grad32, hess32 = R._nested_derivatives(q, C, c, jnp.asarray(y), widths, T, sw2[1:], act)
+    value32, grad32, hess32 = derivatives(q)
     assert value32 == value and np.array_equal(grad32, grad)
     np.testing.assert_allclose(hess32, hess, rtol=1e-4)
 

@@ -537,13 +537,6 @@ def _nested_action(q, C, c_diag, y, widths, T, layer_var, act: Activation):
     return jnp.sum(widths * (jnp.exp(q) - q)) + cholesky_terms(K_R, y, T)
 
 
-def _nested_derivatives(q, C, c_diag, y, widths, T, layer_var, act: Activation, curvature_dtype=jnp.float32):
-    """𝒮, ∇𝒮 and ∇²𝒮 in q = log Q from one Cholesky of A = K_R + T I (docs/nngp_and_renormalization.md, eq. (R-19b)):
-    `_nested_gradient`, then `_nested_hessian` from what the gradient computed."""
-    value, grad, aux = _nested_gradient(q, C, c_diag, y, widths, T, layer_var, act)
-    return value, grad, _nested_hessian(q, aux, C, c_diag, widths, T, layer_var, act, curvature_dtype)
-
-
 class _NestedFactors(NamedTuple):
     """What the nested gradient computed and the Hessian reuses (arrays at one q)."""
 
