@@ -73,10 +73,9 @@ def conv_kernel(Q_nxn, K_nxnxAxB, readout_var):
     return jnp.einsum("ij,ijab->ab", Q_nxn, K_nxnxAxB) * readout_var / n
 
 
-def _prior_term(Q, depth: int):
-    """L Tr Q^{1/L} − log det Q − L n from the eigenvalues (no derivative through eigh is ever taken)."""
-    lam = jnp.linalg.eigvalsh(Q)
-    return depth * jnp.sum(lam ** (1.0 / depth)) - jnp.sum(jnp.log(lam)) - depth * Q.shape[0]
+def _prior_term(lam, depth: int):
+    """L Tr Q^{1/L} − log det Q − L n from the eigenvalues λ of Q (no derivative through eigh is ever taken)."""
+    return depth * jnp.sum(lam ** (1.0 / depth)) - jnp.sum(jnp.log(lam)) - depth * lam.shape[0]
 
 
 @float64_theory
@@ -85,7 +84,7 @@ def conv_action(Q, K_patch, y, T, channels, readout_var, depth: int = 1):
     Q = as_array(Q, "Q", dtype=jnp.float64, ndim=2, what="the (n, n) order parameter Q")
     y = as_array(y, "y", dtype=jnp.float64, ndim=1, what="(P,) targets")
     T, channels = jnp.asarray(T, jnp.float64), jnp.asarray(channels, jnp.float64)
-    return channels * _prior_term(Q, depth) + cholesky_terms(conv_kernel(Q, K_patch, readout_var), y, T)
+    return channels * _prior_term(jnp.linalg.eigvalsh(Q), depth) + cholesky_terms(conv_kernel(Q, K_patch, readout_var), y, T)
 
 
 def _data_value_and_grad(Q, K_patch, y, T, readout_var):
@@ -104,7 +103,7 @@ def _action_value_and_grad(Q, K_patch, y, T, channels, readout_var, depth: int):
     positive = jnp.all(lam > 0)
     lam = jnp.where(positive, lam, 1.0)
     d, G = _data_value_and_grad(jnp.where(positive, Q, jnp.eye(n, dtype=Q.dtype)), K_patch, y, T, readout_var)
-    prior = depth * jnp.sum(lam ** (1.0 / depth)) - jnp.sum(jnp.log(lam)) - depth * n
+    prior = _prior_term(lam, depth)
     prior_grad = (V * (lam ** (1.0 / depth - 1.0) - 1.0 / lam)[None, :]) @ V.T
     return jnp.where(positive, channels * prior + d, jnp.inf), channels * prior_grad + 0.5 * (G + G.T)
 
