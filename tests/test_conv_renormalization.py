@@ -121,6 +121,10 @@ def test_action_gradient_equals_autodiff_of_the_action(depth):
     reference = jax.grad(CR.conv_action)(Q, *args)
     np.testing.assert_allclose(ours, 0.5 * (reference + reference.T), rtol=1e-10, atol=1e-12 * float(jnp.abs(ours).max()))
     np.testing.assert_allclose(ours, ours.T, rtol=0, atol=1e-14 * float(jnp.abs(ours).max()))
+    with pytest.raises(ValueError, match="symmetric positive definite"):
+        CR.conv_action_grad(Q - 2.0 * jnp.eye(4) * float(jnp.linalg.eigvalsh(Q).max()), *args)
+    with pytest.raises(ValueError, match="symmetric positive definite"):
+        CR.conv_action_grad(Q.at[0, 1].add(0.1), *args)
 
 
 @pytest.mark.parametrize(

@@ -39,7 +39,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from deeptheory.theory._checks import as_array, float64_theory, positive_scalar, weight_variances
+from deeptheory.theory._checks import as_array, fails, float64_theory, positive_scalar, weight_variances
 from deeptheory.theory._solvers import bfgs_minimize, boustrophedon, cholesky_terms
 from deeptheory.theory.conv_kernels import conv_patch_kernels
 from deeptheory.theory.renormalization import DEFAULT_TOL, ConvergenceError, Prediction, kernel_prediction
@@ -118,6 +118,10 @@ def conv_action_grad(Q, K_patch, y, T, channels, readout_var, depth: int = 1):
     y = as_array(y, "y", dtype=jnp.float64, ndim=1, what="(P,) targets")
     T, channels = jnp.asarray(T, jnp.float64), jnp.asarray(channels, jnp.float64)
     K_patch = as_array(K_patch, "K_patch", dtype=jnp.float64, ndim=4, what="(n, n, P, P) patch kernels")
+    # outside the cone the solver's evaluation stands in Q = I, which would be a gradient at the wrong point
+    if fails(lambda q: (jnp.abs(q - q.T) <= 1e-10 * jnp.abs(q).max()) & (jnp.linalg.eigvalsh(q).min() > 0), Q):
+        raise ValueError("conv_action_grad: Q must be symmetric positive definite (the action is +inf outside that "
+                         f"cone); got eigenvalues {np.round(np.linalg.eigvalsh(0.5 * (Q + Q.T)), 6).tolist()}")
     return _action_value_and_grad(Q, K_patch, y, T, channels, readout_var, depth)[1]
 
 
