@@ -2,6 +2,7 @@
 the checkpoints, config errors."""
 
 import dataclasses
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -12,7 +13,7 @@ from deeptheory.train.experiments import denoise
 from deeptheory.train.experiments.denoise import analysis, measure, training
 from deeptheory.train.experiments.denoise import config as denoise_config
 from deeptheory.train.fits import line_fit
-from deeptheory.train.harness import cli
+from deeptheory.train.harness import cli, report
 from deeptheory.train.harness.keys import derive_seed
 from deeptheory.train.harness.report import agreement
 from deeptheory.train.harness.results import to_jsonable
@@ -111,6 +112,20 @@ def test_circle_dot_product_models_and_seeds(tmp_path):
         assert (c["stage2_excess_constant"] is None) == (c["prior"] != "gaussian")
 
 
+def test_trained_models_alone(tmp_path):
+    """A run with --priors empty trains and scores the models only (the study's study-trained-* parts): the same
+    trained rows as beside the depth curves (every key is by value), and a report of those alone."""
+    config = dataclasses.replace(denoise.Config(), **{**TINY, "priors": ("gaussian",), "train_priors": ("gmm",)})
+    beside = cli.execute(denoise.EXPERIMENT, config, tmp_path / "beside")
+    alone = cli.execute(denoise.EXPERIMENT, dataclasses.replace(config, priors=()), tmp_path / "alone")
+    m = alone["metrics"]
+    assert m["depth_curves"] == [] and m["convergence"] == [] and m["summary"]["cells"] == 0
+    assert m["trained"] == beside["metrics"]["trained"] and {t["prior"] for t in m["trained"]} == {"gmm"}
+    assert [Path(p).name for p in alone["plots"]] == ["trained.png"]
+    text = report.write_report(tmp_path / "alone", {"denoise": alone}, single=True).read_text()
+    assert "Trained attention-only transformers" in text and "The best flow time" not in text
+
+
 def test_the_stage2_law_is_shown_only_where_it_holds():
     """(A-17)'s C/N for the Gaussian prior where N ≥ 10 B^d; None below (N = 1000: d = 1 at σ² = 2, 10 B = 17.5, but
     not at σ² = 0.1, 10 B = 5·10⁵) and for priors without the closed form."""
@@ -124,6 +139,7 @@ def test_the_stage2_law_is_shown_only_where_it_holds():
     (dict(dims=(1, 2), priors=("circle",), train_priors=("circle",)), "trained at d = min"),
     (dict(train_attention=("softmax",)), "train-attention must be among"),
     (dict(train_attention=("rbf", "rbf")), "each once"),
+    (dict(priors=(), train_priors=()), "nothing to run"),
 ])
 def test_priors_and_models_that_cannot_exist_are_one_clear_error(override, message):
     with pytest.raises(cli.ConfigError, match=message):

@@ -308,8 +308,10 @@ def _t_star_law(config: Config) -> dict:
     return {"sigma2": grid.tolist(), **{kind: [t_star(s, config.eps, s0[kind]) for s in grid] for kind in s0}}
 
 
-def _span(values) -> list[float]:
-    return [float(min(values)), float(max(values))]
+def _span(values) -> list[float] | None:
+    """[min, max], or None over no cells (a run of trained models only)."""
+    values = list(values)
+    return [float(min(values)), float(max(values))] if values else None
 
 
 def _summary(rows: list) -> dict:
@@ -317,7 +319,7 @@ def _summary(rows: list) -> dict:
     of priors that have the law)."""
     with_law = [r for r in rows if r["t_star_theory"] is not None]
     return {"cells": len(rows), "cells_with_t_star": len(with_law),
-            "t_best_over_t_star": _span([r["t_best_over_t_star"] for r in with_law]) if with_law else None,
+            "t_best_over_t_star": _span([r["t_best_over_t_star"] for r in with_law]),
             "t_best_over_half_sigma2": _span([r["t_best_over_half_sigma2"] for r in rows]),
             "excess_over_bayes_realised": _span([r["excess_over_bayes_realised"] for r in rows]),
             "beats_comparators": sum(r["beats_comparators"] for r in rows),

@@ -149,8 +149,10 @@ class Config:
             for name in names:
                 req(getattr(self, name) >= bound, f"{cli.flag(name)} must be >= {bound}; got {getattr(self, name)}")
 
-        req(len(self.priors) >= 1 and all(p in PRIORS for p in self.priors),
+        req(all(p in PRIORS for p in self.priors),
             f"--priors must be among {', '.join(PRIORS)}; got {','.join(self.priors)}")
+        req(len(self.priors) + len(self.train_priors) >= 1,
+            "nothing to run: give --priors (depth curves, MSE vs N) and/or --train-priors (trained transformers)")
         req(all(p in PRIORS for p in self.train_priors), f"--train-priors must be among {', '.join(PRIORS)}")
         req(all(v in ("fixed", "learned") for v in self.train_readout), "--train-readout must be among fixed, learned")
         req(len(self.train_attention) >= 1 and all(a in ("rbf", "dot") for a in self.train_attention)
@@ -207,6 +209,14 @@ PRESETS = {
                        priors=("gaussian", "two_mode", "gmm", "circle"), dims=(8,)),
     "study-d16": Config(**{**_STUDY, "prompts": 16, "train_readout": ("fixed",), "train_attention": ("rbf",)},
                         priors=("gaussian", "two_mode", "gmm", "circle"), dims=(16,)),
+    # trained models only (no depth curves): the K-GMM and circle priors, in each d with the d-part's training
+    # settings, so that every prior in every d has its learned Stage-1 time; about 10, 25, 15 and 10 minutes
+    "study-trained-d1": Config(**{**_STUDY, "train_priors": ("gmm",)}, priors=(), dims=(1,)),
+    "study-trained-d2": Config(**{**_STUDY, "train_priors": ("gmm", "circle")}, priors=(), dims=(2,)),
+    "study-trained-d8": Config(**{**_STUDY, "train_priors": ("gmm", "circle"), "train_readout": ("fixed",)},
+                               priors=(), dims=(8,)),
+    "study-trained-d16": Config(**{**_STUDY, "train_priors": ("gmm", "circle"), "train_readout": ("fixed",),
+                                   "train_attention": ("rbf",)}, priors=(), dims=(16,)),
     # the ε-dependence of T*(ε) = σ²/2 + (ε/2) ln(1 + σ²/s₀): at ε = 1 the law and σ²/2 part by 0.35 at σ² = 1 (at
     # ε = 0.2 by 0.07); α = 0.02 keeps the flow-time grid at 0.02 per layer; depth curves only (a two-point MSE-vs-N
     # study, no training): minutes
