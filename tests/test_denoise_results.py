@@ -30,6 +30,22 @@ def test_every_committed_folder_is_a_current_part():
     assert folders <= set(study.PARTS), f"folders whose preset no longer exists: {sorted(folders - set(study.PARTS))}"
 
 
+def test_the_study_trains_every_prior_in_every_d_like_its_d_part():
+    """Issue 16's goal: learned Stage-1 times for every (prior, d) of the depth curves. The study-trained-* parts
+    add the priors the d-parts do not train, with the d-part's training settings (only the priors differ)."""
+    main = [p for p in study.PARTS if p not in study.PROBES]
+    curves = {case for p in main for case in cases(PRESETS[p])}
+    trained = {(prior, min(PRESETS[p].dims)) for p in main for prior in PRESETS[p].train_priors}
+    assert curves <= trained, f"(prior, d) without trained models: {sorted(curves - trained)}"
+    for part in (p for p in main if not PRESETS[p].priors):
+        d_part = next(p for p in main if PRESETS[p].priors and PRESETS[p].dims == PRESETS[part].dims)
+        a, b = (dataclasses.replace(PRESETS[p], priors=(), train_priors=()) for p in (part, d_part))
+        fields = [f.name for f in dataclasses.fields(a) if f.name.startswith("train_") or f.name in (
+            "depth_trained", "learning_rate", "init_bandwidth", "init_step", "init_readout_bandwidth", "sigma2s",
+            "eps", "step", "mode_variance", "components", "seed")]
+        assert {f: getattr(a, f) for f in fields} == {f: getattr(b, f) for f in fields}, (part, d_part)
+
+
 @pytest.mark.parametrize("part", list(PARTS))
 def test_committed_part_was_produced_by_its_current_preset(part):
     """A changed preset makes its committed results stale: rerun the part (README: the denoise study)."""

@@ -50,6 +50,19 @@ def _gather(records: dict, key: str) -> list[dict]:
             if key == "depth_curves" or part not in PROBES for row in record["metrics"][key]]
 
 
+def _trained_only(record: dict) -> bool:
+    """A part that trains models only (no --priors: no depth curves, no MSE-vs-N study)."""
+    return not record["config"]["priors"]
+
+
+def _trained(records: dict) -> list[dict]:
+    """The trained models' rows over the parts, by d, then prior, attention and readout (parts train different
+    priors at the same d)."""
+    order = {name: i for i, name in enumerate(PRIORS)}
+    return sorted(_gather(records, "trained"), key=lambda t: (t["dim"], order[t["prior"]], t["attention"] != "rbf",
+                                                              t["readout"] != "fixed", t["sigma2"]))
+
+
 def _pm(value, se, scale=1.0, digits=2, signed=False) -> str:
     if value is None:
         return "—"
@@ -145,8 +158,12 @@ def _goals(rows: list[dict], conv: list[dict], trained: list[dict], tolerance: f
         for t in trained:
             if t["attention"] == "rbf" and t["readout"] == "fixed":
                 fixed.setdefault((t["dim"], t["prior"]), []).append(t)
-        lines.append("- Trained RBF transformers with τ fixed at σ² (Stage 1 learned): the variance their Stage 1 "
-                     "removes is T_eff = " + "; ".join(
+        curves = dict.fromkeys((r["dim"], r["prior"]) for r in rows if r["part"] not in PROBES)
+        missing = [key for key in curves if key not in fixed]
+        lines.append(f"- Trained RBF transformers with τ fixed at σ² (Stage 1 learned), for "
+                     f"{len(curves) - len(missing)}/{len(curves)} (prior, d) cases of the depth curves (goal: all"
+                     + (f"; missing: {', '.join(f'{LABELS[p]} d = {d}' for d, p in missing)}" if missing else "")
+                     + "): the variance their Stage 1 removes is T_eff = " + "; ".join(
                          f"{_span([t['effective_time_over_half_sigma2'] for t in at])} × σ²/2 ({LABELS[p]}, d = {d})"
                          for (d, p), at in fixed.items())
                      + " over σ² (each mean ± SE over seeds in the table). Dot-product transformers: learned MSE "
@@ -171,9 +188,10 @@ def _pace(row: dict) -> float | None:
     return float((v[0] - v[layer]) / (noisy - mean_field))
 
 
-def _differences(config: dict, reference: dict) -> str:
-    """What a main part's config changes from the first one's, beyond its dimension and priors ("" if nothing)."""
-    changed = [k for k in config if k not in ("dims", "priors") and config[k] != reference.get(k)]
+def _differences(config: dict, reference: dict, also: tuple = ()) -> str:
+    """What a main part's config changes from the first one's, beyond its dimension, priors and `also` ("" if
+    nothing)."""
+    changed = [k for k in config if k not in ("dims", "priors", *also) and config[k] != reference.get(k)]
     show = {"prompts": "{} prompts per cell", "train_readout": "readout τ {}"}
     return ", ".join(show.get(k, k.replace("_", " ") + " {}").format(
         " and ".join(map(str, config[k])) if isinstance(config[k], list) else config[k]) for k in changed)
@@ -206,20 +224,29 @@ def markdown(records: dict) -> str:
              "Each part: `" + COMMAND.format(part="<part>") + "`."]
     if not records:
         return "\n".join(lines) + "\n"
-    main = [r for p, r in records.items() if p not in PROBES] or list(records.values())
+    main = ([r for p, r in records.items() if p not in PROBES and not _trained_only(r)]
+            or list(records.values()))
     config, metrics = main[0]["config"], main[0]["metrics"]
-    rows, conv, trained = (_gather(records, k) for k in ("depth_curves", "convergence", "trained"))
+    rows, conv, trained = _gather(records, "depth_curves"), _gather(records, "convergence"), _trained(records)
     S = config["sigma2s"]
+    train_priors = [p for p in PRIORS if any(p in r["config"]["train_priors"] for q, r in records.items()
+                                             if q not in PROBES)]
     lines.append(f"Setup (every part but the ε probes): σ² ∈ {{{', '.join(f'{s:g}' for s in S)}}}, "
                  f"{config['prompts']} prompts of "
                  f"N = {config['context']} tokens per cell, ε = {config['eps']:g}, α = {config['step']:g}; MSE vs N at "
                  f"σ² = {config['convergence_sigma2']:g} with {config['convergence_tokens']} tokens per N; trained "
                  f"{' and '.join(config['train_attention'])} transformers ({config['depth_trained']} layers, "
                  f"N = {config['train_context']}, {config['train_steps']} Adam steps, {config['train_seeds']} seeds) on "
-                 f"the {', '.join(LABELS[p] for p in config['train_priors'])} priors. ± is a bootstrap SE over prompts "
+                 f"the {', '.join(LABELS[p] for p in train_priors)} priors. ± is a bootstrap SE over prompts "
                  f"({metrics['t_best_bootstrap']['resamples']} resamples), for trained models the SE over seeds."
                  + "".join(f" `{p}`: {changed}." for p, r in records.items()
-                           if p not in PROBES and r is not main[0] and (changed := _differences(r["config"], config)))
+                           if p not in PROBES and r is not main[0] and not _trained_only(r)
+                           and (changed := _differences(r["config"], config)))
+                 + "".join(f" `{p}`: trained models only, on the "
+                           f"{', '.join(LABELS[q] for q in r['config']['train_priors'])} priors in d = "
+                           f"{min(r['config']['dims'])}"
+                           + (f", {changed}" if (changed := _differences(r["config"], config, ("train_priors",))) else "")
+                           + "." for p, r in records.items() if _trained_only(r))
                  + "".join(f" `{p}`: the d = 1 depth curves at ε = {r['config']['eps']:g}, α = {r['config']['step']:g} "
                            "(the same flow time per layer), to test T*(ε)'s dependence on ε."
                            for p, r in records.items() if p in PROBES))
@@ -304,7 +331,7 @@ def _positive(values) -> np.ndarray:
 def figure(records: dict, path: Path) -> Path | None:
     """Colour by prior, line style by d: T_best/T*(ε) against σ²; per d the excess over Bayes against N with the
     oracle particles and C/N; the fitted rates against d; the trained RBF models' T_eff/(σ²/2) against σ²."""
-    rows, conv, trained = (_gather(records, k) for k in ("depth_curves", "convergence", "trained"))
+    rows, conv, trained = _gather(records, "depth_curves"), _gather(records, "convergence"), _trained(records)
     if not rows:
         return None
     S = sorted({r["sigma2"] for r in rows})
@@ -376,18 +403,21 @@ def figure(records: dict, path: Path) -> Path | None:
         panels.append(Panel("fitted rate of the excess", "token dimension d", "x in excess ∝ N^x", rate_series,
                             xscale="log", xticks=dims))
     rbf = [t for t in trained if t["attention"] == "rbf" and t["readout"] == "fixed"]
-    if rbf:
+    groups: dict = {}
+    for t in rbf:
+        groups.setdefault((t["dim"], t["prior"]), []).append(t)
+    # one panel for d ≤ LOW_DIM and one above: four priors in four d are too many lines for one
+    for title, keep in ((f"d ≤ {LOW_DIM}", lambda d: d <= LOW_DIM), (f"d > {LOW_DIM}", lambda d: d > LOW_DIM)):
         t_series = [Series([], [1.0], "hline", line="-", color="0.5", label="σ²/2")]
-        groups: dict = {}
-        for t in rbf:
-            groups.setdefault((t["dim"], t["prior"]), []).append(t)
         for (dim, prior), at in groups.items():
-            se = [t["effective_time_over_half_sigma2_se"] for t in at]
-            t_series.append(Series([t["sigma2"] for t in at], [t["effective_time_over_half_sigma2"] for t in at],
-                                   "line", marker=True, yerr=None if None in se else se, group=LABELS[prior],
-                                   line=style[dim], role=f"d = {dim}"))
-        panels.append(Panel("trained RBF models (τ = σ²): removed variance", "σ²",
-                            r"$T_{\rm eff}\,/\,(\sigma^2/2)$", t_series, xscale="log", xticks=S))
+            if keep(dim):
+                se = [t["effective_time_over_half_sigma2_se"] for t in at]
+                t_series.append(Series([t["sigma2"] for t in at], [t["effective_time_over_half_sigma2"] for t in at],
+                                       "line", marker=True, yerr=None if None in se else se, group=LABELS[prior],
+                                       line=style.get(dim, "-"), role=f"d = {dim}"))
+        if len(t_series) > 1:
+            panels.append(Panel(f"trained RBF models (τ = σ²), {title}: removed variance", "σ²",
+                                r"$T_{\rm eff}\,/\,(\sigma^2/2)$", t_series, xscale="log", xticks=S))
     caption = ("The denoise study across token dimensions (colour: prior; line style: d): T_best/T*(ε) with bootstrap "
                "SEs; per d, the excess over Bayes against N with the oracle particles and (A-17)'s C/N; the fitted "
                "rates against d; the trained RBF models' removed variance over σ²/2 (τ fixed at σ²).")
