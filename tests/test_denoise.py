@@ -7,8 +7,10 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+from scipy.special import logsumexp
 
-from deeptheory.theory.particle_flow import stage2_asymptotic_particles
+from deeptheory.theory.particle_flow import particle_flow, stage2_asymptotic_particles, stage2_readout
+from deeptheory.theory.priors import bayes_posterior_mean, sample_prior
 from deeptheory.train.experiments import denoise
 from deeptheory.train.experiments.denoise import analysis, measure, training
 from deeptheory.train.experiments.denoise import config as denoise_config
@@ -175,3 +177,49 @@ def test_depth_covers_every_prior_whatever_is_selected(override):
     t_max = max(denoise_config.t_star(s2, config.eps, spec.local_variance(config.mode_variance))
                 for spec in denoise_config.PRIORS.values())
     assert denoise_config.depth(config) * config.step * config.eps >= config.horizon * t_max - 1e-12
+
+
+def _np_rbf_attention(queries, keys, bandwidth):
+    """softmax_j(−|q − k_j|²/(2 bandwidth)) k_j, in NumPy float64, by hand."""
+    logits = -((queries[:, None, :] - keys[None, :, :]) ** 2).sum(-1) / (2 * bandwidth)
+    w = np.exp(logits - logits.max(1, keepdims=True))
+    return (w / w.sum(1, keepdims=True)) @ keys
+
+
+def test_study_priors_and_estimator_at_d16_against_independent_numpy():
+    """The issue's outside check, here: at d = 16, with the very priors the study builds (config.PRIORS), the Bayes
+    posterior means against NumPy/SciPy — the Gaussian shrinkage y/(1 + σ²), the mixtures' responsibilities by
+    logsumexp, the circle by quadrature over its angle — and the two-stage estimator (Stage 1 flow, Stage 2 readout,
+    dense and chunked) against the eqs. (A-5), (A-10) written out in NumPy. Float64; tolerances are rounding."""
+    config, dim, sigma2 = denoise.Config(), 16, 0.7
+    rng = np.random.default_rng(3)
+    for name in denoise_config.PRIORS:
+        rho = measure.prior(config, name, dim, jax.numpy.float64)
+        x = np.asarray(sample_prior(jax.random.key(5), rho, 64))
+        y = x + np.sqrt(sigma2) * rng.standard_normal(x.shape)
+        got = np.asarray(bayes_posterior_mean(y, rho, sigma2))
+        if name == "gaussian":
+            expect = y / (1 + sigma2)
+        elif name in ("two_mode", "gmm"):
+            mu, s0 = np.asarray(rho.means), config.mode_variance
+            log_r = -((y[:, None, :] - mu[None]) ** 2).sum(-1) / (2 * (s0 + sigma2))
+            r = np.exp(log_r - logsumexp(log_r, axis=1, keepdims=True))
+            expect = r @ mu + (s0 / (s0 + sigma2)) * (y - r @ mu)
+        else:  # x = R (b₁ cos θ + b₂ sin θ), θ uniform: the posterior mean by a 4096-point rule in θ
+            basis = np.asarray(rho.basis)
+            assert basis.shape == (dim, 2) and np.allclose(basis.T @ basis, np.eye(2), atol=1e-12)
+            theta = np.linspace(0, 2 * np.pi, 4096, endpoint=False)
+            atoms = np.sqrt(dim) * (np.cos(theta)[:, None] * basis[:, 0] + np.sin(theta)[:, None] * basis[:, 1])
+            expect = _np_rbf_attention(y, atoms, sigma2)  # exp(−|y − x|²/2σ²) weights: the posterior over θ
+            assert np.allclose((x @ basis) @ basis.T, x, atol=1e-12) and np.allclose(np.linalg.norm(x, axis=1),
+                                                                                      np.sqrt(dim))
+        np.testing.assert_allclose(got, expect, rtol=1e-9, atol=1e-12, err_msg=name)
+        # the two-stage estimator on these tokens: 6 layers of Stage 1 at ε = 0.9, α = 0.3, then Stage 2
+        particles = y
+        for _ in range(6):
+            particles = particles + 0.3 * (_np_rbf_attention(particles, particles, 0.9) - particles)
+        expect_two_stage = _np_rbf_attention(y, particles, sigma2)
+        for chunk_size in (None, 24):
+            flowed = particle_flow(jax.numpy.asarray(y), eps=0.9, step=0.3, depth=6, chunk_size=chunk_size)
+            np.testing.assert_allclose(stage2_readout(y, flowed, sigma2=sigma2, chunk_size=chunk_size),
+                                       expect_two_stage, rtol=1e-10, atol=1e-12, err_msg=(name, chunk_size))
