@@ -53,7 +53,7 @@ studies: map  ## also rewrite results/denoise/study.md, study.png and the README
 paper: $(STAMP) data  ## the GPU-sized paper presets into runs/paper
 	$(PY) -m deeptheory.train reproduce --preset paper --out runs/paper
 
-test: $(STAMP)  ## the whole test suite, slow tests included (what CI runs; about 15 minutes on 2 cores)
+test: $(STAMP)  ## the whole test suite, slow tests included (what CI runs; about 25 minutes on 2 cores)
 	$(PY) -m pytest -n 2 --dist loadfile -q --durations=30
 
 test-fast: $(STAMP)  ## the tests not marked slow

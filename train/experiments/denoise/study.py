@@ -243,7 +243,8 @@ def markdown(records: dict) -> str:
                            if p not in PROBES and r is not main[0] and not _trained_only(r)
                            and (changed := _differences(r["config"], config)))
                  + "".join(f" `{p}`: trained models only, on the "
-                           f"{', '.join(LABELS[q] for q in r['config']['train_priors'])} priors in d = "
+                           f"{', '.join(LABELS[q] for q in r['config']['train_priors'])} "
+                           f"prior{'s' if len(r['config']['train_priors']) > 1 else ''} in d = "
                            f"{min(r['config']['dims'])}"
                            + (f", {changed}" if (changed := _differences(r["config"], config, ("train_priors",))) else "")
                            + "." for p, r in records.items() if _trained_only(r))
