@@ -410,18 +410,23 @@ def figure(records: dict, path: Path) -> Path | None:
     # one panel for d ≤ LOW_DIM and one above: four priors in four d are too many lines for one
     for title, keep in ((f"d ≤ {LOW_DIM}", lambda d: d <= LOW_DIM), (f"d > {LOW_DIM}", lambda d: d > LOW_DIM)):
         t_series = [Series([], [1.0], "hline", line="-", color="0.5", label="σ²/2")]
+        if rbf:  # the law the mixtures' learned times follow: T*(ε) with the component variance, over σ²/2
+            s0, eps = rbf[0]["mode_variance"], rbf[0]["eps"]
+            t_series.append(Series(S, [t_star(s, eps, s0) / (s / 2) for s in S], "line", line="-.", color="black",
+                                   label=f"T*(ε)/(σ²/2), s₀ = {s0:g}"))
         for (dim, prior), at in groups.items():
             if keep(dim):
                 se = [t["effective_time_over_half_sigma2_se"] for t in at]
                 t_series.append(Series([t["sigma2"] for t in at], [t["effective_time_over_half_sigma2"] for t in at],
                                        "line", marker=True, yerr=None if None in se else se, group=LABELS[prior],
                                        line=style.get(dim, "-"), role=f"d = {dim}"))
-        if len(t_series) > 1:
+        if len(t_series) > 2:
             panels.append(Panel(f"trained RBF models (τ = σ²), {title}: removed variance", "σ²",
                                 r"$T_{\rm eff}\,/\,(\sigma^2/2)$", t_series, xscale="log", xticks=S))
     caption = ("The denoise study across token dimensions (colour: prior; line style: d): T_best/T*(ε) with bootstrap "
                "SEs; per d, the excess over Bayes against N with the oracle particles and (A-17)'s C/N; the fitted "
-               "rates against d; the trained RBF models' removed variance over σ²/2 (τ fixed at σ²).")
+               "rates against d; the trained RBF models' removed variance over σ²/2 (τ fixed at σ²), with T*(ε) for the "
+               "mixtures' component variance (dash-dot).")
     return draw(Figure("study", caption, panels, columns=3, panel_size=(4.6, 3.4)), path)
 
 
