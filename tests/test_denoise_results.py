@@ -38,12 +38,13 @@ def test_the_study_trains_every_prior_in_every_d_like_its_d_part():
     trained = {(prior, min(PRESETS[p].dims)) for p in main for prior in PRESETS[p].train_priors}
     assert curves <= trained, f"(prior, d) without trained models: {sorted(curves - trained)}"
     for part in (p for p in main if not PRESETS[p].priors):
-        d_part = next(p for p in main if PRESETS[p].priors and PRESETS[p].dims == PRESETS[part].dims)
-        a, b = (dataclasses.replace(PRESETS[p], priors=(), train_priors=()) for p in (part, d_part))
-        fields = [f.name for f in dataclasses.fields(a) if f.name.startswith("train_") or f.name in (
-            "depth_trained", "learning_rate", "init_bandwidth", "init_step", "init_readout_bandwidth", "sigma2s",
-            "eps", "step", "mode_variance", "components", "seed")]
-        assert {f: getattr(a, f) for f in fields} == {f: getattr(b, f) for f in fields}, (part, d_part)
+        d_part = next((p for p in main if PRESETS[p].priors and PRESETS[p].dims == PRESETS[part].dims), None)
+        assert d_part is not None, f"{part} trains in d = {PRESETS[part].dims} where no part draws depth curves"
+        # every field but the priors and the depth curves' prompts count (the analytic comparator at the training
+        # N depends on the flow grid, ε, α, the horizon and the chunk size too)
+        d = PRESETS[d_part]
+        assert dataclasses.replace(PRESETS[part], priors=d.priors, train_priors=d.train_priors,
+                                   prompts=d.prompts) == d, (part, d_part)
 
 
 @pytest.mark.parametrize("part", list(PARTS))

@@ -24,13 +24,13 @@ def report(record: dict) -> ReportSpec:
     cases = [(p, d) for p in config["priors"] for d in config["dims"] if d >= PRIORS[p].min_dim]
     tables, figures, findings, deviations, headline, setup = [], [], [], [], [], []
     if cases:  # a part may train models only (no depth curves)
-        headline.append(_cases(config, m, cases, tables, figures, findings, deviations, setup))
+        headline.append(_case_sections(config, m, cases, tables, figures, findings, deviations, setup))
     if m["trained"]:
-        headline.append(_trained(config, m["trained"], tables, figures, findings, deviations, setup))
+        headline.append(_trained_section(config, m["trained"], tables, figures, findings, deviations, setup))
     return ReportSpec(" ".join(setup), tables, figures, findings, deviations, "; ".join(headline))
 
 
-def _cases(config: dict, m: dict, cases: list, tables: list, figures: list, findings: list, deviations: list,
+def _case_sections(config: dict, m: dict, cases: list, tables: list, figures: list, findings: list, deviations: list,
            setup: list) -> str:
     """The depth curves, MSE-vs-N study and particles: tables, figures and notes appended; returns the headline."""
     S, times, rows = config["sigma2s"], m["times"], m["depth_curves"]
@@ -240,7 +240,7 @@ def _cases(config: dict, m: dict, cases: list, tables: list, figures: list, find
             + f"best MSE {100 * excess[1]:+.1f} % or less over Bayes")
 
 
-def _trained(config: dict, trained: list, tables: list, figures: list, findings: list, deviations: list,
+def _trained_section(config: dict, trained: list, tables: list, figures: list, findings: list, deviations: list,
              setup: list) -> str:
     """The trained transformers: table, figure and notes appended; returns the headline."""
     S = config["sigma2s"]

@@ -55,7 +55,7 @@ def _trained_only(record: dict) -> bool:
     return not record["config"]["priors"]
 
 
-def _trained(records: dict) -> list[dict]:
+def _sorted_trained(records: dict) -> list[dict]:
     """The trained models' rows over the parts, by d, then prior, attention and readout (parts train different
     priors at the same d)."""
     order = {name: i for i, name in enumerate(PRIORS)}
@@ -227,7 +227,7 @@ def markdown(records: dict) -> str:
     main = ([r for p, r in records.items() if p not in PROBES and not _trained_only(r)]
             or list(records.values()))
     config, metrics = main[0]["config"], main[0]["metrics"]
-    rows, conv, trained = _gather(records, "depth_curves"), _gather(records, "convergence"), _trained(records)
+    rows, conv, trained = _gather(records, "depth_curves"), _gather(records, "convergence"), _sorted_trained(records)
     S = config["sigma2s"]
     train_priors = [p for p in PRIORS if any(p in r["config"]["train_priors"] for q, r in records.items()
                                              if q not in PROBES)]
@@ -332,7 +332,7 @@ def _positive(values) -> np.ndarray:
 def figure(records: dict, path: Path) -> Path | None:
     """Colour by prior, line style by d: T_best/T*(ε) against σ²; per d the excess over Bayes against N with the
     oracle particles and C/N; the fitted rates against d; the trained RBF models' T_eff/(σ²/2) against σ²."""
-    rows, conv, trained = _gather(records, "depth_curves"), _gather(records, "convergence"), _trained(records)
+    rows, conv, trained = _gather(records, "depth_curves"), _gather(records, "convergence"), _sorted_trained(records)
     if not rows:
         return None
     S = sorted({r["sigma2"] for r in rows})
@@ -410,9 +410,11 @@ def figure(records: dict, path: Path) -> Path | None:
     # one panel for d ≤ LOW_DIM and one above: four priors in four d are too many lines for one
     for title, keep in ((f"d ≤ {LOW_DIM}", lambda d: d <= LOW_DIM), (f"d > {LOW_DIM}", lambda d: d > LOW_DIM)):
         t_series = [Series([], [1.0], "hline", line="-", color="0.5", label="σ²/2")]
-        if rbf:  # the law the mixtures' learned times follow: T*(ε) with the component variance, over σ²/2
+        if rbf:  # the law the 4-GMM's learned times follow: T*(ε) with the component variance, over σ²/2
             s0, eps = rbf[0]["mode_variance"], rbf[0]["eps"]
-            t_series.append(Series(S, [t_star(s, eps, s0) / (s / 2) for s in S], "line", line="-.", color="black",
+            # a style no curve of the panel has (not solid: σ²/2 is)
+            unused = next((ls for d, ls in style.items() if not keep(d) and ls != "-"), "-")
+            t_series.append(Series(S, [t_star(s, eps, s0) / (s / 2) for s in S], "line", line=unused, color="black",
                                    label=f"T*(ε)/(σ²/2), s₀ = {s0:g}"))
         for (dim, prior), at in groups.items():
             if keep(dim):
@@ -426,7 +428,7 @@ def figure(records: dict, path: Path) -> Path | None:
     caption = ("The denoise study across token dimensions (colour: prior; line style: d): T_best/T*(ε) with bootstrap "
                "SEs; per d, the excess over Bayes against N with the oracle particles and (A-17)'s C/N; the fitted "
                "rates against d; the trained RBF models' removed variance over σ²/2 (τ fixed at σ²), with T*(ε) for the "
-               "mixtures' component variance (dash-dot).")
+               "mixtures' component variance (black).")
     return draw(Figure("study", caption, panels, columns=3, panel_size=(4.6, 3.4)), path)
 
 
