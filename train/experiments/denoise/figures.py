@@ -22,17 +22,16 @@ def _pm(value, se, scale=1.0, digits=2, unit=""):
 def report(record: dict) -> ReportSpec:
     config, m = record["config"], record["metrics"]
     cases = [(p, d) for p in config["priors"] for d in config["dims"] if d >= PRIORS[p].min_dim]
-    tables, figures, findings, deviations, headline, setup = [], [], [], [], [], []
-    if cases:  # a part may train models only (no depth curves)
-        headline.append(_case_sections(config, m, cases, tables, figures, findings, deviations, setup))
-    if m["trained"]:
-        headline.append(_trained_section(config, m["trained"], tables, figures, findings, deviations, setup))
-    return ReportSpec(" ".join(setup), tables, figures, findings, deviations, "; ".join(headline))
+    # a part may train models only (no depth curves), or draw depth curves only
+    sections = ([_case_sections(config, m, cases)] if cases else []) + (
+        [_trained_section(config, m["trained"])] if m["trained"] else [])
+    return ReportSpec(" ".join(p.setup for p in sections), [t for p in sections for t in p.tables],
+                      [f for p in sections for f in p.figures], [x for p in sections for x in p.findings],
+                      [x for p in sections for x in p.deviations], "; ".join(p.headline for p in sections))
 
 
-def _case_sections(config: dict, m: dict, cases: list, tables: list, figures: list, findings: list, deviations: list,
-           setup: list) -> str:
-    """The depth curves, MSE-vs-N study and particles: tables, figures and notes appended; returns the headline."""
+def _case_sections(config: dict, m: dict, cases: list) -> ReportSpec:
+    """The depth curves, MSE-vs-N study and particles: their setup, tables, figures, notes and headline."""
     S, times, rows = config["sigma2s"], m["times"], m["depth_curves"]
     by = {(r["prior"], r["dim"], r["sigma2"]): r for r in rows}
     s_groups = {s: f"σ² = {s:g}" for s in S}
@@ -101,7 +100,7 @@ def _case_sections(config: dict, m: dict, cases: list, tables: list, figures: li
                             "non-positive excess). "
                             "(A-17) predicts the oracle particles' excess C/N, a rate of −1, only once N ≫ B^d "
                             "(the queries in the tails see many particles); below that it falls slower.")
-    tables += [depth_table, mse_table, slope_table, conv_table]
+    tables = [depth_table, mse_table, slope_table, conv_table]
     depth_panels = []
     for prior, dim in cases:
         series = []
@@ -117,9 +116,9 @@ def _case_sections(config: dict, m: dict, cases: list, tables: list, figures: li
                                   "points", group=g, symbol="x", size=7, role="T*(ε) (theory) on the curve")])]
         depth_panels.append(Panel(case_label(prior, dim), r"flow time $T$ = depth $\cdot\,\alpha\varepsilon$",
                                   "per-coordinate MSE", series, yscale="log"))
-    figures.append(Figure("mse_vs_depth", "MSE of the two-stage estimator against depth (as flow time T): a U-shape "
-                          "whose minimum (filled marker) should sit at T*(ε) (×), to the right of σ²/2 (|), close to "
-                          "the Bayes MSE (dotted).", depth_panels, sequential=True))
+    figures = [Figure("mse_vs_depth", "MSE of the two-stage estimator against depth (as flow time T): a U-shape whose "
+                      "minimum (filled marker) should sit at T*(ε) (×), to the right of σ²/2 (|), close to the Bayes "
+                      "MSE (dotted).", depth_panels, sequential=True)]
     law = m["t_star_law"]
     grid = law["sigma2"]
     t_series = [Series(grid, np.asarray(grid) / 2, "line", line="--", color="black", label="σ²/2"),
@@ -208,18 +207,18 @@ def _case_sections(config: dict, m: dict, cases: list, tables: list, figures: li
     ratios, halves = summary["t_best_over_t_star"], summary["t_best_over_half_sigma2"]
     excess, cells = summary["excess_over_bayes_realised"], summary["cells"]
     with_law = summary.get("cells_with_t_star", cells)
-    findings += [(f"T_{{best}} / T*(ε) = {ratios[0]:.2f}–{ratios[1]:.2f} over {with_law} (prior, d, σ²) cells with the "
-                  "law; " if ratios else "") + f"T_{{best}} / (σ²/2) = {halves[0]:.2f}–{halves[1]:.2f} over {cells}.",
-                 f"Best two-stage MSE within {100 * excess[0]:+.1f} … {100 * excess[1]:+.1f} % of the Bayes MSE on the "
-                 f"same tokens; it beats depth 0, blurring mean shift and the best-bandwidth Tweedie–KDE in "
-                 f"{summary['beats_comparators']}/{cells} cells."]
+    findings = [(f"T_{{best}} / T*(ε) = {ratios[0]:.2f}–{ratios[1]:.2f} over {with_law} (prior, d, σ²) cells with the "
+                 "law; " if ratios else "") + f"T_{{best}} / (σ²/2) = {halves[0]:.2f}–{halves[1]:.2f} over {cells}.",
+                f"Best two-stage MSE within {100 * excess[0]:+.1f} … {100 * excess[1]:+.1f} % of the Bayes MSE on the "
+                f"same tokens; it beats depth 0, blurring mean shift and the best-bandwidth Tweedie–KDE in "
+                f"{summary['beats_comparators']}/{cells} cells."]
     if conv:
         findings.append("Excess over Bayes falls from " + ", ".join(
             f"{100 * c['excess_over_bayes_realised'][0]:.0f} % ({LABELS[c['prior']]})" for c in conv)
             + f" at N = {Ns[0]} to " + ", ".join(f"{100 * c['excess_over_bayes_realised'][-1]:.1f} %" for c in conv)
             + f" at N = {Ns[-1]}.")
     off = [r for r in rows if r["t_star_deviates"]]
-    deviations += ([f"T_{{best}} deviates from T*(ε) by more than {100 * tolerance:g} % and 1 SE at: " + ", ".join(
+    deviations = ([f"T_{{best}} deviates from T*(ε) by more than {100 * tolerance:g} % and 1 SE at: " + ", ".join(
         f"{LABELS[r['prior']]} d = {r['dim']} σ² = {r['sigma2']:g} ({r['t_best']:.3f} vs {r['t_star_theory']:.3f})"
         for r in off) + "."] if off else [])
     if summary["t_best_at_grid_end"]:
@@ -228,7 +227,7 @@ def _case_sections(config: dict, m: dict, cases: list, tables: list, figures: li
                                                     for p, d, s2 in summary["t_best_at_grid_end"]) + ".")
     deviations.append("For the mixtures T*(ε) uses the component variance s₀ in the Gaussian formula — a local "
                       "approximation for well-separated modes, not a derived law.")
-    setup.append(f"Prompts of N = {config['context']} noisy tokens y = x + σz, x from the "
+    setup = (f"Prompts of N = {config['context']} noisy tokens y = x + σz, x from the "
              f"{', '.join(LABELS[p] for p in config['priors'])} priors in "
              f"d ∈ {{{', '.join(map(str, config['dims']))}}}, "
              f"σ² ∈ {{{', '.join(f'{s:g}' for s in S)}}}, {config['prompts']} prompts each. The analytic estimator runs "
@@ -236,15 +235,15 @@ def _case_sections(config: dict, m: dict, cases: list, tables: list, figures: li
              "layer) and reads out with Stage 2 (the noisy tokens querying the particles with bandwidth σ²) at every "
              "depth; comparators and the Bayes posterior mean run on the same tokens; the MSE-vs-N study uses "
              f"N ∈ {{{', '.join(map(str, Ns))}}}.")
-    return ((f"T_{{best}}/T*(ε) {ratios[0]:.2f}–{ratios[1]:.2f}; " if ratios else "")
-            + f"best MSE {100 * excess[1]:+.1f} % or less over Bayes")
+    headline = ((f"T_{{best}}/T*(ε) {ratios[0]:.2f}–{ratios[1]:.2f}; " if ratios else "")
+                + f"best MSE {100 * excess[1]:+.1f} % or less over Bayes")
+    return ReportSpec(setup, tables, figures, findings, deviations, headline)
 
 
-def _trained_section(config: dict, trained: list, tables: list, figures: list, findings: list, deviations: list,
-             setup: list) -> str:
-    """The trained transformers: table, figure and notes appended; returns the headline."""
+def _trained_section(config: dict, trained: list) -> ReportSpec:
+    """The trained transformers: their setup, table, figure, notes and headline."""
     S = config["sigma2s"]
-    tables.append(Table("Trained attention-only transformers", [
+    tables = [Table("Trained attention-only transformers", [
         "prior", "d", "attention", "readout τ", "σ²", "T_{eff}/(σ²/2)", "Σ α_{l}ε_{l}/(σ²/2)", "τ/σ²",
         "ε_{l} spread (CV)", "learned MSE / Bayes − 1", "analytic best / Bayes − 1"],
         [[LABELS[t["prior"]], t["dim"], t["attention"], t["readout"], f"{t['sigma2']:g}",
@@ -258,7 +257,7 @@ def _trained_section(config: dict, trained: list, tables: list, figures: list, f
              f"Mean ± SE over {config['train_seeds']} trained model(s) per row (no SE with one); the seeds "
              "differ only in their stream of training prompts (every model starts from the same constant "
              "parameters) and are scored on the same evaluation prompts, so the SE is the spread of training, "
-             "not of evaluation. Σ α_{l}ε_{l} is a flow time only for RBF attention (— for dot-product)."))
+             "not of evaluation. Σ α_{l}ε_{l} is a flow time only for RBF attention (— for dot-product).")]
     variants = config["train_readout"]
     t_panels = [[], [], []]
     attentions = config["train_attention"]
@@ -291,7 +290,7 @@ def _trained_section(config: dict, trained: list, tables: list, figures: list, f
                                   role=f"analytic two-stage at its best depth (N = {config['train_context']})"))
     t_panels[0].append(Series(S, np.asarray(S) / 2, "line", line="-.", color="black", label="σ²/2"))
     mid_s2 = trained[len(S) // 2]["sigma2"] if len(trained) > len(S) // 2 else S[0]
-    figures.append(Figure("trained", "Trained attention-only transformers (solid, one colour per prior, readout "
+    figures = [Figure("trained", "Trained attention-only transformers (solid, one colour per prior, readout "
                           "τ and attention; error bars: SE over the seeds). Left: the variance their Stage 1 "
                           "removes, as a flow time T_{eff}, against σ²/2 (dash-dot), with their nominal clock "
                           "Σ α_{l}ε_{l} (dotted; a flow time only for RBF attention). Middle: their MSE over Bayes "
@@ -302,19 +301,20 @@ def _trained_section(config: dict, trained: list, tables: list, figures: list, f
                                  t_panels[0], xticks=S),
                            Panel("MSE over Bayes (same tokens)", "σ²", "MSE / Bayes − 1 (%)", t_panels[1], xticks=S),
                            Panel(f"learned bandwidths, σ² = {mid_s2:g}", "layer l", r"$\varepsilon_l$", t_panels[2],
-                                 yscale="log")]))
-    deviations.append("Σ α_{l} ε_{l} overstates the learned flow time when the learned ε_{l} are large (a layer then "
-                      "contracts by αε/(v + ε), not αε/v); T_{eff}, the removed variance, is the comparable clock.")
-    setup.append(f"Trained attention-only transformers ({' and '.join(config['train_attention'])} attention, "
+                                 yscale="log")])]
+    deviations = ["Σ α_{l} ε_{l} overstates the learned flow time when the learned ε_{l} are large (a layer then "
+                      "contracts by αε/(v + ε), not αε/v); T_{eff}, the removed variance, is the comparable clock."]
+    setup = (f"Trained attention-only transformers ({' and '.join(config['train_attention'])} attention, "
                  f"{config['depth_trained']} layers, readout τ {' and '.join(config['train_readout'])}) on "
                  f"{config['train_context']}-token prompts of the {', '.join(LABELS[p] for p in config['train_priors'])} "
                  f"priors in d = {min(config['dims'])}, σ² ∈ {{{', '.join(f'{s:g}' for s in S)}}}: "
                  f"{config['train_steps']} Adam steps, {config['train_seeds']} seed(s) each.")
     rbf = [t["effective_time_over_half_sigma2"] for t in trained if t["attention"] == "rbf" and t["readout"] == "fixed"]
     span = f"{min(rbf):.2f}–{max(rbf):.2f}" if rbf else None
-    findings += ([f"Trained RBF models with τ = σ²: their Stage 1 removes T_{{eff}} = {span} × σ²/2."] if span else []) + [
+    findings = ([f"Trained RBF models with τ = σ²: their Stage 1 removes T_{{eff}} = {span} × σ²/2."] if span else []) + [
         f"Learned MSE over Bayes ({a}): " + ", ".join(
             f"{100 * min(x):+.1f} … {100 * max(x):+.1f} % ({LABELS[p]})" for p in config["train_priors"]
             if (x := [t["learned_excess_over_bayes"] for t in trained if t["prior"] == p and t["attention"] == a]))
         + "." for a in config["train_attention"]]
-    return f"trained RBF T_eff/(σ²/2) {span}" if span else "trained transformers"
+    return ReportSpec(setup, tables, figures, findings, deviations,
+                      f"trained RBF T_eff/(σ²/2) {span}" if span else "trained transformers")

@@ -409,20 +409,20 @@ def figure(records: dict, path: Path) -> Path | None:
         groups.setdefault((t["dim"], t["prior"]), []).append(t)
     # one panel for d ≤ LOW_DIM and one above: four priors in four d are too many lines for one
     for title, keep in ((f"d ≤ {LOW_DIM}", lambda d: d <= LOW_DIM), (f"d > {LOW_DIM}", lambda d: d > LOW_DIM)):
-        t_series = [Series([], [1.0], "hline", line="-", color="0.5", label="σ²/2")]
-        if rbf:  # the law the 4-GMM's learned times follow: T*(ε) with the component variance, over σ²/2
+        kept = {(dim, prior): at for (dim, prior), at in groups.items() if keep(dim)}
+        if kept:
+            # the law the 4-GMM's learned times follow, T*(ε) with the component variance over σ²/2, in a line
+            # style no curve of the panel has (not solid: σ²/2 is)
             s0, eps = rbf[0]["mode_variance"], rbf[0]["eps"]
-            # a style no curve of the panel has (not solid: σ²/2 is)
             unused = next((ls for d, ls in style.items() if not keep(d) and ls != "-"), "-")
-            t_series.append(Series(S, [t_star(s, eps, s0) / (s / 2) for s in S], "line", line=unused, color="black",
-                                   label=f"T*(ε)/(σ²/2), s₀ = {s0:g}"))
-        for (dim, prior), at in groups.items():
-            if keep(dim):
+            t_series = [Series([], [1.0], "hline", line="-", color="0.5", label="σ²/2"),
+                        Series(S, [t_star(s, eps, s0) / (s / 2) for s in S], "line", line=unused, color="black",
+                               label=f"T*(ε)/(σ²/2), s₀ = {s0:g}")]
+            for (dim, prior), at in kept.items():
                 se = [t["effective_time_over_half_sigma2_se"] for t in at]
                 t_series.append(Series([t["sigma2"] for t in at], [t["effective_time_over_half_sigma2"] for t in at],
                                        "line", marker=True, yerr=None if None in se else se, group=LABELS[prior],
                                        line=style.get(dim, "-"), role=f"d = {dim}"))
-        if len(t_series) > 2:
             panels.append(Panel(f"trained RBF models (τ = σ²), {title}: removed variance", "σ²",
                                 r"$T_{\rm eff}\,/\,(\sigma^2/2)$", t_series, xscale="log", xticks=S))
     caption = ("The denoise study across token dimensions (colour: prior; line style: d): T_best/T*(ε) with bootstrap "
