@@ -360,8 +360,9 @@ def test_nested_derivatives_equal_automatic_differentiation_of_the_dense_action(
         return jnp.sum(widths * (jnp.exp(q) - q)) + _dense_action(K_R, jnp.asarray(y), T)
 
     def derivatives(q, **curvature):  # as the Newton solver composes them: the Hessian from the gradient's factors
-        value, grad, factors = R._nested_gradient(q, C, c, jnp.asarray(y), widths, T, sw2[1:], act)
-        return value, grad, R._nested_hessian(q, factors, C, c, widths, T, sw2[1:], act, **curvature)
+        data = R._nested_data(C, c, jnp.asarray(y), widths, T, sw2[1:])
+        value, grad, factors = R._nested_gradient(q, data, act)
+        return value, grad, R._nested_hessian(q, factors, data, act, **curvature)
 
     q = jnp.asarray([0.3, -0.4, 0.7])
     value, grad, hess = derivatives(q, curvature_dtype=jnp.float64)
@@ -373,6 +374,40 @@ def test_nested_derivatives_equal_automatic_differentiation_of_the_dense_action(
     value32, grad32, hess32 = derivatives(q)
     assert value32 == value and np.array_equal(grad32, grad)
     np.testing.assert_allclose(hess32, hess, rtol=1e-4)
+
+
+@pytest.mark.parametrize("P", [1, 2, 7])
+def test_the_packed_triangle_unpacks_to_the_matrix_and_weights_its_inner_products(P):
+    """The nested solver runs its chain on the upper triangle: unpacking gives back the symmetric matrix, and the
+    weights (1 on the diagonal, 2 off it) give Frobenius inner products of symmetric matrices."""
+    rng = np.random.default_rng(P)
+    A, B = (m + m.T for m in rng.standard_normal((2, P, P)))
+    tri = R._triangle(P, jnp.float64)
+    assert tri.rows.shape == (P * (P + 1) // 2,) and bool(jnp.all(tri.rows <= tri.cols))
+    np.testing.assert_array_equal(np.asarray(jnp.asarray(A)[tri.rows, tri.cols][tri.full]), A)
+    inner = jnp.sum(tri.weights * jnp.asarray(A)[tri.rows, tri.cols] * jnp.asarray(B)[tri.rows, tri.cols])
+    np.testing.assert_allclose(inner, np.sum(A * B), rtol=1e-13)
+
+
+def test_nested_starts_that_reach_one_minimum_return_it_and_cost_less():
+    """`solve_nested` from the vanilla solution and from Q = 1: the second start borrows the first's Hessian and stops
+    near its minimum; both rows equal each start solved alone (to the solver's accuracy), in fewer iterations."""
+    x, y, x0, y0 = _data(P=60, N0=10, P_test=5)
+    T, widths = 0.02, jnp.asarray([30.0, 45.0, 60.0])
+    sw2 = jnp.ones(4)
+    C = nngp_kernel(x, activation="linear", depth=0, weight_var=sw2[0])
+    c = nngp_diag(x, activation="linear", depth=0, weight_var=sw2[0])
+    van = R.fc_theory(x, y, x0, y0, activation="erf", depth=3, width=widths, temperature=T).order_params
+    starts = jnp.stack([jnp.log(van), jnp.zeros(3)])
+    args = (C, c, jnp.asarray(y), widths, jnp.asarray(T), sw2[1:])
+    kw = dict(act=get_activation("erf"), tol=1e-10, max_iter=100)
+    both = R.solve_nested(starts, *args, **kw)
+    alone = [R.solve_nested(q0[None], *args, **kw) for q0 in starts]
+    assert bool(jnp.all(both.converged))
+    for i in range(2):
+        np.testing.assert_allclose(np.exp(both.x[i]), np.exp(alone[i].x[0]), rtol=1e-9)
+    np.testing.assert_array_equal(np.asarray(both.x[1]), np.asarray(both.x[0]))  # returned the first's minimum
+    assert int(both.iterations[1]) < int(alone[1].iterations[0])
 
 
 @pytest.mark.parametrize("activation", ["relu", "gelu"])

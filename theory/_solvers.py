@@ -32,6 +32,7 @@ class Solution(NamedTuple):
     residual: jax.Array  # max |gradient| (minimisation) or max |F| (root finding), as scaled by the caller
     iterations: jax.Array
     converged: jax.Array
+    hessian: jax.Array | None = None  # `newton_minimize`: the last Hessian it used (zeros if it needed none)
 
 
 def bisect(h: Callable, lo, hi, iterations: int = 64):
@@ -52,7 +53,8 @@ def bisect(h: Callable, lo, hi, iterations: int = 64):
 
 
 def newton_minimize(f: Callable, x0, *, scale, tol: float, max_iter: int = 100,
-                    derivatives: Callable | None = None, hessian: Callable | None = None) -> Solution:
+                    derivatives: Callable | None = None, hessian: Callable | None = None,
+                    known: Solution | None = None, reuse_step: float = 1e-3, merge_radius: float = 1e-2) -> Solution:
     """Minimise a smooth f: Rⁿ → R (n small) by saddle-free Newton with Armijo backtracking.
 
     The step solves |H| d = −g with |H| = V|Λ|Vᵀ (eigenvalues floored at 1e-12·max|Λ|), so it is a descent
@@ -61,9 +63,21 @@ def newton_minimize(f: Callable, x0, *, scale, tol: float, max_iter: int = 100,
 
     `derivatives(x) -> (f, ∇f, aux)` and `hessian(x, aux) -> ∇²f` replace automatic differentiation where the
     caller has them cheaper (one factorisation shared by all three, as `theory.renormalization`'s nested action
-    does: aux carries the factorisation); default: jax.value_and_grad and jax.hessian of f. The Hessian is only
-    computed where a step is taken, never at the point that passes the test. The full step is evaluated with the
-    derivatives; backtracking, when needed, only evaluates f.
+    does: aux carries the factorisation); default: jax.value_and_grad and jax.hessian of f. The full step is
+    evaluated with the derivatives; backtracking, when needed, only evaluates f.
+
+    Hessians are computed only where they change the step: at each iterate, except after a full step (no
+    backtracking) that at least halved the residual and was no longer than `reuse_step` (max norm) — there the
+    Hessian one short step back steers as well as a fresh one (the error contracts by a factor ∝ the step length,
+    e.g. 1e-9 → 1e-13 where a fresh Hessian would give 1e-15) — and never at the point that passes the test.
+
+    `known`: a minimum found before (another start's `Solution`, with its Hessian). The run starts with that Hessian
+    and keeps it while every full step at least halves the residual: exact at the minimum, it converges there as
+    fast as fresh Hessians would (the error still squares each step), and costs none. As soon as an iterate lies
+    within `merge_radius` of known.x (max norm, in the solver's coordinates; well inside the region where Newton
+    converges quadratically, e_{k+1} ≈ M e_k², for the smooth actions here: M ≲ 1), the run stops and returns
+    `known` with its own iteration count — it reaches the same minimum. A start that heads elsewhere loses the
+    borrowed Hessian at its first slow step and continues with fresh ones.
     """
     if (derivatives is None) != (hessian is None):
         raise ValueError("newton_minimize: give both `derivatives` and `hessian`, or neither (autodiff)")
@@ -101,13 +115,23 @@ def newton_minimize(f: Callable, x0, *, scale, tol: float, max_iter: int = 100,
     def residual(g):
         return jnp.max(jnp.abs(g / scale))
 
+    n = x0.shape[0]
+    if known is None:
+        known = Solution(x0, jnp.inf, jnp.inf, 0, False, jnp.zeros((n, n), x0.dtype))
+    # a known minimum reached without a Hessian (its start passed the test at once) has none to lend
+    lend = known.converged & jnp.any(known.hessian != 0)
+
+    def merged(x):
+        return known.converged & (jnp.max(jnp.abs(x - known.x)) <= merge_radius)
+
     def cond(state):
-        x, fx, g, aux, k, stalled = state
-        return (residual(g) > tol) & (k < max_iter) & ~stalled
+        x, fx, g, aux, H, reuse, following, k, stalled = state
+        return (residual(g) > tol) & (k < max_iter) & ~stalled & ~merged(x)
 
     def body(state):
-        x, fx, g, aux, k, _ = state
-        d = direction(hessian(x, aux), g)
+        x, fx, g, aux, H, reuse, following, k, _ = state
+        H = lax.cond(reuse, lambda: H, lambda: hessian(x, aux))
+        d = direction(H, g)
         slope = jnp.dot(g, d)
         # The full step is usually accepted: evaluate the derivatives there at once (they include f), and fall back
         # to backtracking on f alone only when Armijo fails.
@@ -117,11 +141,16 @@ def newton_minimize(f: Callable, x0, *, scale, tol: float, max_iter: int = 100,
         fx_new, g_new, aux_new = lax.cond(accepted, lambda: full, lambda: derivatives(x_new))
         # No decrease at all (at the floor of float64 rounding): stop; the residual says how close we are.
         stalled = ~(fx_new < fx) & jnp.all(x_new == x)
-        return x_new, fx_new, g_new, aux_new, k + 1, stalled
+        progress = accepted & (residual(g_new) <= 0.5 * residual(g))
+        following = following & progress
+        short = jnp.max(jnp.abs(x_new - x)) <= reuse_step
+        return x_new, fx_new, g_new, aux_new, H, following | (progress & short), following, k + 1, stalled
 
-    x, fx, g, _, k, _ = lax.while_loop(cond, body, (x0, *derivatives(x0), 0, False))
+    H0 = jnp.where(lend, known.hessian, jnp.zeros((n, n), x0.dtype))
+    x, fx, g, _, H, _, _, k, _ = lax.while_loop(cond, body, (x0, *derivatives(x0), H0, lend, lend, 0, False))
     r = residual(g)
-    return Solution(x, fx, r, k, r <= tol)
+    own = Solution(x, fx, r, k, r <= tol, H)
+    return jax.tree.map(lambda a, b: jnp.where(merged(x), a, b), known._replace(iterations=k), own)
 
 
 def newton_root(F: Callable, x0, *, scale, tol: float, max_iter: int = 100) -> Solution:

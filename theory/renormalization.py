@@ -66,7 +66,7 @@ from deeptheory.theory._checks import (
     positive_scalar,
     weight_variances,
 )
-from deeptheory.theory._solvers import bisect, boustrophedon, cholesky_terms, newton_minimize, newton_root
+from deeptheory.theory._solvers import Solution, bisect, boustrophedon, cholesky_terms, newton_minimize, newton_root
 from deeptheory.theory.activations import ODD_ACTIVATIONS, Activation, get_activation, mean_activation
 from deeptheory.theory.gp import gp_posterior, gp_test_loss
 from deeptheory.theory.nngp import covariance_chain, nngp_diag, nngp_kernel
@@ -462,7 +462,7 @@ def fc_theory(
       weight_var: [σ_0², …, σ_L²], the prior variances of the weights (σ_l² = 1/λ_l; input layer first, readout
         last), or a scalar for all layers; None: 1.
       variant: "vanilla" (Q_l multiply K^(L); global minimum by scan + bisection, exact at any width),
-        "nested" (Q_l inside the recursion; Newton from Q = 1 and from the vanilla solution, the lowest
+        "nested" (Q_l inside the recursion; Newton from the vanilla solution and from Q = 1, the lowest
         minimum kept), "noncentral" (ReLU-type φ with E[φ] ≠ 0: order parameters (Q̄_l, Q_l); Newton on the
         saddle-point equations from the central solution), or "auto" (`recommended_variant(activation)`).
         Vanilla = nested for ReLU and linear.
@@ -531,10 +531,60 @@ def _other_minima(van: VanillaSolution) -> tuple:
     )
 
 
-def _nested_action(q, C, c_diag, y, widths, T, layer_var, act: Activation):
+class _Triangle(NamedTuple):
+    """The upper triangle (i ≤ j, row by row) of a symmetric P × P matrix as a vector of M = P(P + 1)/2 entries.
+    The nested chain is elementwise and its kernels symmetric, so the Newton solver runs it (and its tangents and
+    curvature) on the triangle: half the transcendental work of the full matrix, which it unpacks only for the
+    Cholesky and the products."""
+
+    rows: jax.Array  # (M,) i of each entry
+    cols: jax.Array  # (M,) j of each entry
+    weights: jax.Array  # (M,) 1 on the diagonal, 2 off it: Σ_ij A_ij B_ij = Σ_k w_k A_k B_k for symmetric A, B
+    full: jax.Array  # (P, P) the entry of (min(i, j), max(i, j)): vector[full] is the symmetric matrix
+
+
+def _triangle(P: int, dtype) -> _Triangle:
+    """`_Triangle` of a P × P matrix, built from iotas inside the caller's program (no P² constants to embed)."""
+    i = jnp.arange(P, dtype=jnp.int32)  # int32: P ≤ 46340, beyond which a float64 P × P matrix is 17 GB
+    start = i * P - (i * (i - 1)) // 2  # the triangle's index of (i, i)
+    rows = jnp.repeat(i, P - i, total_repeat_length=P * (P + 1) // 2)
+    cols = jnp.arange(P * (P + 1) // 2, dtype=jnp.int32) - start[rows] + rows
+    lo, hi = jnp.minimum(i[:, None], i[None, :]), jnp.maximum(i[:, None], i[None, :])
+    return _Triangle(rows, cols, jnp.where(rows == cols, 1.0, 2.0).astype(dtype), start[lo] + hi - lo)
+
+
+class _NestedData(NamedTuple):
+    """The nested action's fixed inputs at one (widths, T), as its Newton solver uses them."""
+
+    C_M: jax.Array  # (M,) layer-0 covariances σ_0² x·x'/N_0 on the `_Triangle`
+    c_diag: jax.Array  # (P,) layer-0 variances
+    tri: _Triangle
+    y: jax.Array  # (P,)
+    widths: jax.Array  # (L,)
+    T: jax.Array
+    layer_var: jax.Array  # (L,) σ_1²..σ_L²
+
+
+def _nested_data(C, c_diag, y, widths, T, layer_var) -> _NestedData:
+    tri = _triangle(C.shape[0], C.dtype)
+    return _NestedData(C[tri.rows, tri.cols], c_diag, tri, y, widths, T, layer_var)
+
+
+def _nested_chain(Q, C_M, c_diag, tri: _Triangle, layer_var, act: Activation):
+    """K_R of eq. (R-19) on the triangle: `theory.nngp.covariance_chain`'s recursion K^l = σ_wl² F_φ(k_i, K_ij, k_j)
+    with σ_wl² = Q_l/λ_l, each point's variance k_i computed once per layer and gathered for its entries."""
+    sw2 = Q * layer_var
+    K_M, k_P = C_M, c_diag
+    for l in range(sw2.shape[0]):
+        K_M = sw2[l] * act.pair(k_P[tri.rows], K_M, k_P[tri.cols])
+        k_P = sw2[l] * act.diag(k_P)
+    return K_M
+
+
+def _nested_action(q, data: _NestedData, act: Activation):
     """𝒮 in q = log Q (module docstring) with the nested kernel (eq. (R-19))."""
-    K_R = _nested_kernel(jnp.exp(q), C, c_diag, layer_var, act)[0]
-    return jnp.sum(widths * (jnp.exp(q) - q)) + cholesky_terms(K_R, y, T)
+    K_R = _nested_chain(jnp.exp(q), data.C_M, data.c_diag, data.tri, data.layer_var, act)[data.tri.full]
+    return jnp.sum(data.widths * (jnp.exp(q) - q)) + cholesky_terms(K_R, data.y, data.T)
 
 
 class _NestedFactors(NamedTuple):
@@ -542,52 +592,55 @@ class _NestedFactors(NamedTuple):
 
     A_inv: jax.Array  # (P, P) A⁻¹, A = K_R + T I
     alpha: jax.Array  # (P,) A⁻¹y
+    B_M: jax.Array  # (M,) B = A⁻¹ − ααᵀ on the triangle
     K_FxPxP: jax.Array  # (L − 1, P, P) ∂K_R/∂q_l for the first L − 1 layers
     trace_AK: jax.Array  # (L,) Tr(A⁻¹K_l)
     trace_BK: jax.Array  # (L,) Tr(B K_l)
     Kalpha_LxP: jax.Array  # (L, P) K_l α
 
 
-def _nested_gradient(q, C, c_diag, y, widths, T, layer_var, act: Activation):
+def _nested_gradient(q, data: _NestedData, act: Activation):
     """𝒮 and ∇𝒮 in q = log Q (eq. (R-19b)), and the factors `_nested_hessian` reuses.
 
     With K_l = ∂K_R/∂q_l, α = A⁻¹y and B = A⁻¹ − ααᵀ:  ∂_l 𝒮 = N_l (Q_l − 1) + Tr(B K_l).
     K_l are forward tangents of the (elementwise) chain, so automatic differentiation never passes through the
     factorisation. The last layer needs none (K_L = K_R): the O(P³) work is one Cholesky and A⁻¹.
     """
+    tri, depth, P = data.tri, q.shape[0], data.c_diag.shape[0]
 
     def kernel(q):
-        return _nested_kernel(jnp.exp(q), C, c_diag, layer_var, act)[0]
+        return _nested_chain(jnp.exp(q), data.C_M, data.c_diag, tri, data.layer_var, act)
 
-    depth, P = q.shape[0], C.shape[0]
     # K_R is linear in e^{q_L} (the last layer's variance multiplies F_φ, and the nested chain has no biases — a bias
     # would break this): K_L = K_R and K_Lm = K_m, so only the first
     # L − 1 directions need tangents of the chain, and A⁻¹K_L = I − T A⁻¹ needs no product.
     if depth > 1:
-        K_R, K_FxPxP = jax.vmap(lambda v: jax.jvp(kernel, (q,), (v,)), out_axes=(None, 0))(
+        K_M, K_FxM = jax.vmap(lambda v: jax.jvp(kernel, (q,), (v,)), out_axes=(None, 0))(
             jnp.eye(depth, dtype=q.dtype)[:-1])
     else:
-        K_R, K_FxPxP = kernel(q), jnp.zeros((0, P, P), q.dtype)
-    chol = jnp.linalg.cholesky(K_R + T * jnp.eye(P, dtype=K_R.dtype))
-    alpha = cho_solve((chol, True), y)
+        K_M, K_FxM = kernel(q), jnp.zeros((0, tri.rows.shape[0]), q.dtype)
+    K_R, K_FxPxP = K_M[tri.full], K_FxM[:, tri.full]
+    chol = jnp.linalg.cholesky(K_R + data.T * jnp.eye(P, dtype=K_R.dtype))
+    alpha = cho_solve((chol, True), data.y)
     A_inv = cho_solve((chol, True), jnp.eye(P, dtype=K_R.dtype))
+    wA_M = tri.weights * A_inv[tri.rows, tri.cols]
     Q = jnp.exp(q)
-    value = jnp.sum(widths * (Q - q)) + jnp.dot(y, alpha) + 2.0 * jnp.sum(jnp.log(jnp.diagonal(chol)))
-    trace_AK = jnp.concatenate([jnp.einsum("ij,lij->l", A_inv, K_FxPxP), jnp.vdot(A_inv, K_R)[None]])  # Tr(A⁻¹K_l)
+    value = jnp.sum(data.widths * (Q - q)) + jnp.dot(data.y, alpha) + 2.0 * jnp.sum(jnp.log(jnp.diagonal(chol)))
+    trace_AK = jnp.concatenate([K_FxM @ wA_M, jnp.vdot(wA_M, K_M)[None]])  # Tr(A⁻¹K_l)
     Kalpha_LxP = jnp.concatenate([K_FxPxP @ alpha, (K_R @ alpha)[None]])
     trace_BK = trace_AK - Kalpha_LxP @ alpha  # Tr(B K_l)
-    grad = widths * (Q - 1.0) + trace_BK
-    return value, grad, _NestedFactors(A_inv, alpha, K_FxPxP, trace_AK, trace_BK, Kalpha_LxP)
+    grad = data.widths * (Q - 1.0) + trace_BK
+    B_M = A_inv[tri.rows, tri.cols] - alpha[tri.rows] * alpha[tri.cols]
+    return value, grad, _NestedFactors(A_inv, alpha, B_M, K_FxPxP, trace_AK, trace_BK, Kalpha_LxP)
 
 
-def _nested_hessian(q, f: _NestedFactors, C, c_diag, widths, T, layer_var, act: Activation,
-                    curvature_dtype=jnp.float32):
+def _nested_hessian(q, f: _NestedFactors, data: _NestedData, act: Activation, curvature_dtype=jnp.float32):
     """∇²𝒮 in q = log Q (eq. (R-19b)) from the factors of `_nested_gradient` at the same q. With K_lm = ∂²K_R/∂q_l∂q_m:
         ∂_lm 𝒮 = δ_lm N_l Q_l + Tr(B K_lm) − Tr(A⁻¹K_l A⁻¹K_m) + 2 αᵀK_l A⁻¹ K_m α.
     Tr(B K_lm) is the Hessian of q ↦ ⟨B, K_R(q)⟩ at fixed B (in float32 by default: it only shapes the Newton step).
     The O(P³) work is one product of A⁻¹ with the L − 1 first K_l (A⁻¹K_L = I − T A⁻¹)."""
-    depth, P = q.shape[0], C.shape[0]
-    A_inv, alpha, K_FxPxP = f.A_inv, f.alpha, f.K_FxPxP
+    depth, P, T = q.shape[0], data.c_diag.shape[0], data.T
+    A_inv, K_FxPxP = f.A_inv, f.K_FxPxP
     # Tr(A⁻¹K_l A⁻¹K_m) from N_l = K_l A⁻¹ (one product for the first L − 1 layers; the last one is I − T A⁻¹)
     last = P - 2.0 * T * jnp.trace(A_inv) + T**2 * jnp.vdot(A_inv, A_inv)
     traces = jnp.full((depth, depth), last)
@@ -602,45 +655,54 @@ def _nested_hessian(q, f: _NestedFactors, C, c_diag, widths, T, layer_var, act: 
     # the cancellation in B, can only slow the convergence.
     curvature = jnp.zeros((depth, depth), q.dtype).at[-1, :].set(f.trace_BK).at[:, -1].set(f.trace_BK)
     if depth > 1:
-        B_, C_, c_, lv_ = (a.astype(curvature_dtype) for a in (A_inv - jnp.outer(alpha, alpha), C, c_diag, layer_var))
+        wB_M, C_M, c_, lv_ = (a.astype(curvature_dtype) for a in
+                              (data.tri.weights * f.B_M, data.C_M, data.c_diag, data.layer_var))
 
         def inner(q_first):
             q_all = jnp.concatenate([q_first, q[-1:].astype(curvature_dtype)])
-            return jnp.vdot(B_, _nested_kernel(jnp.exp(q_all), C_, c_, lv_, act)[0])
+            return jnp.vdot(wB_M, _nested_chain(jnp.exp(q_all), C_M, c_, data.tri, lv_, act))
 
         block = jax.hessian(inner)(q[:-1].astype(curvature_dtype)).astype(q.dtype)
         curvature = curvature.at[:-1, :-1].set(block)
-    hess = jnp.diag(widths * jnp.exp(q)) + curvature - traces + 2.0 * f.Kalpha_LxP @ A_inv @ f.Kalpha_LxP.T
+    hess = jnp.diag(data.widths * jnp.exp(q)) + curvature - traces + 2.0 * f.Kalpha_LxP @ A_inv @ f.Kalpha_LxP.T
     return 0.5 * (hess + hess.T)
 
 
 @functools.partial(jax.jit, static_argnames=("act", "tol", "max_iter"))
 def solve_nested(q0_SxL, C, c_diag, y, widths, T, layer_var, *, act: Activation, tol: float, max_iter: int):
-    """Nested order parameters (eq. (R-19)): Newton in q = log Q from each start (rows of q0_SxL), one after the other
-    (lax.map: under vmap a finished start would keep paying for the other's line search). The lower-level solver of
-    `fc_theory(variant="nested")`, for callers that hold the layer-0 covariances C = σ_0² x xᵀ/N_0 (P, P) and
-    c_diag (P,), the targets y, the widths (L,), T and layer_var = σ_1²..σ_L² (L,), and act =
-    `theory.activations.get_activation(φ)`. Returns the `_solvers.Solution` of every start (stacked; `.x` is log Q).
+    """Nested order parameters (eq. (R-19)): Newton in q = log Q from each start (rows of q0_SxL), one after the other.
+    Each start after the first borrows the Hessian of the lowest minimum found so far and stops once it comes within
+    1e-2 of it in log Q (`_solvers.newton_minimize`'s `known`): put the most promising start first. The lower-level
+    solver of `fc_theory(variant="nested")`, for callers that hold the layer-0 covariances C = σ_0² x xᵀ/N_0 (P, P)
+    and c_diag (P,), the targets y, the widths (L,), T and layer_var = σ_1²..σ_L² (L,), and act =
+    `theory.activations.get_activation(φ)`. Returns the `_solvers.Solution` of every start (stacked; `.x` is log Q;
+    a start that reached an earlier start's minimum returns that minimum).
     Compiled once per (shapes, φ, tol, max_iter): widths, T, weight variances and starts are traced values."""
-    args = (C, c_diag, y, widths, T, layer_var, act)
-    return jax.lax.map(
-        lambda q0: newton_minimize(lambda q: _nested_action(q, *args), q0, scale=widths, tol=tol, max_iter=max_iter,
-                                   derivatives=lambda q: _nested_gradient(q, *args),
-                                   hessian=lambda q, factors: _nested_hessian(q, factors, C, c_diag, widths, T,
-                                                                              layer_var, act)),
-        q0_SxL,
-    )
+    data = _nested_data(C, c_diag, y, widths, T, layer_var)
+
+    def start(best: Solution, q0):
+        sol = newton_minimize(lambda q: _nested_action(q, data, act), q0, scale=widths, tol=tol, max_iter=max_iter,
+                              derivatives=lambda q: _nested_gradient(q, data, act),
+                              hessian=lambda q, factors: _nested_hessian(q, factors, data, act), known=best)
+        lower = sol.converged & (~best.converged | (sol.value < best.value))
+        return jax.tree.map(lambda a, b: jnp.where(lower, a, b), sol, best), sol
+
+    # one start at a time (lax.scan: under vmap a finished start would keep paying for the other's line search)
+    depth = q0_SxL.shape[1]
+    none = Solution(q0_SxL[0], jnp.asarray(jnp.inf, C.dtype), jnp.asarray(jnp.inf, C.dtype), 0, False,
+                    jnp.zeros((depth, depth), C.dtype))
+    return jax.lax.scan(start, none, q0_SxL)[1]
 
 
 def _fc_nested(pb: _Problem, van: VanillaSolution, nngp: Prediction, tol: float, max_iter: int) -> FCTheory:
     widths = pb.widths
-    starts = jnp.stack([jnp.zeros_like(widths), jnp.log(van.order_params)])
+    starts = jnp.stack([jnp.log(van.order_params), jnp.zeros_like(widths)])  # the closer start first
     sols = solve_nested(starts, pb.C, pb.c_diag, pb.y, widths, jnp.asarray(pb.T, widths.dtype), pb.net.sw2[1:],
                          act=pb.net.act, tol=float(tol), max_iter=int(max_iter))
     ok = np.asarray(sols.converged)
     if not ok.any():
         raise ConvergenceError(
-            f"nested saddle point not found after {max_iter} Newton steps from Q = 1 and from the vanilla solution: "
+            f"nested saddle point not found after {max_iter} Newton steps from the vanilla solution and from Q = 1: "
             f"residuals {np.asarray(sols.residual).tolist()} > tol {tol:g}"
         )
     values = np.where(ok, np.asarray(sols.value), np.inf)
@@ -656,8 +718,9 @@ def _fc_nested(pb: _Problem, van: VanillaSolution, nngp: Prediction, tol: float,
 
 def _nested_prediction(Q, pb: _Problem) -> Prediction:
     lin = dict(activation="linear", depth=0, weight_var=pb.net.sw2[0])
-    return _nested_prediction_arrays(Q, pb.C, pb.c_diag, nngp_kernel(pb.x0, pb.x, **lin), nngp_diag(pb.x0, **lin),
-                                     pb.y, pb.y0, pb.T, pb.net.sw2[1:], pb.net.act)
+    # one program (the chains on (P_test, P) run as some forty small ones eagerly: 0.3 s of a 2.3 s call at P = 1000)
+    return _jit_nested_prediction(Q, pb.C, pb.c_diag, nngp_kernel(pb.x0, pb.x, **lin), nngp_diag(pb.x0, **lin),
+                                  pb.y, pb.y0, jnp.asarray(pb.T, Q.dtype), pb.net.sw2[1:], pb.net.act)
 
 
 def _nested_prediction_arrays(Q, C, c_diag, C0_QxP, c0_Q, y, y0, T, layer_var, act: Activation) -> Prediction:
@@ -665,6 +728,9 @@ def _nested_prediction_arrays(Q, C, c_diag, C0_QxP, c0_Q, y, y0, T, layer_var, a
     K_R = _nested_kernel(Q, C, c_diag, layer_var, act)[0]
     K0_R, k0_R, _ = covariance_chain(C0_QxP, c0_Q, c_diag, activation=act, layer_weight_var=Q * layer_var)
     return kernel_prediction(K_R, K0_R, k0_R, y, y0, T)
+
+
+_jit_nested_prediction = jax.jit(_nested_prediction_arrays, static_argnames=("act",))
 
 
 def _noncentral_inputs(C, c_diag, net: _Network):
