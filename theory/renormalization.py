@@ -625,14 +625,15 @@ def _nested_gradient(q, data: _NestedData, act: Activation):
     chol = jnp.linalg.cholesky(K_R + data.T * jnp.eye(P, dtype=K_R.dtype))
     alpha = cho_solve((chol, True), data.y)
     A_inv = cho_solve((chol, True), jnp.eye(P, dtype=K_R.dtype))
-    wA_M = tri.weights * A_inv[tri.rows, tri.cols]
+    A_inv_M = A_inv[tri.rows, tri.cols]
+    wA_M = tri.weights * A_inv_M
     Q = jnp.exp(q)
     value = jnp.sum(data.widths * (Q - q)) + jnp.dot(data.y, alpha) + 2.0 * jnp.sum(jnp.log(jnp.diagonal(chol)))
     trace_AK = jnp.concatenate([K_FxM @ wA_M, jnp.vdot(wA_M, K_M)[None]])  # Tr(A⁻¹K_l)
     Kalpha_LxP = jnp.concatenate([K_FxPxP @ alpha, (K_R @ alpha)[None]])
     trace_BK = trace_AK - Kalpha_LxP @ alpha  # Tr(B K_l)
     grad = data.widths * (Q - 1.0) + trace_BK
-    B_M = A_inv[tri.rows, tri.cols] - alpha[tri.rows] * alpha[tri.cols]
+    B_M = A_inv_M - alpha[tri.rows] * alpha[tri.cols]
     return value, grad, _NestedFactors(A_inv, alpha, B_M, K_FxPxP, trace_AK, trace_BK, Kalpha_LxP)
 
 
