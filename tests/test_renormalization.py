@@ -344,15 +344,16 @@ def test_recommended_variant_and_auto(activation, expected):
 # Fast solvers: closed-form derivatives, the eigenbasis non-central action, compile once, grids
 
 
-def test_nested_derivatives_equal_automatic_differentiation_of_the_dense_action():
+@pytest.mark.parametrize("depth", [3, 6])  # 6: the gradient's chain runs as a loop over layers (L > 4)
+def test_nested_derivatives_equal_automatic_differentiation_of_the_dense_action(depth):
     """(R-19b): value, gradient and Hessian from one Cholesky equal autodiff through a dense solve, away from the
     solution (where the Tr(B K_lm) term does not vanish)."""
     x, y, _, _ = _data(P=30, N0=10)
-    T = 0.05  # three hidden layers: three weight variances after the input's
-    sw2 = jnp.asarray([1.0, 1.3, 0.8, 1.1])
+    T = 0.05  # L hidden layers: L weight variances after the input's
+    sw2 = jnp.asarray([1.0, 1.3, 0.8, 1.1, 0.9, 1.2, 1.05])[: depth + 1]
     C = nngp_kernel(x, activation="linear", depth=0, weight_var=sw2[0])
     c = nngp_diag(x, activation="linear", depth=0, weight_var=sw2[0])
-    widths = jnp.asarray([20.0, 35.0, 50.0])
+    widths = jnp.asarray([20.0, 35.0, 50.0, 25.0, 40.0, 30.0])[:depth]
     act = get_activation("erf")
 
     def dense(q):
@@ -364,7 +365,7 @@ def test_nested_derivatives_equal_automatic_differentiation_of_the_dense_action(
         value, grad, factors = R._nested_gradient(q, data, act)
         return value, grad, R._nested_hessian(q, factors, data, act, **curvature)
 
-    q = jnp.asarray([0.3, -0.4, 0.7])
+    q = jnp.asarray([0.3, -0.4, 0.7, 0.2, -0.3, 0.5])[:depth]
     value, grad, hess = derivatives(q, curvature_dtype=jnp.float64)
     np.testing.assert_allclose(value, dense(q), rtol=1e-12)
     np.testing.assert_allclose(grad, jax.grad(dense)(q), rtol=1e-9, atol=1e-9 * float(jnp.max(widths)))

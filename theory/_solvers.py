@@ -32,7 +32,9 @@ class Solution(NamedTuple):
     residual: jax.Array  # max |gradient| (minimisation) or max |F| (root finding), as scaled by the caller
     iterations: jax.Array
     converged: jax.Array
-    hessian: jax.Array | None = None  # `newton_minimize`: the last Hessian it used (zeros if it needed none)
+    # `newton_minimize`: the last Hessian it used (zeros if it needed none). Possibly computed some short steps back,
+    # or borrowed from a known minimum, and only as exact as the caller's `hessian` (a steering matrix, not ∇²f(x))
+    hessian: jax.Array | None = None
 
 
 def bisect(h: Callable, lo, hi, iterations: int = 64):
@@ -68,16 +70,22 @@ def newton_minimize(f: Callable, x0, *, scale, tol: float, max_iter: int = 100,
 
     Hessians are computed only where they change the step: at each iterate, except after a full step (no
     backtracking) that at least halved the residual and was no longer than `reuse_step` (max norm) — there the
-    Hessian one short step back steers as well as a fresh one (the error contracts by a factor ∝ the step length,
-    e.g. 1e-9 → 1e-13 where a fresh Hessian would give 1e-15) — and never at the point that passes the test.
+    last Hessian, computed one or a few such short steps back, steers as well as a fresh one (the error contracts
+    by a factor ∝ the distance travelled since, e.g. 1e-9 → 1e-13 where a fresh Hessian would give 1e-15) — and
+    never at the point that passes the test. A step that does not halve the residual ends the reuse.
 
     `known`: a minimum found before (another start's `Solution`, with its Hessian). The run starts with that Hessian
     and keeps it while every full step at least halves the residual: exact at the minimum, it converges there as
-    fast as fresh Hessians would (the error still squares each step), and costs none. As soon as an iterate lies
+    fast as fresh Hessians would (the error still squares each step), and costs none. As soon as a step lands
     within `merge_radius` of known.x (max norm, in the solver's coordinates; well inside the region where Newton
-    converges quadratically, e_{k+1} ≈ M e_k², for the smooth actions here: M ≲ 1), the run stops and returns
-    `known` with its own iteration count — it reaches the same minimum. A start that heads elsewhere loses the
-    borrowed Hessian at its first slow step and continues with fresh ones.
+    converges quadratically, e_{k+1} ≈ M e_k², for the smooth actions here: M ≲ 1) *and* at least halves the
+    iterate's distance to known.x, the run stops and returns `known` with its own iteration count — it is heading
+    for the same minimum. Being close is not enough: near a spinodal another minimum's basin can reach into the
+    radius, and a step from there moves away from known.x (tested). A start that heads elsewhere loses the
+    borrowed Hessian at its first slow step and continues with fresh ones. Borrowing steers the first steps, so in
+    principle it can change which minimum a start far from known.x reaches; `theory.renormalization` checks that
+    its starts reach the minima they reach alone (docs (R-19c)). A `known` without a usable Hessian (none computed,
+    or not finite) lends none.
     """
     if (derivatives is None) != (hessian is None):
         raise ValueError("newton_minimize: give both `derivatives` and `hessian`, or neither (autodiff)")
@@ -118,18 +126,22 @@ def newton_minimize(f: Callable, x0, *, scale, tol: float, max_iter: int = 100,
     n = x0.shape[0]
     if known is None:
         known = Solution(x0, jnp.inf, jnp.inf, 0, False, jnp.zeros((n, n), x0.dtype))
+    elif known.hessian is None:
+        raise ValueError("newton_minimize: `known` has no Hessian; pass a Solution that newton_minimize returned "
+                         "(or known=None)")
+    known_hessian = jnp.asarray(known.hessian, x0.dtype)
     # a known minimum reached without a Hessian (its start passed the test at once) has none to lend
-    lend = known.converged & jnp.any(known.hessian != 0)
+    lend = known.converged & jnp.any(known_hessian != 0) & jnp.all(jnp.isfinite(known_hessian))
 
-    def merged(x):
-        return known.converged & (jnp.max(jnp.abs(x - known.x)) <= merge_radius)
+    def distance(x):
+        return jnp.max(jnp.abs(x - known.x))
 
     def cond(state):
-        x, fx, g, aux, H, reuse, following, k, stalled = state
-        return (residual(g) > tol) & (k < max_iter) & ~stalled & ~merged(x)
+        x, fx, g, aux, H, reuse, following, k, stalled, merged = state
+        return (residual(g) > tol) & (k < max_iter) & ~stalled & ~merged
 
     def body(state):
-        x, fx, g, aux, H, reuse, following, k, _ = state
+        x, fx, g, aux, H, reuse, following, k, _, _ = state
         H = lax.cond(reuse, lambda: H, lambda: hessian(x, aux))
         d = direction(H, g)
         slope = jnp.dot(g, d)
@@ -144,13 +156,16 @@ def newton_minimize(f: Callable, x0, *, scale, tol: float, max_iter: int = 100,
         progress = accepted & (residual(g_new) <= 0.5 * residual(g))
         following = following & progress
         short = jnp.max(jnp.abs(x_new - x)) <= reuse_step
-        return x_new, fx_new, g_new, aux_new, H, following | (progress & short), following, k + 1, stalled
+        merged = known.converged & (distance(x_new) <= merge_radius) & (distance(x_new) <= 0.5 * distance(x))
+        return x_new, fx_new, g_new, aux_new, H, following | (progress & short), following, k + 1, stalled, merged
 
-    H0 = jnp.where(lend, known.hessian, jnp.zeros((n, n), x0.dtype))
-    x, fx, g, _, H, _, _, k, _ = lax.while_loop(cond, body, (x0, *derivatives(x0), H0, lend, lend, 0, False))
+    H0 = jnp.where(lend, known_hessian, jnp.zeros((n, n), x0.dtype))
+    x, fx, g, _, H, _, _, k, _, merged = lax.while_loop(cond, body,
+                                                        (x0, *derivatives(x0), H0, lend, lend, 0, False, False))
     r = residual(g)
     own = Solution(x, fx, r, k, r <= tol, H)
-    return jax.tree.map(lambda a, b: jnp.where(merged(x), a, b), known._replace(iterations=k), own)
+    known = known._replace(iterations=k, hessian=known_hessian)
+    return jax.tree.map(lambda a, b: jnp.where(merged, a, b), known, own)
 
 
 def newton_root(F: Callable, x0, *, scale, tol: float, max_iter: int = 100) -> Solution:

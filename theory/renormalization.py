@@ -545,7 +545,10 @@ class _Triangle(NamedTuple):
 
 def _triangle(P: int, dtype) -> _Triangle:
     """`_Triangle` of a P × P matrix, built from iotas inside the caller's program (no P² constants to embed)."""
-    i = jnp.arange(P, dtype=jnp.int32)  # int32: P ≤ 46340, beyond which a float64 P × P matrix is 17 GB
+    if P > 46340:  # i·P below must not overflow int32 (a float64 P × P matrix is 17 GB there)
+        raise ValueError(f"the nested solver's packed triangle indexes in int32, which holds P ≤ 46340 training "
+                         f"points; got P = {P}: use a subset of the training data")
+    i = jnp.arange(P, dtype=jnp.int32)
     start = i * P - (i * (i - 1)) // 2  # the triangle's index of (i, i)
     rows = jnp.repeat(i, P - i, total_repeat_length=P * (P + 1) // 2)
     cols = jnp.arange(P * (P + 1) // 2, dtype=jnp.int32) - start[rows] + rows
