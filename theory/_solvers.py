@@ -54,19 +54,21 @@ def bisect(h: Callable, lo, hi, iterations: int = 64):
     return 0.5 * (a + b)
 
 
-def newton_minimize(f: Callable, x0, *, scale, tol: float, max_iter: int = 100,
+def newton_minimize(f: Callable | None, x0, *, scale, tol: float, max_iter: int = 100,
                     derivatives: Callable | None = None, hessian: Callable | None = None,
                     known: Solution | None = None, reuse_step: float = 1e-3, merge_radius: float = 1e-2) -> Solution:
     """Minimise a smooth f: Rⁿ → R (n small) by saddle-free Newton with Armijo backtracking.
 
     The step solves |H| d = −g with |H| = V|Λ|Vᵀ (eigenvalues floored at 1e-12·max|Λ|), so it is a descent
-    direction even where H is indefinite (Dauphin et al. 2014); backtracking halves it at most 60 times.
+    direction even where H is indefinite (Dauphin et al. 2014); backtracking halves it at most 59 times.
     Converged when max |g_i / scale_i| <= tol.
 
     `derivatives(x) -> (f, ∇f, aux)` and `hessian(x, aux) -> ∇²f` replace automatic differentiation where the
     caller has them cheaper (one factorisation shared by all three, as `theory.renormalization`'s nested action
-    does: aux carries the factorisation); default: jax.value_and_grad and jax.hessian of f. The full step is
-    evaluated with the derivatives; backtracking, when needed, only evaluates f.
+    does: aux carries the factorisation; f may then be None); default: jax.value_and_grad and jax.hessian of f.
+    Every trial point of the line search is evaluated with the derivatives: the full step is accepted at almost
+    every iterate, whose derivatives are then at hand, and the program holds one copy of them for the loop
+    (evaluating f alone while backtracking would add a copy of f to compile for a rarely taken branch).
 
     Hessians are computed only where they change the step: at each iterate, except after a full step (no
     backtracking) that at least halved the residual and was no longer than `reuse_step` (max norm) — there the
@@ -89,6 +91,8 @@ def newton_minimize(f: Callable, x0, *, scale, tol: float, max_iter: int = 100,
     """
     if (derivatives is None) != (hessian is None):
         raise ValueError("newton_minimize: give both `derivatives` and `hessian`, or neither (autodiff)")
+    if derivatives is None and f is None:
+        raise ValueError("newton_minimize: give f, or `derivatives` and `hessian`")
     if derivatives is None:
         value_and_grad, autodiff_hessian = jax.value_and_grad(f), jax.hessian(f)
 
@@ -103,22 +107,19 @@ def newton_minimize(f: Callable, x0, *, scale, tol: float, max_iter: int = 100,
         floor = 1e-12 * jnp.maximum(jnp.max(jnp.abs(lam)), 1e-300)
         return -V @ ((V.T @ g) / jnp.maximum(jnp.abs(lam), floor))
 
-    def armijo(fx, slope, t, fx_new):
-        return fx_new <= fx + 1e-4 * t * slope + _ROUNDING * jnp.abs(fx)
-
-    def backtrack(x, fx, slope, d):
-        """Halve from t = 1/2 (t = 1 was tested with the derivatives) until Armijo holds, at most 59 times."""
+    def line_search(x, fx, g, aux, slope, d):
+        """t = 1, 1/2, 1/4, … (at most 60 trials) until Armijo holds: (t, derivatives at x + t d, trials)."""
 
         def cond(state):
-            t, fx_new, k = state
-            return ~armijo(fx, slope, t, fx_new) & (k < 60)
+            t, (fx_new, _, _), k = state
+            return (k == 0) | (~(fx_new <= fx + 1e-4 * t * slope + _ROUNDING * jnp.abs(fx)) & (k < 60))
 
         def body(state):
             t, _, k = state
-            return 0.5 * t, f(x + 0.5 * t * d), k + 1
+            t = jnp.where(k == 0, t, 0.5 * t)
+            return t, derivatives(x + t * d), k + 1
 
-        t, _, _ = lax.while_loop(cond, body, (0.5 * jnp.ones_like(fx), f(x + 0.5 * d), 1))
-        return x + t * d
+        return lax.while_loop(cond, body, (jnp.ones_like(fx), (fx, g, aux), 0))
 
     def residual(g):
         return jnp.max(jnp.abs(g / scale))
@@ -144,13 +145,9 @@ def newton_minimize(f: Callable, x0, *, scale, tol: float, max_iter: int = 100,
         x, fx, g, aux, H, reuse, following, k, _, _ = state
         H = lax.cond(reuse, lambda: H, lambda: hessian(x, aux))
         d = direction(H, g)
-        slope = jnp.dot(g, d)
-        # The full step is usually accepted: evaluate the derivatives there at once (they include f), and fall back
-        # to backtracking on f alone only when Armijo fails.
-        full = derivatives(x + d)
-        accepted = armijo(fx, slope, jnp.ones_like(fx), full[0])
-        x_new = lax.cond(accepted, lambda: x + d, lambda: backtrack(x, fx, slope, d))
-        fx_new, g_new, aux_new = lax.cond(accepted, lambda: full, lambda: derivatives(x_new))
+        t, (fx_new, g_new, aux_new), trials = line_search(x, fx, g, aux, jnp.dot(g, d), d)
+        accepted = trials == 1  # the full step
+        x_new = x + t * d
         # No decrease at all (at the floor of float64 rounding): stop; the residual says how close we are.
         stalled = ~(fx_new < fx) & jnp.all(x_new == x)
         progress = accepted & (residual(g_new) <= 0.5 * residual(g))
