@@ -70,6 +70,28 @@ def test_nested_is_stationary_point_of_the_dense_action():
     assert np.all(np.linalg.eigvalsh(jax.hessian(action)(jnp.log(r.order_params))) > 0)
 
 
+def test_nested_with_a_quadrature_activation_is_stationary():
+    """tanh has no closed form: its kernel is Gauss–Hermite in (u, ρu + √(1 − ρ²) z), whose derivative is infinite at
+    ρ = 1, the diagonal. The solver's chain takes the diagonal from the diagonal map (it had stopped on NaN tangents
+    at every start). Checked by central differences of the dense action (autodiff of the dense kernel has the same
+    singularity): step h = 1e-5 in log Q, truncation ~h² × (third derivative ~ N) ≈ 1e-8 and rounding
+    ~1e-16 |𝒮|/h ≈ 1e-9, against a gradient that is O(N) away from the solution."""
+    x, y, x0, y0 = _data()
+    T, depth, N = 0.01, 2, 50.0
+    r = R.fc_theory(x, y, x0, y0, activation="tanh", depth=depth, width=N, temperature=T, variant="nested")
+    assert float(r.residual) <= 1e-10
+    vanilla = R.fc_theory(x, y, x0, y0, activation="tanh", depth=depth, width=N, temperature=T).order_params
+    assert not np.allclose(r.order_params, vanilla, rtol=1e-3)
+
+    def action(q):
+        K_R = nngp_kernel(x, activation="tanh", depth=depth, weight_var=jnp.concatenate([jnp.ones(1), jnp.exp(q)]))
+        return float(jnp.sum(N * (jnp.exp(q) - q)) + _dense_action(K_R, jnp.asarray(y), T))
+
+    q, h = np.log(np.asarray(r.order_params)), 1e-5
+    grad = [(action(q + h * e) - action(q - h * e)) / (2 * h) for e in np.eye(depth)]
+    np.testing.assert_array_less(np.abs(grad) / N, 1e-7)
+
+
 @pytest.mark.parametrize("depth", [1, 2])
 def test_noncentral_relu_is_stationary_and_differs_from_central(depth):
     x, y, x0, y0 = _data()

@@ -58,6 +58,7 @@ import numpy as np
 from jax.scipy.linalg import cho_solve
 
 from deeptheory.theory._checks import (
+    all_finite,
     as_array,
     check_depth,
     check_scalar,
@@ -66,7 +67,7 @@ from deeptheory.theory._checks import (
     positive_scalar,
     weight_variances,
 )
-from deeptheory.theory._solvers import Solution, bisect, boustrophedon, cholesky_terms, newton_minimize, newton_root
+from deeptheory.theory._solvers import Solution, bisect, boustrophedon, newton_minimize, newton_root
 from deeptheory.theory.activations import ODD_ACTIVATIONS, Activation, get_activation, mean_activation
 from deeptheory.theory.gp import gp_posterior, gp_test_loss
 from deeptheory.theory.nngp import covariance_chain, nngp_diag, nngp_kernel
@@ -405,15 +406,13 @@ class _Network(NamedTuple):
 
 
 class _Problem(NamedTuple):
-    """One `fc_theory` problem, built once and handed to the nested and non-central solvers."""
+    """One `fc_theory` problem, built once and handed to the non-central solver."""
 
     net: _Network
     x: jax.Array  # (P, N_0) training inputs
     y: jax.Array  # (P,)
     x0: jax.Array  # (P_test, N_0) test inputs
     y0: jax.Array  # (P_test,)
-    C: jax.Array | None  # (P, P) layer-0 covariance σ_0² x·x'/N_0 of the training inputs (nested only)
-    c_diag: jax.Array | None  # (P,) its diagonal (nested only)
     widths: jax.Array  # (L,) N_l
     T: float  # temperature
 
@@ -485,32 +484,55 @@ def fc_theory(
     sw2 = _weight_var(weight_var, priors, depth)
     x, y, x0, y0 = _data(x_train, y_train, x_test, y_test)
     net = _Network(get_activation(activation, quad_points), activation, quad_points, sw2)
-    kernel_args = dict(activation=activation, depth=depth, weight_var=sw2, quad_points=quad_points)
+    T64 = jnp.asarray(T, widths.dtype)
+    if variant == "nested" and depth > 1:
+        return _fc_nested(x, y, x0, y0, widths, T, sw2, net.act, tol, max_iter)
 
-    K = nngp_kernel(x, **kernel_args)
-    K0 = nngp_kernel(x0, x, **kernel_args)
-    k0 = nngp_diag(x0, **kernel_args)
-    nngp = kernel_prediction(K, K0, k0, y, y0, T)
-
-    sp, U_PxP = _decompose(K, y, K0, k0, y0)
-    van = solve_vanilla(sp, widths, T, tol=tol)
+    central = _central_theory(x, y, x0, y0, widths, T64, sw2, act=net.act, tol=float(tol))
+    van = central.vanilla
     if not bool(van.converged):
-        raise ConvergenceError(
-            f"vanilla saddle point not found: {int(van.n_minima)} minima on the scanned range c ∈ [e^-100, e^100], "
-            f"residual {float(van.residual):.3g} > tol {tol:g} (widths {np.asarray(widths).tolist()}, T = {T:g})"
-        )
+        raise ConvergenceError(_vanilla_failure(van, widths, T, tol))
     if variant == "vanilla" or (variant == "nested" and depth == 1):  # one layer: nested = vanilla exactly (R-19)
-        Q, action, residual = van.order_params, van.action, van.residual
-        others = _other_minima(van)
-        pred = kernel_prediction(van.scale * K, van.scale * K0, van.scale * k0, y, y0, T)
-        return FCTheory(Q, *pred, action, residual, others, nngp)
-
-    if variant == "nested":
-        C = nngp_kernel(x, activation="linear", depth=0, weight_var=sw2[0])
-        c_diag = nngp_diag(x, activation="linear", depth=0, weight_var=sw2[0])
-        return _fc_nested(_Problem(net, x, y, x0, y0, C, c_diag, widths, T), van, nngp, tol, max_iter)
+        return FCTheory(van.order_params, *central.vanilla_prediction, van.action, van.residual, _other_minima(van),
+                        central.nngp)
     # the non-central solve works in the spectrum of Θ_L = K; its prediction builds its own layer-0 covariances
-    return _fc_noncentral(_Problem(net, x, y, x0, y0, None, None, widths, T), sp, U_PxP, van, nngp, tol, max_iter)
+    return _fc_noncentral(_Problem(net, x, y, x0, y0, widths, T), central.spectrum, central.U_PxP, van, central.nngp,
+                          tol, max_iter)
+
+
+class _Central(NamedTuple):
+    """What every variant of `fc_theory` starts from (`_central_theory`)."""
+
+    C: jax.Array  # (P, P) layer-0 covariances σ_0² x·x'/N_0 of the training inputs
+    c_diag: jax.Array  # (P,)
+    C0_QxP: jax.Array  # (P_test, P) test × train layer-0 covariances
+    c0_Q: jax.Array  # (P_test,)
+    spectrum: Spectrum  # of the NNGP kernel K^(L)
+    U_PxP: jax.Array  # its eigenvectors
+    nngp: Prediction  # Q = 1
+    vanilla: VanillaSolution
+    vanilla_prediction: Prediction
+
+
+@functools.partial(jax.jit, static_argnames=("act", "tol"))
+def _central_theory(x, y, x0, y0, widths, T, sw2, *, act: Activation, tol: float) -> _Central:
+    """The NNGP kernels, their spectrum, the NNGP prediction and the vanilla theory (eqs. (R-13)–(R-17)) as one
+    program, compiled once per (shapes, φ, tol): at P = 1000 a first call had compiled some sixty small programs
+    (2.6 s at L = 1). The NNGP kernels are the chain of the layer-0 covariances (`covariance_chain`, the recursion
+    `nngp_kernel` runs); both predictions come from the eigenbasis the vanilla solve needs anyway."""
+    lin = dict(activation="linear", depth=0, weight_var=sw2[0])
+    C, c_diag, C0_QxP, c0_Q = nngp_kernel(x, **lin), nngp_diag(x, **lin), nngp_kernel(x0, x, **lin), nngp_diag(x0, **lin)
+    K = covariance_chain(C, c_diag, c_diag, activation=act, layer_weight_var=sw2[1:])[0]
+    K0_QxP, k0_Q, _ = covariance_chain(C0_QxP, c0_Q, c_diag, activation=act, layer_weight_var=sw2[1:])
+    sp, U_PxP = _decompose(K, y, K0_QxP, k0_Q, y0)
+    van = _solve_vanilla(sp, widths, T, tol=tol)
+    return _Central(C, c_diag, C0_QxP, c0_Q, sp, U_PxP, eigen_prediction(1.0, T, sp), van,
+                    eigen_prediction(van.scale, T, sp))
+
+
+def _vanilla_failure(van: VanillaSolution, widths, T, tol) -> str:
+    return (f"vanilla saddle point not found: {int(van.n_minima)} minima on the scanned range c ∈ [e^-100, e^100], "
+            f"residual {float(van.residual):.3g} > tol {tol:g} (widths {np.asarray(widths).tolist()}, T = {T:g})")
 
 
 @float64_theory
@@ -573,22 +595,25 @@ def _nested_data(C, c_diag, y, widths, T, layer_var) -> _NestedData:
     return _NestedData(C[tri.rows, tri.cols], c_diag, tri, y, widths, T, layer_var)
 
 
-def _nested_chain(Q, C_M, c_diag, tri: _Triangle, layer_var, act: Activation, unroll: bool = True):
+def _nested_chain(Q, C_M, c_diag, tri: _Triangle, layer_var, act: Activation):
     """K_R of eq. (R-19) on the triangle: `theory.nngp.covariance_chain`'s recursion K^l = σ_wl² F_φ(k_i, K_ij, k_j)
     with σ_wl² = Q_l/λ_l, each point's variance k_i computed once per layer and gathered for its entries.
-    `unroll`: the layers as one unrolled expression (XLA fuses it; fastest for a few layers) or a loop (lax.scan;
-    derivatives of many layers then stay affordable to compile and run)."""
+    The layers run as a loop (lax.scan), not as one unrolled expression: with the chain's tangents, at P = 1000 the
+    gradient takes 105 / 139 / 166 ms at L = 2 / 3 / 4 against 118 / 154 / 197 unrolled (2 cores, 2026-12-04), and
+    compiles as fast or faster; at depth the unrolled derivatives grow too large for XLA (L = 10: 0.51 s against
+    0.73 s per gradient)."""
+    on_diagonal = tri.rows == tri.cols
+
     def layer(carry, sw2):
         K_M, k_P = carry
-        return (sw2 * act.pair(k_P[tri.rows], K_M, k_P[tri.cols]), sw2 * act.diag(k_P)), None
+        k_new = act.diag(k_P)
+        # the diagonal entries by the diagonal map: a quadrature F_φ(k, K, k) has an infinite derivative in its
+        # √(1 − ρ²) at ρ = 1, whose NaN tangent would stop the solver (forward-mode tangents of the select are taken
+        # from the selected branch only)
+        K_new = jnp.where(on_diagonal, k_new[tri.rows], act.pair(k_P[tri.rows], K_M, k_P[tri.cols]))
+        return (sw2 * K_new, sw2 * k_new), None
 
-    return jax.lax.scan(layer, (C_M, c_diag), Q * layer_var, unroll=unroll)[0][0]
-
-
-def _nested_action(q, data: _NestedData, act: Activation):
-    """𝒮 in q = log Q (module docstring) with the nested kernel (eq. (R-19))."""
-    K_R = _nested_chain(jnp.exp(q), data.C_M, data.c_diag, data.tri, data.layer_var, act)[data.tri.full]
-    return jnp.sum(data.widths * (jnp.exp(q) - q)) + cholesky_terms(K_R, data.y, data.T)
+    return jax.lax.scan(layer, (C_M, c_diag), Q * layer_var)[0][0]
 
 
 class _NestedFactors(NamedTuple):
@@ -612,9 +637,8 @@ def _nested_gradient(q, data: _NestedData, act: Activation):
     """
     tri, depth, P = data.tri, q.shape[0], data.c_diag.shape[0]
 
-    def kernel(q):  # unrolled for L ≤ 4, a loop over layers beyond (P = 1000: L = 3 145 against 179 ms, L = 5 309
-        # against 277, L = 10 733 against 506: XLA fuses the unrolled tangents well until the expression grows too large)
-        return _nested_chain(jnp.exp(q), data.C_M, data.c_diag, tri, data.layer_var, act, unroll=depth <= 4)
+    def kernel(q):
+        return _nested_chain(jnp.exp(q), data.C_M, data.c_diag, tri, data.layer_var, act)
 
     # K_R is linear in e^{q_L} (the last layer's variance multiplies F_φ, and the nested chain has no biases — a bias
     # would break this): K_L = K_R and K_Lm = K_m, so only the first
@@ -666,7 +690,7 @@ def _nested_hessian(q, f: _NestedFactors, data: _NestedData, act: Activation, cu
 
         def inner(q_first):
             q_all = jnp.concatenate([q_first, q[-1:].astype(curvature_dtype)])
-            return jnp.vdot(wB_M, _nested_chain(jnp.exp(q_all), C_M, c_, data.tri, lv_, act, unroll=False))
+            return jnp.vdot(wB_M, _nested_chain(jnp.exp(q_all), C_M, c_, data.tri, lv_, act))
 
         # forward over forward rather than jax.hessian's forward over reverse, through the chain as a loop over
         # layers: P = 1000, L = 3: the same run time, 0.7 s less compilation; L = 10: 3.5 s per block against 7.8 s
@@ -681,8 +705,9 @@ def _nested_hessian(q, f: _NestedFactors, data: _NestedData, act: Activation, cu
 @functools.partial(jax.jit, static_argnames=("act", "tol", "max_iter"))
 def solve_nested(q0_SxL, C, c_diag, y, widths, T, layer_var, *, act: Activation, tol: float, max_iter: int):
     """Nested order parameters (eq. (R-19)): Newton in q = log Q from each start (rows of q0_SxL), one after the other.
-    Each start after the first borrows the Hessian of the lowest minimum found so far and stops once it comes within
-    1e-2 of it in log Q (`_solvers.newton_minimize`'s `known`): put the most promising start first. The lower-level
+    Each start after the first borrows the Hessian of the lowest minimum found so far and stops once a step lands
+    within 1e-2 of it in log Q, halving its distance (`_solvers.newton_minimize`'s `known`): put the most promising
+    start first. The lower-level
     solver of `fc_theory(variant="nested")`, for callers that hold the layer-0 covariances C = σ_0² x xᵀ/N_0 (P, P)
     and c_diag (P,), the targets y, the widths (L,), T and layer_var = σ_1²..σ_L² (L,), and act =
     `theory.activations.get_activation(φ)`. Returns the `_solvers.Solution` of every start (stacked; `.x` is log Q;
@@ -691,7 +716,7 @@ def solve_nested(q0_SxL, C, c_diag, y, widths, T, layer_var, *, act: Activation,
     data = _nested_data(C, c_diag, y, widths, T, layer_var)
 
     def start(best: Solution, q0):
-        sol = newton_minimize(lambda q: _nested_action(q, data, act), q0, scale=widths, tol=tol, max_iter=max_iter,
+        sol = newton_minimize(None, q0, scale=widths, tol=tol, max_iter=max_iter,
                               derivatives=lambda q: _nested_gradient(q, data, act),
                               hessian=lambda q, factors: _nested_hessian(q, factors, data, act), known=best)
         lower = sol.converged & (~best.converged | (sol.value < best.value))
@@ -704,11 +729,11 @@ def solve_nested(q0_SxL, C, c_diag, y, widths, T, layer_var, *, act: Activation,
     return jax.lax.scan(start, none, q0_SxL)[1]
 
 
-def _fc_nested(pb: _Problem, van: VanillaSolution, nngp: Prediction, tol: float, max_iter: int) -> FCTheory:
-    widths = pb.widths
-    starts = jnp.stack([jnp.log(van.order_params), jnp.zeros_like(widths)])  # the closer start first
-    sols = solve_nested(starts, pb.C, pb.c_diag, pb.y, widths, jnp.asarray(pb.T, widths.dtype), pb.net.sw2[1:],
-                         act=pb.net.act, tol=float(tol), max_iter=int(max_iter))
+def _fc_nested(x, y, x0, y0, widths, T, sw2, act: Activation, tol: float, max_iter: int) -> FCTheory:
+    nngp, van, sols, pred = _nested_theory(x, y, x0, y0, widths, jnp.asarray(T, widths.dtype), sw2, act=act,
+                                           tol=float(tol), max_iter=int(max_iter))
+    if not bool(van.converged):
+        raise ConvergenceError(_vanilla_failure(van, widths, T, tol))
     ok = np.asarray(sols.converged)
     if not ok.any():
         raise ConvergenceError(
@@ -722,15 +747,27 @@ def _fc_nested(pb: _Problem, van: VanillaSolution, nngp: Prediction, tol: float,
         jnp.exp(sols.x[i]) for i in range(len(values))
         if ok[i] and not np.allclose(np.exp(np.asarray(sols.x[i])), np.asarray(Q), rtol=1e-6)
     )
-    pred = _nested_prediction(Q, pb)
+    for name, p in (("NNGP", nngp), ("nested", pred)):
+        if not (all_finite(p.mean) and all_finite(p.var)):
+            raise ValueError(f"the {name} prediction is not finite: the kernel matrix + T I is not positive definite "
+                             f"in float64 (T = {T:g}); increase the temperature or remove duplicate training points")
     return FCTheory(Q, *pred, sols.value[best], sols.residual[best], others, nngp)
 
 
-def _nested_prediction(Q, pb: _Problem) -> Prediction:
-    lin = dict(activation="linear", depth=0, weight_var=pb.net.sw2[0])
-    # one program (the chains on (P_test, P) run as some forty small ones eagerly: 0.3 s of a 2.3 s call at P = 1000)
-    return _jit_nested_prediction(Q, pb.C, pb.c_diag, nngp_kernel(pb.x0, pb.x, **lin), nngp_diag(pb.x0, **lin),
-                                  pb.y, pb.y0, jnp.asarray(pb.T, Q.dtype), pb.net.sw2[1:], pb.net.act)
+@functools.partial(jax.jit, static_argnames=("act", "tol", "max_iter"))
+def _nested_theory(x, y, x0, y0, widths, T, sw2, *, act: Activation, tol: float, max_iter: int):
+    """`fc_theory(variant="nested")` after its checks, as one program (compiled once per shapes, φ, tol, max_iter;
+    a first call compiles it in about the time the same steps took as some seventy programs, and a warm call
+    dispatches one): `_central_theory` (the vanilla solution is the first start), `solve_nested` from it and from
+    Q = 1, and the prediction at the lower minimum. Returns (NNGP prediction, vanilla solution, the starts'
+    solutions, prediction); the caller checks convergence."""
+    ct = _central_theory(x, y, x0, y0, widths, T, sw2, act=act, tol=tol)
+    C, c_diag, layer_var, van = ct.C, ct.c_diag, sw2[1:], ct.vanilla
+    starts = jnp.stack([jnp.log(van.order_params), jnp.zeros_like(widths)])  # the closer start first
+    sols = solve_nested(starts, C, c_diag, y, widths, T, layer_var, act=act, tol=tol, max_iter=max_iter)
+    best = jnp.argmin(jnp.where(sols.converged, sols.value, jnp.inf))
+    pred = _nested_prediction_arrays(jnp.exp(sols.x[best]), C, c_diag, ct.C0_QxP, ct.c0_Q, y, y0, T, layer_var, act)
+    return ct.nngp, van, sols, pred
 
 
 def _nested_prediction_arrays(Q, C, c_diag, C0_QxP, c0_Q, y, y0, T, layer_var, act: Activation) -> Prediction:
@@ -739,8 +776,6 @@ def _nested_prediction_arrays(Q, C, c_diag, C0_QxP, c0_Q, y, y0, T, layer_var, a
     K0_R, k0_R, _ = covariance_chain(C0_QxP, c0_Q, c_diag, activation=act, layer_weight_var=Q * layer_var)
     return kernel_prediction(K_R, K0_R, k0_R, y, y0, T)
 
-
-_jit_nested_prediction = jax.jit(_nested_prediction_arrays, static_argnames=("act",))
 
 
 def _noncentral_inputs(C, c_diag, net: _Network):
