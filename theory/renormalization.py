@@ -405,18 +405,6 @@ class _Network(NamedTuple):
     sw2: jax.Array  # (L + 1,) σ_l² = 1/λ_l, input layer first, readout last
 
 
-class _Problem(NamedTuple):
-    """One `fc_theory` problem, built once and handed to the non-central solver."""
-
-    net: _Network
-    x: jax.Array  # (P, N_0) training inputs
-    y: jax.Array  # (P,)
-    x0: jax.Array  # (P_test, N_0) test inputs
-    y0: jax.Array  # (P_test,)
-    widths: jax.Array  # (L,) N_l
-    T: float  # temperature
-
-
 def _nested_kernel(Q, C, c_diag, layer_var, act: Activation):
     """K^(L) with σ_wl² = Q_l/λ_l inside the recursion (eq. (R-19), "nested"; the authors' `FC_deep_nested`)."""
     return covariance_chain(C, c_diag, c_diag, activation=act, layer_weight_var=Q * layer_var)
@@ -484,20 +472,18 @@ def fc_theory(
     sw2 = _weight_var(weight_var, priors, depth)
     x, y, x0, y0 = _data(x_train, y_train, x_test, y_test)
     net = _Network(get_activation(activation, quad_points), activation, quad_points, sw2)
-    T64 = jnp.asarray(T, widths.dtype)
     if variant == "nested" and depth > 1:
         return _fc_nested(x, y, x0, y0, widths, T, sw2, net.act, tol, max_iter)
+    if variant == "noncentral":  # works in the spectrum of Θ_L = K; its prediction builds its own covariances
+        return _fc_noncentral(x, y, x0, y0, widths, T, net, tol, max_iter)
 
-    central = _central_theory(x, y, x0, y0, widths, T64, sw2, act=net.act, tol=float(tol))
+    central = _central_theory(x, y, x0, y0, widths, jnp.asarray(T, widths.dtype), sw2, act=net.act, tol=float(tol))
     van = central.vanilla
     if not bool(van.converged):
         raise ConvergenceError(_vanilla_failure(van, widths, T, tol))
-    if variant == "vanilla" or (variant == "nested" and depth == 1):  # one layer: nested = vanilla exactly (R-19)
-        return FCTheory(van.order_params, *central.vanilla_prediction, van.action, van.residual, _other_minima(van),
-                        central.nngp)
-    # the non-central solve works in the spectrum of Θ_L = K; its prediction builds its own layer-0 covariances
-    return _fc_noncentral(_Problem(net, x, y, x0, y0, widths, T), central.spectrum, central.U_PxP, van, central.nngp,
-                          tol, max_iter)
+    # vanilla, or nested with one layer: nested = vanilla exactly (R-19)
+    return FCTheory(van.order_params, *central.vanilla_prediction, van.action, van.residual, _other_minima(van),
+                    central.nngp)
 
 
 class _Central(NamedTuple):
@@ -834,37 +820,53 @@ def solve_noncentral(z0, theta, y_tilde, mu_tilde, widths, T, readout_var, *, to
     return sol, _noncentral_action(sol.x, *args)
 
 
-def _fc_noncentral(pb: _Problem, sp: Spectrum, U_PxP, van: VanillaSolution, nngp: Prediction, tol: float,
-                   max_iter: int) -> FCTheory:
+def _fc_noncentral(x, y, x0, y0, widths, T, net: _Network, tol: float, max_iter: int) -> FCTheory:
     """Non-central ansatz from the spectrum of Θ_L = K^(L) (the NNGP kernel, already decomposed for the vanilla
     start): K_R differs from a multiple of Θ_L by a rank-one term, so every evaluation of 𝒮 is O(P)."""
-    widths = pb.widths
-    depth = widths.shape[0]
-    net = pb.net
-    mu_tilde = U_PxP.T @ _last_mean_activation(pb.x, net, depth)
-    Qbar0 = van.order_params
-    z0 = jnp.concatenate([jnp.log(Qbar0), -jnp.log(Qbar0)])  # Q = 1/Q̄ − 1: log(1 + Q) = −log Q̄
-    sol, action = solve_noncentral(z0, sp.eigenvalues, sp.y_tilde, mu_tilde, widths,
-                                    jnp.asarray(pb.T, widths.dtype), net.sw2[-1], tol=float(tol),
-                                    max_iter=int(max_iter))
+    ct, sol, action, pred = _noncentral_theory(x, y, x0, y0, widths, jnp.asarray(T, widths.dtype), net.sw2,
+                                               act=net.act, activation=net.activation, quad_points=net.quad_points,
+                                               tol=float(tol), max_iter=int(max_iter))
+    if not bool(ct.vanilla.converged):
+        raise ConvergenceError(_vanilla_failure(ct.vanilla, widths, T, tol))
     if not bool(sol.converged):
         raise ConvergenceError(
             f"non-central saddle point not found after {int(sol.iterations)} Newton steps from the central solution: "
             f"residual {float(sol.residual):.3g} > tol {tol:g}"
         )
+    if not (all_finite(pred.mean) and all_finite(pred.var)):
+        raise ValueError(f"the non-central prediction is not finite: the kernel matrix + T I is not positive definite "
+                         f"in float64 (T = {T:g}); increase the temperature or remove duplicate training points")
+    depth = widths.shape[0]
     Qbar, Q = jnp.exp(sol.x[:depth]), jnp.expm1(sol.x[depth:])
-    pred = _noncentral_prediction(Qbar, Q, pb)
-    return FCTheory(NoncentralOrderParams(Qbar, Q), *pred, action, sol.residual, (), nngp)
+    return FCTheory(NoncentralOrderParams(Qbar, Q), *pred, action, sol.residual, (), ct.nngp)
 
 
-def _noncentral_prediction(Qbar, Q, pb: _Problem) -> Prediction:
-    sw2 = pb.net.sw2
-    xx = jnp.concatenate([pb.x, pb.x0])
+@functools.partial(jax.jit, static_argnames=("act", "activation", "quad_points", "tol", "max_iter"))
+def _noncentral_theory(x, y, x0, y0, widths, T, sw2, *, act: Activation, activation, quad_points, tol: float,
+                       max_iter: int):
+    """`fc_theory(variant="noncentral")` after its checks, as one program: `_central_theory` (its solution is the
+    start), the last layer's mean activations in the eigenbasis, `solve_noncentral` and the prediction. Returns
+    (`_Central`, the solver's `Solution`, 𝒮 there, prediction); the caller checks convergence."""
+    net = _Network(act, activation, quad_points, sw2)
+    ct = _central_theory(x, y, x0, y0, widths, T, sw2, act=act, tol=tol)
+    sp, depth = ct.spectrum, widths.shape[0]
+    mu_tilde = ct.U_PxP.T @ _last_mean_activation(x, net, depth)
+    Qbar0 = ct.vanilla.order_params
+    z0 = jnp.concatenate([jnp.log(Qbar0), -jnp.log(Qbar0)])  # Q = 1/Q̄ − 1: log(1 + Q) = −log Q̄
+    sol, action = solve_noncentral(z0, sp.eigenvalues, sp.y_tilde, mu_tilde, widths, T, sw2[-1], tol=tol,
+                                    max_iter=max_iter)
+    Qbar, Q = jnp.exp(sol.x[:depth]), jnp.expm1(sol.x[depth:])
+    return ct, sol, action, _noncentral_prediction(Qbar, Q, x, y, x0, y0, T, net)
+
+
+def _noncentral_prediction(Qbar, Q, x, y, x0, y0, T, net: _Network) -> Prediction:
+    sw2 = net.sw2
+    xx = jnp.concatenate([x, x0])
     lin = dict(activation="linear", depth=0, weight_var=sw2[0])
-    Theta, mu_outer = _noncentral_inputs(nngp_kernel(xx, **lin), nngp_diag(xx, **lin), pb.net)
+    Theta, mu_outer = _noncentral_inputs(nngp_kernel(xx, **lin), nngp_diag(xx, **lin), net)
     K_all = _noncentral_kernel(Qbar, Q, Theta, mu_outer, sw2[-1])
-    P = pb.x.shape[0]
-    return kernel_prediction(K_all[:P, :P], K_all[P:, :P], jnp.diagonal(K_all)[P:], pb.y, pb.y0, pb.T)
+    P = x.shape[0]
+    return kernel_prediction(K_all[:P, :P], K_all[P:, :P], jnp.diagonal(K_all)[P:], y, y0, T)
 
 
 @float64_theory
