@@ -366,7 +366,7 @@ def test_recommended_variant_and_auto(activation, expected):
 # Fast solvers: closed-form derivatives, the eigenbasis non-central action, compile once, grids
 
 
-@pytest.mark.parametrize("depth", [3, 6])  # 6: the gradient's chain runs as a loop over layers (L > 4)
+@pytest.mark.parametrize("depth", [3, 6])  # 6: the deep case (the curvature block grows as (L − 1)²)
 def test_nested_derivatives_equal_automatic_differentiation_of_the_dense_action(depth):
     """(R-19b): value, gradient and Hessian from one Cholesky equal autodiff through a dense solve, away from the
     solution (where the Tr(B K_lm) term does not vanish)."""
@@ -487,3 +487,24 @@ def test_grid_equals_single_calls(activation, variant):
             np.testing.assert_allclose(np.asarray(point), np.asarray(one.order_params), rtol=1e-8)
             np.testing.assert_allclose(grid.test_loss[i, j], one.test_loss, rtol=1e-8)
             np.testing.assert_allclose(grid.bias2[i, j], one.bias2, rtol=1e-8)
+
+
+@pytest.mark.parametrize(("variant", "activation"), [("vanilla", "erf"), ("nested", "erf"), ("noncentral", "relu")])
+def test_each_variant_reports_an_overflowing_kernel_and_a_kernel_matrix_that_is_not_positive_definite(variant,
+                                                                                                      activation):
+    """fc_theory computes each variant as one compiled program, where the kernels' and the Cholesky's own checks
+    cannot run; the same errors must still come out (not NaN, not a misleading ConvergenceError)."""
+    rng = np.random.default_rng(1)
+    x, x0 = rng.standard_normal((60, 5)), rng.standard_normal((4, 5))
+    y, y0 = np.sign(x[:, 0]), np.sign(x0[:, 0])
+    big = x0.copy()
+    big[0] *= 1e160  # |x|² overflows float64
+    with pytest.raises(ValueError, match="overflowed"):
+        R.fc_theory(x, y, big, y0, activation=activation, depth=2, width=50.0, temperature=1e-2, variant=variant)
+
+    # a step function's Gauss–Hermite kernel (96 nodes) is indefinite: smallest eigenvalue ≈ −1e-2 at L = 3
+    def step(z):
+        return (z > 0).astype(z.dtype)
+
+    with pytest.raises(ValueError, match="not positive definite"):
+        R.fc_theory(x, y, x0, y0, activation=step, depth=3, width=50.0, temperature=1e-3, variant=variant)

@@ -85,9 +85,9 @@ def newton_minimize(f: Callable | None, x0, *, scale, tol: float, max_iter: int 
     for the same minimum. Being close is not enough: near a spinodal another minimum's basin can reach into the
     radius, and a step from there moves away from known.x (tested). A start that heads elsewhere loses the
     borrowed Hessian at its first slow step and continues with fresh ones. Borrowing steers the first steps, so in
-    principle it can change which minimum a start far from known.x reaches; `theory.renormalization` checks that
-    its starts reach the minima they reach alone (docs (R-19c)). A `known` without a usable Hessian (none computed,
-    or not finite) lends none.
+    principle it can change which minimum a start far from known.x reaches; on the nested problems measured none
+    did (docs (R-19c); tests/test_renormalization.py compares merged starts with starts solved alone). A `known`
+    without a usable Hessian (none computed, or not finite) lends none.
     """
     if (derivatives is None) != (hessian is None):
         raise ValueError("newton_minimize: give both `derivatives` and `hessian`, or neither (autodiff)")
@@ -108,18 +108,20 @@ def newton_minimize(f: Callable | None, x0, *, scale, tol: float, max_iter: int 
         return -V @ ((V.T @ g) / jnp.maximum(jnp.abs(lam), floor))
 
     def line_search(x, fx, g, aux, slope, d):
-        """t = 1, 1/2, 1/4, … (at most 60 trials) until Armijo holds: (t, derivatives at x + t d, trials)."""
+        """t = 1, 1/2, 1/4, … (at most 60 trials) until Armijo holds: (the last trial point, the derivatives
+        there, the number of trials)."""
 
         def cond(state):
-            t, (fx_new, _, _), k = state
+            t, _, (fx_new, _, _), k = state
             return (k == 0) | (~(fx_new <= fx + 1e-4 * t * slope + _ROUNDING * jnp.abs(fx)) & (k < 60))
 
         def body(state):
-            t, _, k = state
+            t, _, _, k = state
             t = jnp.where(k == 0, t, 0.5 * t)
-            return t, derivatives(x + t * d), k + 1
+            return t, x + t * d, derivatives(x + t * d), k + 1
 
-        return lax.while_loop(cond, body, (jnp.ones_like(fx), (fx, g, aux), 0))
+        _, x_new, evaluated, trials = lax.while_loop(cond, body, (jnp.ones_like(fx), x, (fx, g, aux), 0))
+        return x_new, evaluated, trials
 
     def residual(g):
         return jnp.max(jnp.abs(g / scale))
@@ -145,9 +147,8 @@ def newton_minimize(f: Callable | None, x0, *, scale, tol: float, max_iter: int 
         x, fx, g, aux, H, reuse, following, k, _, _ = state
         H = lax.cond(reuse, lambda: H, lambda: hessian(x, aux))
         d = direction(H, g)
-        t, (fx_new, g_new, aux_new), trials = line_search(x, fx, g, aux, jnp.dot(g, d), d)
+        x_new, (fx_new, g_new, aux_new), trials = line_search(x, fx, g, aux, jnp.dot(g, d), d)
         accepted = trials == 1  # the full step
-        x_new = x + t * d
         # No decrease at all (at the floor of float64 rounding): stop; the residual says how close we are.
         stalled = ~(fx_new < fx) & jnp.all(x_new == x)
         progress = accepted & (residual(g_new) <= 0.5 * residual(g))

@@ -357,5 +357,5 @@ def mean_activation(activation: str | Callable, q, quad_points: int | None = Non
     fn = get_activation(activation, quad_points).fn
     z, w = _hermite_rule(quad_points or DEFAULT_QUAD_POINTS)
     z, w = jnp.asarray(z, q.dtype), jnp.asarray(w, q.dtype)
-    return jnp.sum(w * fn(jnp.sqrt(q)[..., None] * z), axis=-1)
+    return fn(jnp.sqrt(q)[..., None] * z.reshape((1,) * q.ndim + (-1,))) @ w  # explicit ranks (promotion may raise)
 

@@ -473,14 +473,14 @@ def fc_theory(
     x, y, x0, y0 = _data(x_train, y_train, x_test, y_test)
     net = _Network(get_activation(activation, quad_points), activation, quad_points, sw2)
     if variant == "nested" and depth > 1:
-        return _fc_nested(x, y, x0, y0, widths, T, sw2, net.act, tol, max_iter)
+        return _fc_nested(x, y, x0, y0, widths, T, net, tol, max_iter)
     if variant == "noncentral":  # works in the spectrum of Θ_L = K; its prediction builds its own covariances
         return _fc_noncentral(x, y, x0, y0, widths, T, net, tol, max_iter)
 
-    central = _central_theory(x, y, x0, y0, widths, jnp.asarray(T, widths.dtype), sw2, act=net.act, tol=float(tol))
-    van = central.vanilla
-    if not bool(van.converged):
-        raise ConvergenceError(_vanilla_failure(van, widths, T, tol))
+    central = _central_theory(x, y, x0, y0, widths, jnp.asarray(T, widths.dtype), sw2, activation=activation,
+                              quad_points=quad_points, tol=float(tol))
+    van = _checked_central(central, widths, T, tol)
+    _check_prediction("vanilla", central.vanilla_prediction, x.shape[0], T)
     # vanilla, or nested with one layer: nested = vanilla exactly (R-19)
     return FCTheory(van.order_params, *central.vanilla_prediction, van.action, van.residual, _other_minima(van),
                     central.nngp)
@@ -489,10 +489,7 @@ def fc_theory(
 class _Central(NamedTuple):
     """What every variant of `fc_theory` starts from (`_central_theory`)."""
 
-    C: jax.Array  # (P, P) layer-0 covariances σ_0² x·x'/N_0 of the training inputs
-    c_diag: jax.Array  # (P,)
-    C0_QxP: jax.Array  # (P_test, P) test × train layer-0 covariances
-    c0_Q: jax.Array  # (P_test,)
+    kernels_finite: jax.Array  # False if the NNGP kernels overflowed
     spectrum: Spectrum  # of the NNGP kernel K^(L)
     U_PxP: jax.Array  # its eigenvectors
     nngp: Prediction  # Q = 1
@@ -500,25 +497,54 @@ class _Central(NamedTuple):
     vanilla_prediction: Prediction
 
 
-@functools.partial(jax.jit, static_argnames=("act", "tol"))
-def _central_theory(x, y, x0, y0, widths, T, sw2, *, act: Activation, tol: float) -> _Central:
+@functools.partial(jax.jit, static_argnames=("activation", "quad_points", "tol"))
+def _central_theory(x, y, x0, y0, widths, T, sw2, *, activation, quad_points, tol: float) -> _Central:
     """The NNGP kernels, their spectrum, the NNGP prediction and the vanilla theory (eqs. (R-13)–(R-17)) as one
     program, compiled once per (shapes, φ, tol): at P = 1000 a first call had compiled some sixty small programs
-    (2.6 s at L = 1). The NNGP kernels are the chain of the layer-0 covariances (`covariance_chain`, the recursion
-    `nngp_kernel` runs); both predictions come from the eigenbasis the vanilla solve needs anyway."""
-    lin = dict(activation="linear", depth=0, weight_var=sw2[0])
-    C, c_diag, C0_QxP, c0_Q = nngp_kernel(x, **lin), nngp_diag(x, **lin), nngp_kernel(x0, x, **lin), nngp_diag(x0, **lin)
-    K = covariance_chain(C, c_diag, c_diag, activation=act, layer_weight_var=sw2[1:])[0]
-    K0_QxP, k0_Q, _ = covariance_chain(C0_QxP, c0_Q, c_diag, activation=act, layer_weight_var=sw2[1:])
+    (2.6 s at L = 1). Inside a program the kernels' and the Cholesky's own checks cannot run: `_checked_central` and
+    `_check_prediction` make them on the results."""
+    act = get_activation(activation, quad_points)
+    if act.closed_form:
+        # the recursion on the layer-0 covariances as one elementwise chain: compiles in a second less than
+        # `nngp_kernel`'s blocks (P = 1000, L = 3), with a few P × P temporaries
+        lin = dict(activation="linear", depth=0, weight_var=sw2[0])
+        c_P = nngp_diag(x, **lin)
+        K = covariance_chain(nngp_kernel(x, **lin), c_P, c_P, activation=act, layer_weight_var=sw2[1:])[0]
+        K0_QxP, k0_Q, _ = covariance_chain(nngp_kernel(x0, x, **lin), nngp_diag(x0, **lin), c_P, activation=act,
+                                           layer_weight_var=sw2[1:])
+    else:  # quadrature holds n nodes per entry: `nngp_kernel`'s blocks bound that memory
+        kernel_args = dict(activation=activation, depth=sw2.shape[0] - 1, weight_var=sw2, quad_points=quad_points)
+        K, K0_QxP, k0_Q = nngp_kernel(x, **kernel_args), nngp_kernel(x0, x, **kernel_args), nngp_diag(x0, **kernel_args)
+    finite = jnp.all(jnp.isfinite(K)) & jnp.all(jnp.isfinite(K0_QxP)) & jnp.all(jnp.isfinite(k0_Q))
     sp, U_PxP = _decompose(K, y, K0_QxP, k0_Q, y0)
     van = _solve_vanilla(sp, widths, T, tol=tol)
-    return _Central(C, c_diag, C0_QxP, c0_Q, sp, U_PxP, eigen_prediction(1.0, T, sp), van,
-                    eigen_prediction(van.scale, T, sp))
+    c = van.scale
+    return _Central(finite, sp, U_PxP, kernel_prediction(K, K0_QxP, k0_Q, y, y0, T), van,
+                    kernel_prediction(c * K, c * K0_QxP, c * k0_Q, y, y0, T))
+
+
+def _checked_central(ct: _Central, widths, T, tol) -> VanillaSolution:
+    """Raise what the eager steps raised, in their order: an overflowing kernel, a kernel matrix + T I that is not
+    positive definite (the NNGP prediction's Cholesky failed), a vanilla solve that did not converge."""
+    if not bool(ct.kernels_finite):
+        raise ValueError("the NNGP kernel overflowed float64 (inputs or variances too large for it): rescale x or "
+                         "weight_var")
+    _check_prediction("NNGP", ct.nngp, ct.spectrum.eigenvalues.shape[0], T)
+    if not bool(ct.vanilla.converged):
+        raise ConvergenceError(_vanilla_failure(ct.vanilla, widths, T, tol))
+    return ct.vanilla
 
 
 def _vanilla_failure(van: VanillaSolution, widths, T, tol) -> str:
     return (f"vanilla saddle point not found: {int(van.n_minima)} minima on the scanned range c ∈ [e^-100, e^100], "
             f"residual {float(van.residual):.3g} > tol {tol:g} (widths {np.asarray(widths).tolist()}, T = {T:g})")
+
+
+def _check_prediction(name: str, pred: Prediction, P: int, T) -> None:
+    if not (all_finite(pred.mean) and all_finite(pred.var)):
+        raise ValueError(f"Cholesky of K + T I failed for the {name} prediction: the kernel matrix is not positive "
+                         f"definite in float64 (P = {P}, T = {T:g}); increase the temperature, or remove duplicate "
+                         f"training points")
 
 
 @float64_theory
@@ -585,9 +611,10 @@ def _nested_chain(Q, C_M, c_diag, tri: _Triangle, layer_var, act: Activation):
     """K_R of eq. (R-19) on the triangle: `theory.nngp.covariance_chain`'s recursion K^l = σ_wl² F_φ(k_i, K_ij, k_j)
     with σ_wl² = Q_l/λ_l, each point's variance k_i computed once per layer and gathered for its entries.
     The layers run as a loop (lax.scan), not as one unrolled expression: with the chain's tangents, at P = 1000 the
-    gradient takes 105 / 139 / 166 ms at L = 2 / 3 / 4 against 118 / 154 / 197 unrolled (2 cores, 2026-12-04), and
-    compiles as fast or faster; at depth the unrolled derivatives grow too large for XLA (L = 10: 0.51 s against
-    0.73 s per gradient)."""
+    gradient takes 105 / 139 / 166 ms at L = 2 / 3 / 4 against 118 / 154 / 197 unrolled (2 cores, 2026-12-04, after
+    A⁻¹'s triangle was gathered once; an earlier reading had the unrolled chain faster at L = 3, 145 against 179 ms,
+    which no longer reproduces), and compiles as fast or faster; at depth the unrolled derivatives grow too large
+    for XLA (L = 10: 0.51 s against 0.73 s per gradient)."""
     on_diagonal = tri.rows == tri.cols
 
     def layer(carry, sw2):
@@ -715,17 +742,18 @@ def solve_nested(q0_SxL, C, c_diag, y, widths, T, layer_var, *, act: Activation,
     return jax.lax.scan(start, none, q0_SxL)[1]
 
 
-def _fc_nested(x, y, x0, y0, widths, T, sw2, act: Activation, tol: float, max_iter: int) -> FCTheory:
-    nngp, van, sols, pred = _nested_theory(x, y, x0, y0, widths, jnp.asarray(T, widths.dtype), sw2, act=act,
-                                           tol=float(tol), max_iter=int(max_iter))
-    if not bool(van.converged):
-        raise ConvergenceError(_vanilla_failure(van, widths, T, tol))
+def _fc_nested(x, y, x0, y0, widths, T, net: _Network, tol: float, max_iter: int) -> FCTheory:
+    ct, sols, pred = _nested_theory(x, y, x0, y0, widths, jnp.asarray(T, widths.dtype), net.sw2,
+                                    activation=net.activation, quad_points=net.quad_points, tol=float(tol),
+                                    max_iter=int(max_iter))
+    _checked_central(ct, widths, T, tol)
     ok = np.asarray(sols.converged)
     if not ok.any():
         raise ConvergenceError(
             f"nested saddle point not found after {max_iter} Newton steps from the vanilla solution and from Q = 1: "
             f"residuals {np.asarray(sols.residual).tolist()} > tol {tol:g}"
         )
+    _check_prediction("nested", pred, x.shape[0], T)
     values = np.where(ok, np.asarray(sols.value), np.inf)
     best = int(np.argmin(values))
     Q = jnp.exp(sols.x[best])
@@ -733,27 +761,26 @@ def _fc_nested(x, y, x0, y0, widths, T, sw2, act: Activation, tol: float, max_it
         jnp.exp(sols.x[i]) for i in range(len(values))
         if ok[i] and not np.allclose(np.exp(np.asarray(sols.x[i])), np.asarray(Q), rtol=1e-6)
     )
-    for name, p in (("NNGP", nngp), ("nested", pred)):
-        if not (all_finite(p.mean) and all_finite(p.var)):
-            raise ValueError(f"the {name} prediction is not finite: the kernel matrix + T I is not positive definite "
-                             f"in float64 (T = {T:g}); increase the temperature or remove duplicate training points")
-    return FCTheory(Q, *pred, sols.value[best], sols.residual[best], others, nngp)
+    return FCTheory(Q, *pred, sols.value[best], sols.residual[best], others, ct.nngp)
 
 
-@functools.partial(jax.jit, static_argnames=("act", "tol", "max_iter"))
-def _nested_theory(x, y, x0, y0, widths, T, sw2, *, act: Activation, tol: float, max_iter: int):
+@functools.partial(jax.jit, static_argnames=("activation", "quad_points", "tol", "max_iter"))
+def _nested_theory(x, y, x0, y0, widths, T, sw2, *, activation, quad_points, tol: float, max_iter: int):
     """`fc_theory(variant="nested")` after its checks, as one program (compiled once per shapes, φ, tol, max_iter;
     a first call compiles it in about the time the same steps took as some seventy programs, and a warm call
     dispatches one): `_central_theory` (the vanilla solution is the first start), `solve_nested` from it and from
-    Q = 1, and the prediction at the lower minimum. Returns (NNGP prediction, vanilla solution, the starts'
-    solutions, prediction); the caller checks convergence."""
-    ct = _central_theory(x, y, x0, y0, widths, T, sw2, act=act, tol=tol)
-    C, c_diag, layer_var, van = ct.C, ct.c_diag, sw2[1:], ct.vanilla
-    starts = jnp.stack([jnp.log(van.order_params), jnp.zeros_like(widths)])  # the closer start first
-    sols = solve_nested(starts, C, c_diag, y, widths, T, layer_var, act=act, tol=tol, max_iter=max_iter)
+    Q = 1, and the prediction at the lower minimum. Returns (`_Central`, the starts' solutions, prediction) for the
+    caller to check."""
+    act = get_activation(activation, quad_points)
+    ct = _central_theory(x, y, x0, y0, widths, T, sw2, activation=activation, quad_points=quad_points, tol=tol)
+    lin = dict(activation="linear", depth=0, weight_var=sw2[0])
+    C, c_diag = nngp_kernel(x, **lin), nngp_diag(x, **lin)
+    starts = jnp.stack([jnp.log(ct.vanilla.order_params), jnp.zeros_like(widths)])  # the closer start first
+    sols = solve_nested(starts, C, c_diag, y, widths, T, sw2[1:], act=act, tol=tol, max_iter=max_iter)
     best = jnp.argmin(jnp.where(sols.converged, sols.value, jnp.inf))
-    pred = _nested_prediction_arrays(jnp.exp(sols.x[best]), C, c_diag, ct.C0_QxP, ct.c0_Q, y, y0, T, layer_var, act)
-    return ct.nngp, van, sols, pred
+    pred = _nested_prediction_arrays(jnp.exp(sols.x[best]), C, c_diag, nngp_kernel(x0, x, **lin), nngp_diag(x0, **lin),
+                                     y, y0, T, sw2[1:], act)
+    return ct, sols, pred
 
 
 def _nested_prediction_arrays(Q, C, c_diag, C0_QxP, c0_Q, y, y0, T, layer_var, act: Activation) -> Prediction:
@@ -824,31 +851,27 @@ def _fc_noncentral(x, y, x0, y0, widths, T, net: _Network, tol: float, max_iter:
     """Non-central ansatz from the spectrum of Θ_L = K^(L) (the NNGP kernel, already decomposed for the vanilla
     start): K_R differs from a multiple of Θ_L by a rank-one term, so every evaluation of 𝒮 is O(P)."""
     ct, sol, action, pred = _noncentral_theory(x, y, x0, y0, widths, jnp.asarray(T, widths.dtype), net.sw2,
-                                               act=net.act, activation=net.activation, quad_points=net.quad_points,
+                                               activation=net.activation, quad_points=net.quad_points,
                                                tol=float(tol), max_iter=int(max_iter))
-    if not bool(ct.vanilla.converged):
-        raise ConvergenceError(_vanilla_failure(ct.vanilla, widths, T, tol))
+    _checked_central(ct, widths, T, tol)
     if not bool(sol.converged):
         raise ConvergenceError(
             f"non-central saddle point not found after {int(sol.iterations)} Newton steps from the central solution: "
             f"residual {float(sol.residual):.3g} > tol {tol:g}"
         )
-    if not (all_finite(pred.mean) and all_finite(pred.var)):
-        raise ValueError(f"the non-central prediction is not finite: the kernel matrix + T I is not positive definite "
-                         f"in float64 (T = {T:g}); increase the temperature or remove duplicate training points")
+    _check_prediction("non-central", pred, x.shape[0], T)
     depth = widths.shape[0]
     Qbar, Q = jnp.exp(sol.x[:depth]), jnp.expm1(sol.x[depth:])
     return FCTheory(NoncentralOrderParams(Qbar, Q), *pred, action, sol.residual, (), ct.nngp)
 
 
-@functools.partial(jax.jit, static_argnames=("act", "activation", "quad_points", "tol", "max_iter"))
-def _noncentral_theory(x, y, x0, y0, widths, T, sw2, *, act: Activation, activation, quad_points, tol: float,
-                       max_iter: int):
+@functools.partial(jax.jit, static_argnames=("activation", "quad_points", "tol", "max_iter"))
+def _noncentral_theory(x, y, x0, y0, widths, T, sw2, *, activation, quad_points, tol: float, max_iter: int):
     """`fc_theory(variant="noncentral")` after its checks, as one program: `_central_theory` (its solution is the
     start), the last layer's mean activations in the eigenbasis, `solve_noncentral` and the prediction. Returns
-    (`_Central`, the solver's `Solution`, 𝒮 there, prediction); the caller checks convergence."""
-    net = _Network(act, activation, quad_points, sw2)
-    ct = _central_theory(x, y, x0, y0, widths, T, sw2, act=act, tol=tol)
+    (`_Central` without its eigenvectors, the solver's `Solution`, 𝒮 there, prediction) for the caller to check."""
+    net = _Network(get_activation(activation, quad_points), activation, quad_points, sw2)
+    ct = _central_theory(x, y, x0, y0, widths, T, sw2, activation=activation, quad_points=quad_points, tol=tol)
     sp, depth = ct.spectrum, widths.shape[0]
     mu_tilde = ct.U_PxP.T @ _last_mean_activation(x, net, depth)
     Qbar0 = ct.vanilla.order_params
@@ -856,7 +879,7 @@ def _noncentral_theory(x, y, x0, y0, widths, T, sw2, *, act: Activation, activat
     sol, action = solve_noncentral(z0, sp.eigenvalues, sp.y_tilde, mu_tilde, widths, T, sw2[-1], tol=tol,
                                     max_iter=max_iter)
     Qbar, Q = jnp.exp(sol.x[:depth]), jnp.expm1(sol.x[depth:])
-    return ct, sol, action, _noncentral_prediction(Qbar, Q, x, y, x0, y0, T, net)
+    return ct._replace(U_PxP=None), sol, action, _noncentral_prediction(Qbar, Q, x, y, x0, y0, T, net)
 
 
 def _noncentral_prediction(Qbar, Q, x, y, x0, y0, T, net: _Network) -> Prediction:
