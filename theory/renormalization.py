@@ -479,7 +479,7 @@ def fc_theory(
 
     central = _central_theory(x, y, x0, y0, widths, jnp.asarray(T, widths.dtype), sw2, activation=activation,
                               quad_points=quad_points, tol=float(tol))
-    van = _checked_central(central, widths, T, tol)
+    van = _checked_central(central, x.shape[0], widths, T, tol)
     _check_prediction("vanilla", central.vanilla_prediction, x.shape[0], T)
     # vanilla, or nested with one layer: nested = vanilla exactly (R-19)
     return FCTheory(van.order_params, *central.vanilla_prediction, van.action, van.residual, _other_minima(van),
@@ -523,16 +523,22 @@ def _central_theory(x, y, x0, y0, widths, T, sw2, *, activation, quad_points, to
                     kernel_prediction(c * K, c * K0_QxP, c * k0_Q, y, y0, T))
 
 
-def _checked_central(ct: _Central, widths, T, tol) -> VanillaSolution:
+def _checked_central(ct: _Central, P: int, widths, T, tol) -> VanillaSolution:
     """Raise what the eager steps raised, in their order: an overflowing kernel, a kernel matrix + T I that is not
     positive definite (the NNGP prediction's Cholesky failed), a vanilla solve that did not converge."""
     if not bool(ct.kernels_finite):
         raise ValueError("the NNGP kernel overflowed float64 (inputs or variances too large for it): rescale x or "
                          "weight_var")
-    _check_prediction("NNGP", ct.nngp, ct.spectrum.eigenvalues.shape[0], T)
+    _check_prediction("NNGP", ct.nngp, P, T)
     if not bool(ct.vanilla.converged):
         raise ConvergenceError(_vanilla_failure(ct.vanilla, widths, T, tol))
     return ct.vanilla
+
+
+def _checks_only(ct: _Central) -> _Central:
+    """The part of `_central_theory` a variant's program returns: what `_checked_central` reads and the NNGP
+    prediction (XLA then drops the unused vanilla prediction from the program)."""
+    return _Central(ct.kernels_finite, None, None, ct.nngp, ct.vanilla, None)
 
 
 def _vanilla_failure(van: VanillaSolution, widths, T, tol) -> str:
@@ -746,7 +752,7 @@ def _fc_nested(x, y, x0, y0, widths, T, net: _Network, tol: float, max_iter: int
     ct, sols, pred = _nested_theory(x, y, x0, y0, widths, jnp.asarray(T, widths.dtype), net.sw2,
                                     activation=net.activation, quad_points=net.quad_points, tol=float(tol),
                                     max_iter=int(max_iter))
-    _checked_central(ct, widths, T, tol)
+    _checked_central(ct, x.shape[0], widths, T, tol)
     ok = np.asarray(sols.converged)
     if not ok.any():
         raise ConvergenceError(
@@ -769,8 +775,8 @@ def _nested_theory(x, y, x0, y0, widths, T, sw2, *, activation, quad_points, tol
     """`fc_theory(variant="nested")` after its checks, as one program (compiled once per shapes, φ, tol, max_iter;
     a first call compiles it in about the time the same steps took as some seventy programs, and a warm call
     dispatches one): `_central_theory` (the vanilla solution is the first start), `solve_nested` from it and from
-    Q = 1, and the prediction at the lower minimum. Returns (`_Central`, the starts' solutions, prediction) for the
-    caller to check."""
+    Q = 1, and the prediction at the lower minimum. Returns (`_checks_only` of the central theory, the starts'
+    solutions, prediction) for the caller to check."""
     act = get_activation(activation, quad_points)
     ct = _central_theory(x, y, x0, y0, widths, T, sw2, activation=activation, quad_points=quad_points, tol=tol)
     lin = dict(activation="linear", depth=0, weight_var=sw2[0])
@@ -780,7 +786,7 @@ def _nested_theory(x, y, x0, y0, widths, T, sw2, *, activation, quad_points, tol
     best = jnp.argmin(jnp.where(sols.converged, sols.value, jnp.inf))
     pred = _nested_prediction_arrays(jnp.exp(sols.x[best]), C, c_diag, nngp_kernel(x0, x, **lin), nngp_diag(x0, **lin),
                                      y, y0, T, sw2[1:], act)
-    return ct, sols, pred
+    return _checks_only(ct), sols, pred
 
 
 def _nested_prediction_arrays(Q, C, c_diag, C0_QxP, c0_Q, y, y0, T, layer_var, act: Activation) -> Prediction:
@@ -853,7 +859,7 @@ def _fc_noncentral(x, y, x0, y0, widths, T, net: _Network, tol: float, max_iter:
     ct, sol, action, pred = _noncentral_theory(x, y, x0, y0, widths, jnp.asarray(T, widths.dtype), net.sw2,
                                                activation=net.activation, quad_points=net.quad_points,
                                                tol=float(tol), max_iter=int(max_iter))
-    _checked_central(ct, widths, T, tol)
+    _checked_central(ct, x.shape[0], widths, T, tol)
     if not bool(sol.converged):
         raise ConvergenceError(
             f"non-central saddle point not found after {int(sol.iterations)} Newton steps from the central solution: "
@@ -869,7 +875,7 @@ def _fc_noncentral(x, y, x0, y0, widths, T, net: _Network, tol: float, max_iter:
 def _noncentral_theory(x, y, x0, y0, widths, T, sw2, *, activation, quad_points, tol: float, max_iter: int):
     """`fc_theory(variant="noncentral")` after its checks, as one program: `_central_theory` (its solution is the
     start), the last layer's mean activations in the eigenbasis, `solve_noncentral` and the prediction. Returns
-    (`_Central` without its eigenvectors, the solver's `Solution`, 𝒮 there, prediction) for the caller to check."""
+    (`_checks_only` of the central theory, the solver's `Solution`, 𝒮 there, prediction) for the caller to check."""
     net = _Network(get_activation(activation, quad_points), activation, quad_points, sw2)
     ct = _central_theory(x, y, x0, y0, widths, T, sw2, activation=activation, quad_points=quad_points, tol=tol)
     sp, depth = ct.spectrum, widths.shape[0]
@@ -879,7 +885,7 @@ def _noncentral_theory(x, y, x0, y0, widths, T, sw2, *, activation, quad_points,
     sol, action = solve_noncentral(z0, sp.eigenvalues, sp.y_tilde, mu_tilde, widths, T, sw2[-1], tol=tol,
                                     max_iter=max_iter)
     Qbar, Q = jnp.exp(sol.x[:depth]), jnp.expm1(sol.x[depth:])
-    return ct._replace(U_PxP=None), sol, action, _noncentral_prediction(Qbar, Q, x, y, x0, y0, T, net)
+    return _checks_only(ct), sol, action, _noncentral_prediction(Qbar, Q, x, y, x0, y0, T, net)
 
 
 def _noncentral_prediction(Qbar, Q, x, y, x0, y0, T, net: _Network) -> Prediction:
