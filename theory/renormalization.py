@@ -490,6 +490,7 @@ class _Central(NamedTuple):
     """What every variant of `fc_theory` starts from (`_central_theory`)."""
 
     kernels_finite: jax.Array  # False if the NNGP kernels overflowed
+    layer0: tuple  # (C (P, P), c (P,), C0 (P_test, P), c0 (P_test,)): the layer-0 covariances σ_0² x·x'/N_0
     spectrum: Spectrum  # of the NNGP kernel K^(L)
     U_PxP: jax.Array  # its eigenvectors
     nngp: Prediction  # Q = 1
@@ -504,14 +505,13 @@ def _central_theory(x, y, x0, y0, widths, T, sw2, *, activation, quad_points, to
     (2.6 s at L = 1). Inside a program the kernels' and the Cholesky's own checks cannot run: `_checked_central` and
     `_check_prediction` make them on the results."""
     act = get_activation(activation, quad_points)
+    lin = dict(activation="linear", depth=0, weight_var=sw2[0])
+    C, c_P, C0_QxP, c0_Q = nngp_kernel(x, **lin), nngp_diag(x, **lin), nngp_kernel(x0, x, **lin), nngp_diag(x0, **lin)
     if act.closed_form:
         # the recursion on the layer-0 covariances as one elementwise chain: compiles in a second less than
         # `nngp_kernel`'s blocks (P = 1000, L = 3), with a few P × P temporaries
-        lin = dict(activation="linear", depth=0, weight_var=sw2[0])
-        c_P = nngp_diag(x, **lin)
-        K = covariance_chain(nngp_kernel(x, **lin), c_P, c_P, activation=act, layer_weight_var=sw2[1:])[0]
-        K0_QxP, k0_Q, _ = covariance_chain(nngp_kernel(x0, x, **lin), nngp_diag(x0, **lin), c_P, activation=act,
-                                           layer_weight_var=sw2[1:])
+        K = covariance_chain(C, c_P, c_P, activation=act, layer_weight_var=sw2[1:])[0]
+        K0_QxP, k0_Q, _ = covariance_chain(C0_QxP, c0_Q, c_P, activation=act, layer_weight_var=sw2[1:])
     else:  # quadrature holds n nodes per entry: `nngp_kernel`'s blocks bound that memory
         kernel_args = dict(activation=activation, depth=sw2.shape[0] - 1, weight_var=sw2, quad_points=quad_points)
         K, K0_QxP, k0_Q = nngp_kernel(x, **kernel_args), nngp_kernel(x0, x, **kernel_args), nngp_diag(x0, **kernel_args)
@@ -519,7 +519,7 @@ def _central_theory(x, y, x0, y0, widths, T, sw2, *, activation, quad_points, to
     sp, U_PxP = _decompose(K, y, K0_QxP, k0_Q, y0)
     van = _solve_vanilla(sp, widths, T, tol=tol)
     c = van.scale
-    return _Central(finite, sp, U_PxP, kernel_prediction(K, K0_QxP, k0_Q, y, y0, T), van,
+    return _Central(finite, (C, c_P, C0_QxP, c0_Q), sp, U_PxP, kernel_prediction(K, K0_QxP, k0_Q, y, y0, T), van,
                     kernel_prediction(c * K, c * K0_QxP, c * k0_Q, y, y0, T))
 
 
@@ -530,20 +530,18 @@ def _checked_central(ct: _Central, P: int, widths, T, tol) -> VanillaSolution:
         raise ValueError("the NNGP kernel overflowed float64 (inputs or variances too large for it): rescale x or "
                          "weight_var")
     _check_prediction("NNGP", ct.nngp, P, T)
-    if not bool(ct.vanilla.converged):
-        raise ConvergenceError(_vanilla_failure(ct.vanilla, widths, T, tol))
-    return ct.vanilla
+    van = ct.vanilla
+    if not bool(van.converged):
+        raise ConvergenceError(
+            f"vanilla saddle point not found: {int(van.n_minima)} minima on the scanned range c ∈ [e^-100, e^100], "
+            f"residual {float(van.residual):.3g} > tol {tol:g} (widths {np.asarray(widths).tolist()}, T = {T:g})")
+    return van
 
 
 def _checks_only(ct: _Central) -> _Central:
     """The part of `_central_theory` a variant's program returns: what `_checked_central` reads and the NNGP
     prediction (XLA then drops the unused vanilla prediction from the program)."""
-    return _Central(ct.kernels_finite, None, None, ct.nngp, ct.vanilla, None)
-
-
-def _vanilla_failure(van: VanillaSolution, widths, T, tol) -> str:
-    return (f"vanilla saddle point not found: {int(van.n_minima)} minima on the scanned range c ∈ [e^-100, e^100], "
-            f"residual {float(van.residual):.3g} > tol {tol:g} (widths {np.asarray(widths).tolist()}, T = {T:g})")
+    return _Central(ct.kernels_finite, None, None, None, ct.nngp, ct.vanilla, None)
 
 
 def _check_prediction(name: str, pred: Prediction, P: int, T) -> None:
@@ -779,13 +777,11 @@ def _nested_theory(x, y, x0, y0, widths, T, sw2, *, activation, quad_points, tol
     solutions, prediction) for the caller to check."""
     act = get_activation(activation, quad_points)
     ct = _central_theory(x, y, x0, y0, widths, T, sw2, activation=activation, quad_points=quad_points, tol=tol)
-    lin = dict(activation="linear", depth=0, weight_var=sw2[0])
-    C, c_diag = nngp_kernel(x, **lin), nngp_diag(x, **lin)
+    C, c_diag, C0_QxP, c0_Q = ct.layer0
     starts = jnp.stack([jnp.log(ct.vanilla.order_params), jnp.zeros_like(widths)])  # the closer start first
     sols = solve_nested(starts, C, c_diag, y, widths, T, sw2[1:], act=act, tol=tol, max_iter=max_iter)
     best = jnp.argmin(jnp.where(sols.converged, sols.value, jnp.inf))
-    pred = _nested_prediction_arrays(jnp.exp(sols.x[best]), C, c_diag, nngp_kernel(x0, x, **lin), nngp_diag(x0, **lin),
-                                     y, y0, T, sw2[1:], act)
+    pred = _nested_prediction_arrays(jnp.exp(sols.x[best]), C, c_diag, C0_QxP, c0_Q, y, y0, T, sw2[1:], act)
     return _checks_only(ct), sols, pred
 
 
