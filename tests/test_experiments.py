@@ -384,3 +384,19 @@ def test_the_hang_workarounds_are_set_once_and_never_override(monkeypatch):
     monkeypatch.delenv("XLA_FLAGS")
     monkeypatch.setattr(jaxlib, "__version__", "0.12.0")  # a fixed jaxlib: nothing set
     assert cli.avoid_known_xla_hangs() == [] and "XLA_FLAGS" not in os.environ
+
+
+def test_idle_blas_threads_are_quieted_unless_the_user_chose(monkeypatch):
+    """OPENBLAS_THREAD_TIMEOUT is set when absent and a user's value stands; setting it after SciPy's linear algebra
+    has loaded OpenBLAS is reported as too late (OpenBLAS reads it once, when it loads)."""
+    import sys
+
+    name, value = cli.BLAS_THREAD_TIMEOUT
+    monkeypatch.setenv(name, "7")
+    assert cli.quiet_idle_blas_threads() and os.environ[name] == "7"
+    monkeypatch.delenv(name)
+    loaded = "scipy.linalg" in sys.modules
+    assert cli.quiet_idle_blas_threads() is not loaded and os.environ[name] == value
+    monkeypatch.delitem(sys.modules, "scipy.linalg", raising=False)
+    monkeypatch.delenv(name)
+    assert cli.quiet_idle_blas_threads()

@@ -61,6 +61,7 @@ def main(summary: Summary, argv=None, description: str | None = None) -> int:
                         help=f"write nothing; exit 1 when {summary.markdown_name} or the README is stale")
     args = parser.parse_args(argv)
     cli.avoid_known_xla_hangs()  # the summaries compute a little theory
+    cli.quiet_idle_blas_threads()
     records = load_parts(args.results, summary.parts)
     text = summary.markdown(records)
     readme = args.readme.read_text()
