@@ -382,21 +382,23 @@ def test_nested_derivatives_equal_automatic_differentiation_of_the_dense_action(
         K_R = covariance_chain(C, c, c, activation=act, layer_weight_var=jnp.exp(q) * sw2[1:])[0]
         return jnp.sum(widths * (jnp.exp(q) - q)) + _dense_action(K_R, jnp.asarray(y), T)
 
-    def derivatives(q, **curvature):  # as the Newton solver composes them: the Hessian from the gradient's factors
+    def derivatives(q, **step):  # as the Newton solver composes them: the Hessian from the gradient's factors
         data = R._nested_data(C, c, jnp.asarray(y), widths, T, sw2[1:])
         value, grad, factors = R._nested_gradient(q, data, act)
-        return value, grad, R._nested_hessian(q, factors, data, act, **curvature)
+        return value, grad, R._nested_hessian(q, factors, data, act, **step)
 
     q = jnp.asarray([0.3, -0.4, 0.7, 0.2, -0.3, 0.5])[:depth]
-    value, grad, hess = derivatives(q, curvature_dtype=jnp.float64)
+    value, grad, hess = derivatives(q)
     np.testing.assert_allclose(value, dense(q), rtol=1e-12)
     np.testing.assert_allclose(grad, jax.grad(dense)(q), rtol=1e-9, atol=1e-9 * float(jnp.max(widths)))
-    np.testing.assert_allclose(hess, jax.hessian(dense)(q), rtol=1e-9, atol=1e-9 * float(jnp.max(widths)))
-    # The default computes Tr(B K_lm) in float32 (it only shapes the Newton step): the Hessian to float32 accuracy
-    # amplified by the cancellation in B = A⁻¹ − ααᵀ, the value and gradient still to float64.
-    value32, grad32, hess32 = derivatives(q)
-    assert value32 == value and np.array_equal(grad32, grad)
-    np.testing.assert_allclose(hess32, hess, rtol=1e-4)
+    # Tr(B K_lm) by forward differences of step h: truncation error ~h relative to the block, rounding ~ε/h;
+    # the other terms are exact
+    exact = jax.hessian(dense)(q)
+    np.testing.assert_allclose(hess, exact, rtol=1e-6, atol=1e-6 * float(jnp.max(widths)))
+    # and the error is the differences' (first order in h): ten times the step, about ten times the error
+    coarse = derivatives(q, step=1e-5)[2]
+    fine_error, coarse_error = (float(jnp.max(jnp.abs(h - exact))) for h in (hess, coarse))
+    assert 3 * fine_error < coarse_error < 30 * fine_error, (fine_error, coarse_error)
 
 
 @pytest.mark.parametrize("P", [1, 2, 7])

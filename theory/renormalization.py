@@ -611,7 +611,7 @@ def _nested_data(C, c_diag, y, widths, T, layer_var) -> _NestedData:
     return _NestedData(C[tri.rows, tri.cols], c_diag, tri, y, widths, T, layer_var)
 
 
-def _nested_chain(Q, C_M, c_diag, tri: _Triangle, layer_var, act: Activation, prepared: bool = True):
+def _nested_chain(Q, C_M, c_diag, tri: _Triangle, layer_var, act: Activation):
     """K_R of eq. (R-19) on the triangle: `theory.nngp.covariance_chain`'s recursion K^l = σ_wl² F_φ(k_i, K_ij, k_j)
     with σ_wl² = Q_l/λ_l, each point's variance k_i computed once per layer and gathered for its entries.
     The layers run as a loop (lax.scan), not as one unrolled expression: with the chain's tangents, at P = 1000 the
@@ -627,17 +627,12 @@ def _nested_chain(Q, C_M, c_diag, tri: _Triangle, layer_var, act: Activation, pr
         # per-point factors once per point (erf: 1/√(1 + 2k)), so that the entries and their tangents are products:
         # the general form divides per entry, and those divisions were most of the tangents' cost (P = 1000, L = 3:
         # the chain with its two tangents 45 → 27 ms, a gradient 113 → 101 ms; 2 cores, 2026-12-04)
-        # (not for the Hessian's float32 second derivatives, which ran 15–25 % slower that way)
-        if prepared:
-            factors = act.prepare(k_P)
-            rows, cols = (jax.tree.map(lambda a, i=i: a[i], factors) for i in (tri.rows, tri.cols))
-            off_diagonal = act.pair_from(rows, K_M, cols)
-        else:
-            off_diagonal = act.pair(k_P[tri.rows], K_M, k_P[tri.cols])
+        factors = act.prepare(k_P)
+        rows, cols = (jax.tree.map(lambda a, i=i: a[i], factors) for i in (tri.rows, tri.cols))
         # the diagonal entries by the diagonal map: a quadrature F_φ(k, K, k) has an infinite derivative in its
         # √(1 − ρ²) at ρ = 1, whose NaN tangent would stop the solver (forward-mode tangents of the select are taken
         # from the selected branch only)
-        K_new = jnp.where(on_diagonal, k_new[tri.rows], off_diagonal)
+        K_new = jnp.where(on_diagonal, k_new[tri.rows], act.pair_from(rows, K_M, cols))
         return (sw2 * K_new, sw2 * k_new), None
 
     return jax.lax.scan(layer, (C_M, c_diag), Q * layer_var)[0][0]
@@ -655,6 +650,21 @@ class _NestedFactors(NamedTuple):
     Kalpha_LxP: jax.Array  # (L, P) K_l α
 
 
+def _chain_and_tangents(q, data: _NestedData, act: Activation):
+    """K_R on the triangle and its tangents K_l = ∂K_R/∂q_l for the first L − 1 layers, (M,) and (L − 1, M).
+    K_R is linear in e^{q_L} (the last layer's variance multiplies F_φ, and the nested chain has no biases — a bias
+    would break this): K_L = K_R and K_Lm = K_m, so only the first L − 1 directions need tangents of the chain, and
+    A⁻¹K_L = I − T A⁻¹ needs no product."""
+    depth = q.shape[0]
+
+    def kernel(q):
+        return _nested_chain(jnp.exp(q), data.C_M, data.c_diag, data.tri, data.layer_var, act)
+
+    if depth == 1:
+        return kernel(q), jnp.zeros((0, data.tri.rows.shape[0]), q.dtype)
+    return jax.vmap(lambda v: jax.jvp(kernel, (q,), (v,)), out_axes=(None, 0))(jnp.eye(depth, dtype=q.dtype)[:-1])
+
+
 def _nested_gradient(q, data: _NestedData, act: Activation):
     """𝒮 and ∇𝒮 in q = log Q (eq. (R-19b)), and the factors `_nested_hessian` reuses.
 
@@ -662,19 +672,8 @@ def _nested_gradient(q, data: _NestedData, act: Activation):
     K_l are forward tangents of the (elementwise) chain, so automatic differentiation never passes through the
     factorisation. The last layer needs none (K_L = K_R): the O(P³) work is one Cholesky and A⁻¹.
     """
-    tri, depth, P = data.tri, q.shape[0], data.c_diag.shape[0]
-
-    def kernel(q):
-        return _nested_chain(jnp.exp(q), data.C_M, data.c_diag, tri, data.layer_var, act)
-
-    # K_R is linear in e^{q_L} (the last layer's variance multiplies F_φ, and the nested chain has no biases — a bias
-    # would break this): K_L = K_R and K_Lm = K_m, so only the first
-    # L − 1 directions need tangents of the chain, and A⁻¹K_L = I − T A⁻¹ needs no product.
-    if depth > 1:
-        K_M, K_FxM = jax.vmap(lambda v: jax.jvp(kernel, (q,), (v,)), out_axes=(None, 0))(
-            jnp.eye(depth, dtype=q.dtype)[:-1])
-    else:
-        K_M, K_FxM = kernel(q), jnp.zeros((0, tri.rows.shape[0]), q.dtype)
+    tri, P = data.tri, data.c_diag.shape[0]
+    K_M, K_FxM = _chain_and_tangents(q, data, act)
     K_R, K_FxPxP = K_M[tri.full], K_FxM[:, tri.full]
     chol = jnp.linalg.cholesky(K_R + data.T * jnp.eye(P, dtype=K_R.dtype))
     alpha = cho_solve((chol, True), data.y)
@@ -691,11 +690,16 @@ def _nested_gradient(q, data: _NestedData, act: Activation):
     return value, grad, _NestedFactors(A_inv, alpha, B_M, K_FxPxP, trace_AK, trace_BK, Kalpha_LxP)
 
 
-def _nested_hessian(q, f: _NestedFactors, data: _NestedData, act: Activation, curvature_dtype=jnp.float32):
+# the step of the curvature block's forward differences, in q = log Q (a relative change of 1e-6 in each Q_l)
+_CURVATURE_STEP = 1e-6
+
+
+def _nested_hessian(q, f: _NestedFactors, data: _NestedData, act: Activation, step: float = _CURVATURE_STEP):
     """∇²𝒮 in q = log Q (eq. (R-19b)) from the factors of `_nested_gradient` at the same q. With K_lm = ∂²K_R/∂q_l∂q_m:
         ∂_lm 𝒮 = δ_lm N_l Q_l + Tr(B K_lm) − Tr(A⁻¹K_l A⁻¹K_m) + 2 αᵀK_l A⁻¹ K_m α.
-    Tr(B K_lm) is the Hessian of q ↦ ⟨B, K_R(q)⟩ at fixed B (in float32 by default: it only shapes the Newton step).
-    The O(P³) work is one product of A⁻¹ with the L − 1 first K_l (A⁻¹K_L = I − T A⁻¹)."""
+    Tr(B K_lm) = ∂_m Tr(B K_l) at fixed B, by forward differences of step h along each q_m (it only shapes the
+    Newton step; convergence is judged on the exact gradient). The O(P³) work is one product of A⁻¹ with the L − 1
+    first K_l (A⁻¹K_L = I − T A⁻¹)."""
     depth, P, T = q.shape[0], data.c_diag.shape[0], data.T
     A_inv, K_FxPxP = f.A_inv, f.K_FxPxP
     # Tr(A⁻¹K_l A⁻¹K_m) from N_l = K_l A⁻¹ (one product for the first L − 1 layers; the last one is I − T A⁻¹)
@@ -707,24 +711,19 @@ def _nested_hessian(q, f: _NestedFactors, data: _NestedData, act: Activation, cu
         mixed = f.trace_AK[:-1] - T * jnp.einsum("ij,lij->l", A_inv, N_FxPxP)
         traces = traces.at[:-1, :-1].set(first).at[:-1, -1].set(mixed).at[-1, :-1].set(mixed)
     # Tr(B K_lm): K_Lm = K_m and K_LL = K_R give the last row; only the (L−1) × (L−1) block needs second derivatives
-    # of the chain. It only shapes the Newton step, never the solution (convergence is judged on the float64
-    # gradient): computed in float32 it takes half the time of the costliest piece; its rounding, amplified by
-    # the cancellation in B, can only slow the convergence.
+    # of the chain. Forward differences of the first-order tangents the gradient already runs: in float64 with
+    # h = 1e-6 the block is good to ~1e-7 (truncation ~h, rounding ~ε/h); the float32 forward-over-forward second
+    # derivatives it replaces were good to ~6e-6, and at P = 1000, L = 3 compiled 0.64 s longer and ran slower
+    # (the solve 1.30 against 1.35 s; 2 cores, 2026-12-04). The iterations and the solution were the same.
     curvature = jnp.zeros((depth, depth), q.dtype).at[-1, :].set(f.trace_BK).at[:, -1].set(f.trace_BK)
     if depth > 1:
-        wB_M, C_M, c_, lv_ = (a.astype(curvature_dtype) for a in
-                              (data.tri.weights * f.B_M, data.C_M, data.c_diag, data.layer_var))
+        wB_M = data.tri.weights * f.B_M
 
-        def inner(q_first):
-            q_all = jnp.concatenate([q_first, q[-1:].astype(curvature_dtype)])
-            return jnp.vdot(wB_M, _nested_chain(jnp.exp(q_all), C_M, c_, data.tri, lv_, act, prepared=False))
+        def shifted(e_m):  # (Tr(B K_l)(q + h e_m) − Tr(B K_l)(q))/h for l < L
+            return (_chain_and_tangents(q + step * e_m, data, act)[1] @ wB_M - f.trace_BK[:-1]) / step
 
-        # forward over forward rather than jax.hessian's forward over reverse, through the chain as a loop over
-        # layers: P = 1000, L = 3: the same run time, 0.7 s less compilation; L = 10: 3.5 s per block against 7.8 s
-        # unrolled and 9.3 s by jax.hessian, compiled in 1.3 s against 6.8 s and 12 s (the block is O(L²)
-        # second-order tangents of the chain, the cost that limits deep nested solves)
-        block = jax.jacfwd(jax.jacfwd(inner))(q[:-1].astype(curvature_dtype)).astype(q.dtype)
-        curvature = curvature.at[:-1, :-1].set(block)
+        block = jax.lax.map(shifted, jnp.eye(depth, dtype=q.dtype)[:-1])
+        curvature = curvature.at[:-1, :-1].set(0.5 * (block + block.T))
     hess = jnp.diag(data.widths * jnp.exp(q)) + curvature - traces + 2.0 * f.Kalpha_LxP @ A_inv @ f.Kalpha_LxP.T
     return 0.5 * (hess + hess.T)
 
