@@ -387,16 +387,25 @@ def test_the_hang_workarounds_are_set_once_and_never_override(monkeypatch):
 
 
 def test_idle_blas_threads_are_quieted_unless_the_user_chose(monkeypatch):
-    """OPENBLAS_THREAD_TIMEOUT is set when absent and a user's value stands; setting it after SciPy's linear algebra
-    has loaded OpenBLAS is reported as too late (OpenBLAS reads it once, when it loads)."""
-    import sys
-
+    """OPENBLAS_THREAD_TIMEOUT is set when absent and a user's value stands; and in a fresh process SciPy's OpenBLAS
+    runs with it when it is set before JAX's first linear algebra, and not when after (then the call says so)."""
     name, value = cli.BLAS_THREAD_TIMEOUT
     monkeypatch.setenv(name, "7")
-    assert cli.quiet_idle_blas_threads() and os.environ[name] == "7"
-    monkeypatch.delenv(name)
-    loaded = "scipy.linalg" in sys.modules
-    assert cli.quiet_idle_blas_threads() is not loaded and os.environ[name] == value
-    monkeypatch.delitem(sys.modules, "scipy.linalg", raising=False)
-    monkeypatch.delenv(name)
-    assert cli.quiet_idle_blas_threads()
+    cli.quiet_idle_blas_threads()
+    assert os.environ[name] == "7"
+    env = {k: v for k, v in os.environ.items() if k != name}
+    script = ("import jax.numpy as jnp\n"
+              "from deeptheory.train.harness import cli\n"
+              "{before}jnp.linalg.cholesky(jnp.eye(3)).block_until_ready()\n{after}"
+              "print(quiet, cli.openblas_thread_timeout())\n")
+    runs = {}
+    for order, (before, after) in {"early": ("quiet = cli.quiet_idle_blas_threads()\n", ""),
+                                   "late": ("", "quiet = cli.quiet_idle_blas_threads()\n")}.items():
+        done = subprocess.run([sys.executable, "-c", script.format(before=before, after=after)], env=env,
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr[-2000:]
+        runs[order] = done.stdout.split()
+    if runs["early"][1] == "None":
+        pytest.skip("this OpenBLAS cannot be asked for its thread timeout")
+    assert runs["early"] == ["True", value]
+    assert runs["late"] == ["False", "0"]  # OpenBLAS kept its default

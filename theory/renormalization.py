@@ -615,10 +615,10 @@ def _nested_chain(Q, C_M, c_diag, tri: _Triangle, layer_var, act: Activation):
     """K_R of eq. (R-19) on the triangle: `theory.nngp.covariance_chain`'s recursion K^l = σ_wl² F_φ(k_i, K_ij, k_j)
     with σ_wl² = Q_l/λ_l, each point's variance k_i computed once per layer and gathered for its entries.
     The layers run as a loop (lax.scan), not as one unrolled expression: with the chain's tangents, at P = 1000 the
-    gradient takes 105 / 139 / 166 ms at L = 2 / 3 / 4 against 118 / 154 / 197 unrolled (2 cores, 2026-12-04, after
-    A⁻¹'s triangle was gathered once; an earlier reading had the unrolled chain faster at L = 3, 145 against 179 ms,
-    which no longer reproduces), and compiles as fast or faster; at depth the unrolled derivatives grow too large
-    for XLA (L = 10: 0.51 s against 0.73 s per gradient)."""
+    gradient took 105 / 139 / 166 ms at L = 2 / 3 / 4 against 118 / 154 / 197 unrolled (2 cores, 2026-12-04, before
+    the per-point factors below and the quieted OpenBLAS threads, which took L = 3 to 96–101 ms), and compiles as
+    fast or faster; at depth the unrolled derivatives grow too large for XLA (L = 10: 0.51 s against 0.73 s per
+    gradient)."""
     on_diagonal = tri.rows == tri.cols
 
     def layer(carry, sw2):
@@ -645,6 +645,7 @@ class _NestedFactors(NamedTuple):
     alpha: jax.Array  # (P,) A⁻¹y
     B_M: jax.Array  # (M,) B = A⁻¹ − ααᵀ on the triangle
     K_FxPxP: jax.Array  # (L − 1, P, P) ∂K_R/∂q_l for the first L − 1 layers
+    K_FxM: jax.Array  # (L − 1, M) the same on the triangle
     trace_AK: jax.Array  # (L,) Tr(A⁻¹K_l)
     trace_BK: jax.Array  # (L,) Tr(B K_l)
     Kalpha_LxP: jax.Array  # (L, P) K_l α
@@ -687,7 +688,7 @@ def _nested_gradient(q, data: _NestedData, act: Activation):
     trace_BK = trace_AK - Kalpha_LxP @ alpha  # Tr(B K_l)
     grad = data.widths * (Q - 1.0) + trace_BK
     B_M = A_inv_M - alpha[tri.rows] * alpha[tri.cols]
-    return value, grad, _NestedFactors(A_inv, alpha, B_M, K_FxPxP, trace_AK, trace_BK, Kalpha_LxP)
+    return value, grad, _NestedFactors(A_inv, alpha, B_M, K_FxPxP, K_FxM, trace_AK, trace_BK, Kalpha_LxP)
 
 
 # the step of the curvature block's forward differences, in q = log Q (a relative change of 1e-6 in each Q_l)
@@ -712,15 +713,19 @@ def _nested_hessian(q, f: _NestedFactors, data: _NestedData, act: Activation, st
         traces = traces.at[:-1, :-1].set(first).at[:-1, -1].set(mixed).at[-1, :-1].set(mixed)
     # Tr(B K_lm): K_Lm = K_m and K_LL = K_R give the last row; only the (L−1) × (L−1) block needs second derivatives
     # of the chain. Forward differences of the first-order tangents the gradient already runs: in float64 with
-    # h = 1e-6 the block is good to ~1e-7 (truncation ~h, rounding ~ε/h); the float32 forward-over-forward second
-    # derivatives it replaces were good to ~6e-6, and at P = 1000, L = 3 compiled 0.64 s longer and ran slower
-    # (the solve 1.30 against 1.35 s; 2 cores, 2026-12-04). The iterations and the solution were the same.
+    # h = 1e-6 the block is good to 1e-7–6e-7 of its scale (P = 1000: 1.3e-7; P = 30: 3.6e-7–5.7e-7), truncation ~h;
+    # h = 1e-7 measured 6–9× better, but the rounding, amplified by the cancellation in B = A⁻¹ − ααᵀ, grows as
+    # 1/h, and 1e-6 keeps a margin. The float32 forward-over-forward second derivatives it replaces were good to
+    # ~6e-6, and at P = 1000, L = 3 compiled 0.64 s longer and ran slower (the solve 1.30 against 1.35 s; 2 cores,
+    # 2026-12-04). The iterations and the solution were the same.
     curvature = jnp.zeros((depth, depth), q.dtype).at[-1, :].set(f.trace_BK).at[:, -1].set(f.trace_BK)
     if depth > 1:
         wB_M = data.tri.weights * f.B_M
 
+        at_q = f.K_FxM @ wB_M  # Tr(B K_l) at q by the formula of the shifted points (trace_BK rounds differently)
+
         def shifted(e_m):  # (Tr(B K_l)(q + h e_m) − Tr(B K_l)(q))/h for l < L
-            return (_chain_and_tangents(q + step * e_m, data, act)[1] @ wB_M - f.trace_BK[:-1]) / step
+            return (_chain_and_tangents(q + step * e_m, data, act)[1] @ wB_M - at_q) / step
 
         block = jax.lax.map(shifted, jnp.eye(depth, dtype=q.dtype)[:-1])
         curvature = curvature.at[:-1, :-1].set(0.5 * (block + block.T))
@@ -728,7 +733,7 @@ def _nested_hessian(q, f: _NestedFactors, data: _NestedData, act: Activation, st
     return 0.5 * (hess + hess.T)
 
 
-@functools.partial(jax.jit, static_argnames=("act", "tol", "max_iter"))
+@float64_theory
 def solve_nested(q0_SxL, C, c_diag, y, widths, T, layer_var, *, act: Activation, tol: float, max_iter: int):
     """Nested order parameters (eq. (R-19)): Newton in q = log Q from each start (rows of q0_SxL), one after the other.
     Each start after the first borrows the Hessian of the lowest minimum found so far and stops once a step lands
@@ -738,7 +743,15 @@ def solve_nested(q0_SxL, C, c_diag, y, widths, T, layer_var, *, act: Activation,
     and c_diag (P,), the targets y, the widths (L,), T and layer_var = σ_1²..σ_L² (L,), and act =
     `theory.activations.get_activation(φ)`. Returns the `_solvers.Solution` of every start (stacked; `.x` is log Q;
     a start that reached an earlier start's minimum returns that minimum).
-    Compiled once per (shapes, φ, tol, max_iter): widths, T, weight variances and starts are traced values."""
+    Compiled once per (shapes, φ, tol, max_iter): widths, T, weight variances and starts are traced values.
+    In float64 whatever the inputs' precision (the curvature's forward differences need it)."""
+    return _solve_nested(*(jnp.asarray(a, jnp.float64) for a in (q0_SxL, C, c_diag, y, widths, T, layer_var)),
+                         act=act, tol=float(tol), max_iter=int(max_iter))
+
+
+@functools.partial(jax.jit, static_argnames=("act", "tol", "max_iter"))
+def _solve_nested(q0_SxL, C, c_diag, y, widths, T, layer_var, *, act: Activation, tol: float, max_iter: int):
+    """`solve_nested` on float64 arrays, traceable (the variant's program and the nested grid call it)."""
     data = _nested_data(C, c_diag, y, widths, T, layer_var)
 
     def start(best: Solution, q0):
@@ -788,7 +801,7 @@ def _nested_theory(x, y, x0, y0, widths, T, sw2, *, activation, quad_points, tol
     ct = _central_theory(x, y, x0, y0, widths, T, sw2, activation=activation, quad_points=quad_points, tol=tol)
     C, c_diag, C0_QxP, c0_Q = ct.layer0
     starts = jnp.stack([jnp.log(ct.vanilla.order_params), jnp.zeros_like(widths)])  # the closer start first
-    sols = solve_nested(starts, C, c_diag, y, widths, T, sw2[1:], act=act, tol=tol, max_iter=max_iter)
+    sols = _solve_nested(starts, C, c_diag, y, widths, T, sw2[1:], act=act, tol=tol, max_iter=max_iter)
     best = jnp.argmin(jnp.where(sols.converged, sols.value, jnp.inf))
     pred = _nested_prediction_arrays(jnp.exp(sols.x[best]), C, c_diag, C0_QxP, c0_Q, y, y0, T, sw2[1:], act)
     return _checks_only(ct), sols, pred
@@ -991,7 +1004,7 @@ def _nested_grid(q_van_GxL, widths_G, temperatures_G, C, c_diag, C0_QxP, c0_Q, y
     def point(q_prev, inputs):
         q_van, N, T = inputs
         widths = jnp.full_like(q_van, N)
-        sols = solve_nested(jnp.stack([q_prev, q_van]), C, c_diag, y, widths, T, layer_var, act=act, tol=tol,
+        sols = _solve_nested(jnp.stack([q_prev, q_van]), C, c_diag, y, widths, T, layer_var, act=act, tol=tol,
                             max_iter=max_iter)
         best = jnp.argmin(jnp.where(sols.converged, sols.value, jnp.inf))
         q, ok = sols.x[best], jnp.any(sols.converged)

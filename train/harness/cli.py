@@ -289,15 +289,30 @@ BLAS_THREAD_TIMEOUT = ("OPENBLAS_THREAD_TIMEOUT", "20")
 
 def quiet_idle_blas_threads() -> bool:
     """Let SciPy's OpenBLAS threads sleep ~0.4 ms after a call instead of spinning ~0.1 s (`BLAS_THREAD_TIMEOUT`),
-    unless the variable is set (a user's choice stands). Returns False when it came too late to take effect
-    (SciPy's linear algebra already loaded with another value)."""
+    unless the variable is set (a user's choice stands). Returns whether OpenBLAS runs, or will run, with the
+    variable's value: False when SciPy's linear algebra had already loaded it with another (OpenBLAS reads the
+    variable once), or when that cannot be asked of the loaded library."""
     import sys
 
     name, value = BLAS_THREAD_TIMEOUT
-    if name in os.environ:
+    os.environ.setdefault(name, value)
+    if "scipy.linalg" not in sys.modules:
         return True
-    os.environ[name] = value
-    return "scipy.linalg" not in sys.modules
+    running = openblas_thread_timeout()
+    return running is not None and str(running) == os.environ[name]
+
+
+def openblas_thread_timeout() -> int | None:
+    """The thread timeout (log2 cycles; 0: OpenBLAS's default, 28) of the SciPy OpenBLAS loaded in this process, or
+    None where it cannot be asked (not loaded yet, no /proc/self/maps, no such symbol)."""
+    import ctypes
+
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = sorted({line.split()[-1] for line in maps if "libscipy_openblas-" in line})
+        return int(ctypes.CDLL(paths[0]).openblas_thread_timeout()) if paths else None
+    except (OSError, AttributeError):
+        return None
 
 
 def init_runtime(distributed: bool = False) -> None:
