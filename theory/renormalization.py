@@ -1005,7 +1005,7 @@ def _nested_grid(q_van_GxL, widths_G, temperatures_G, C, c_diag, C0_QxP, c0_Q, y
         q_van, N, T = inputs
         widths = jnp.full_like(q_van, N)
         sols = _solve_nested(jnp.stack([q_prev, q_van]), C, c_diag, y, widths, T, layer_var, act=act, tol=tol,
-                            max_iter=max_iter)
+                             max_iter=max_iter)
         best = jnp.argmin(jnp.where(sols.converged, sols.value, jnp.inf))
         q, ok = sols.x[best], jnp.any(sols.converged)
         pred = _nested_prediction_arrays(jnp.exp(q), C, c_diag, C0_QxP, c0_Q, y, y0, T, layer_var, act)
