@@ -8,8 +8,7 @@
 - no persistent compilation cache for the commands tests start (DEEPTHEORY_JAX_CACHE=off), so every test
   compiles what it runs and writes nothing outside its tmp_path;
 - the XLA:CPU features that hang on some jaxlib versions (ynn fusion, concurrency-optimised scheduler) off
-  (`cli.avoid_known_xla_hangs`), and OpenBLAS's idle threads quiet (`cli.quiet_idle_blas_threads`), as in every
-  command;
+  and OpenBLAS's idle threads quiet (`cli.process_defaults`), as in every command;
 - warnings are errors (pyproject.toml `filterwarnings`), with narrow exceptions listed there.
 """
 
@@ -26,10 +25,9 @@ jax.config.update("jax_enable_x64", True)
 jax.config.update("jax_numpy_rank_promotion", "raise")
 jax.config.update("jax_numpy_dtype_promotion", "strict")
 
-from deeptheory.train.harness.cli import avoid_known_xla_hangs, quiet_idle_blas_threads  # noqa: E402
+from deeptheory.train.harness.cli import process_defaults  # noqa: E402
 
-avoid_known_xla_hangs()  # before the first computation, as the command line does (`cli.init_runtime`)
-quiet_idle_blas_threads()
+process_defaults()  # before the first computation, as the command line does (`cli.init_runtime`)
 
 FASHION_DIR = "/usr/share/datasets/fashion-mnist"
 

@@ -721,7 +721,6 @@ def _nested_hessian(q, f: _NestedFactors, data: _NestedData, act: Activation, st
     curvature = jnp.zeros((depth, depth), q.dtype).at[-1, :].set(f.trace_BK).at[:, -1].set(f.trace_BK)
     if depth > 1:
         wB_M = data.tri.weights * f.B_M
-
         at_q = f.K_FxM @ wB_M  # Tr(B K_l) at q by the formula of the shifted points (trace_BK rounds differently)
 
         def shifted(e_m):  # (Tr(B K_l)(q + h e_m) − Tr(B K_l)(q))/h for l < L

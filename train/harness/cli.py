@@ -53,8 +53,8 @@ from deeptheory.train.data import DATASETS, DataError
 from deeptheory.train.harness.results import code_fingerprint, package_versions, read_results, to_jsonable, write_results
 
 __all__ = ["BinaryTaskFields", "ConfigError", "Experiment", "param", "require", "require_binary_task", "flag",
-           "parse_config", "init_runtime", "avoid_known_xla_hangs", "quiet_idle_blas_threads", "compilation_cache_dir",
-           "execute", "claim_record", "check_claim"]
+           "parse_config", "init_runtime", "process_defaults", "avoid_known_xla_hangs", "quiet_idle_blas_threads",
+           "openblas_thread_timeout", "compilation_cache_dir", "execute", "claim_record", "check_claim"]
 
 _CLUSTER_ENV = ("SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE")
 
@@ -292,8 +292,6 @@ def quiet_idle_blas_threads() -> bool:
     unless the variable is set (a user's choice stands). Returns whether OpenBLAS runs, or will run, with the
     variable's value: False when SciPy's linear algebra had already loaded it with another (OpenBLAS reads the
     variable once), or when that cannot be asked of the loaded library."""
-    import sys
-
     name, value = BLAS_THREAD_TIMEOUT
     os.environ.setdefault(name, value)
     if "scipy.linalg" not in sys.modules:
@@ -315,6 +313,14 @@ def openblas_thread_timeout() -> int | None:
         return None
 
 
+def process_defaults() -> None:
+    """What every process of ours sets before JAX first computes (commands, benchmarks, study summaries, tests): the
+    known XLA hangs avoided (`avoid_known_xla_hangs`) and OpenBLAS's idle threads quieted (`quiet_idle_blas_threads`);
+    a value the user set stands."""
+    avoid_known_xla_hangs()
+    quiet_idle_blas_threads()
+
+
 def init_runtime(distributed: bool = False) -> None:
     """What a command (`python -m deeptheory.train ...`) sets up before any work; importing the package sets nothing.
 
@@ -324,11 +330,11 @@ def init_runtime(distributed: bool = False) -> None:
       program is the same executable, so results are bitwise those of a compiled one.
     - Multi-host when asked: `jax.distributed.initialize()` auto-detects SLURM, Open MPI and TPU pods; it runs when
       --distributed is given or when the cluster environment reports more than one task.
-    - On jaxlib 0.10.2 and 0.11.0, the XLA:CPU features that hang some of our sweeps off (`avoid_known_xla_hangs`).
-    - OpenBLAS's idle threads sleep instead of spinning between LAPACK calls (`quiet_idle_blas_threads`).
+    - `process_defaults`: on jaxlib 0.10.2 and 0.11.0, the XLA:CPU features that hang some of our sweeps off
+      (`avoid_known_xla_hangs`); OpenBLAS's idle threads sleep instead of spinning between LAPACK calls
+      (`quiet_idle_blas_threads`).
     The float64 of an experiment is scoped to `execute`, not set here."""
-    avoid_known_xla_hangs()
-    quiet_idle_blas_threads()
+    process_defaults()
     cache = compilation_cache_dir()
     if cache is not None:
         jax.config.update("jax_compilation_cache_dir", str(cache))

@@ -60,8 +60,7 @@ def main(summary: Summary, argv=None, description: str | None = None) -> int:
     parser.add_argument("--check", action="store_true",
                         help=f"write nothing; exit 1 when {summary.markdown_name} or the README is stale")
     args = parser.parse_args(argv)
-    cli.avoid_known_xla_hangs()  # the summaries compute a little theory
-    cli.quiet_idle_blas_threads()
+    cli.process_defaults()  # the summaries compute a little theory
     records = load_parts(args.results, summary.parts)
     text = summary.markdown(records)
     readme = args.readme.read_text()
