@@ -105,3 +105,25 @@ def test_inside_a_transformation_traced_with_the_flag_off():
     lam = RF.power_law_spectrum(50, 1.5)
     grid = jax.vmap(lambda r: RF.rf_risk(lam, lam, n_features=10, n_samples=20, ridge=r))(jnp.geomspace(1e-4, 1, 3))
     assert grid.dtype == jnp.float64 and bool(jnp.all(jnp.isfinite(grid)))
+
+
+@pytest.mark.parametrize("kind", ["numpy", "jax"])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("size", [10, 300])
+def test_non_finite_inputs_are_refused_on_the_host_and_on_the_device(size, bad, kind):
+    """`_checks.all_finite` checks host arrays and small device arrays on the host and large device arrays (here
+    90 000 entries) by a reduction on the device: each path names the bad entry."""
+    K = np.eye(size)
+    K[size // 2, 1] = bad
+    with pytest.raises(ValueError, match=rf"K_PxP holds 1 non-finite value\(s\) .* at index \({size // 2}, 1\)"):
+        G.gp_posterior(jnp.asarray(K) if kind == "jax" else K, np.zeros((1, size)), np.ones(1), np.zeros(size),
+                       noise=0.1)
+
+
+def test_a_cast_that_overflows_is_refused():
+    """Host data is checked after its cast to the working dtype: 1e300 is finite in float64, +inf in float32."""
+    from deeptheory.theory._checks import as_array
+
+    with pytest.raises(ValueError, match="non-finite"):
+        as_array(np.asarray([1.0, 1e300]), "x", dtype=jnp.float32)
+    assert as_array(np.asarray([1.0, 1e300]), "x", dtype=jnp.float64).dtype == jnp.float64

@@ -490,6 +490,19 @@ def test_noncentral_eigenbasis_action_equals_the_dense_action(activation):
     assert np.all(np.isnan(jax.grad(R._noncentral_action)(z, *args)))
 
 
+@pytest.mark.parametrize("activation,variant,depth", [("erf", "nested", 2), ("relu", "noncentral", 2),
+                                                      ("erf", "vanilla", 3)])
+def test_a_first_call_compiles_one_program(activation, variant, depth, compiles):
+    """A first call with new shapes compiles its variant's one program and nothing else: checks of host inputs and of
+    small results run on the host, and results are picked there (each device-side check, conversion or index had
+    compiled a small program of its own, 0.01–0.13 s apiece). Shapes no other test uses, so nothing is cached."""
+    x, y, x0, y0 = _data(seed=depth, P=29, N0=5, P_test=7)
+    compiles.clear()
+    r = R.fc_theory(x, y, x0, y0, activation=activation, depth=depth, width=40.0, temperature=0.05, variant=variant)
+    assert len(compiles) == 1, f"{len(compiles)} programs compiled"
+    assert np.all(np.isfinite(np.asarray(jax.tree.leaves(r.order_params))))
+
+
 @pytest.mark.parametrize("activation,variant", [("erf", "nested"), ("relu", "noncentral")])
 def test_a_second_call_with_other_values_compiles_nothing(activation, variant, compiles):
     """The solvers are compiled once per (shapes, φ, variant): other widths, temperatures and weight variances reuse

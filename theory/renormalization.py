@@ -159,7 +159,7 @@ def _widths(width, depth: int) -> np.ndarray:
 
 def _weight_var(weight_var, priors, depth: int) -> jax.Array:
     """σ_l² for the depth + 1 weight layers (`_checks.weight_variances`: the one boundary for deprecated priors=)."""
-    return jnp.asarray(weight_variances(weight_var, priors, depth + 1, f"depth + 1 = {depth + 1}"))
+    return jnp.asarray(weight_variances(weight_var, priors, depth + 1, f"depth + 1 = {depth + 1}"), jnp.float64)
 
 
 def resolve_variant(variant: str, activation: str | Callable) -> str:
@@ -205,7 +205,7 @@ def _data(x_train, y_train, x_test, y_test):
             f"y_train and y_test must hold one scalar target per point: shapes ({x.shape[0]},) and ({x0.shape[0]},); "
             f"got {y.shape} and {y0.shape}"
         )
-    return jnp.asarray(x), jnp.asarray(y), jnp.asarray(x0), jnp.asarray(y0)
+    return tuple(jnp.asarray(a, jnp.float64) for a in (x, y, x0, y0))  # with the dtype: no program to place them
 
 
 # ---------------------------------------------------------------------------------------------
@@ -468,7 +468,7 @@ def fc_theory(
     depth = check_depth(depth, minimum=1, what="the number of hidden layers")
     variant = resolve_variant(variant, activation)
     T = positive_scalar("temperature", temperature, "the posterior temperature T, i.e. the GP noise variance")
-    widths = jnp.asarray(_widths(width, depth))
+    widths = jnp.asarray(_widths(width, depth), jnp.float64)
     sw2 = _weight_var(weight_var, priors, depth)
     x, y, x0, y0 = _data(x_train, y_train, x_test, y_test)
     net = _Network(get_activation(activation, quad_points), activation, quad_points, sw2)
@@ -477,7 +477,7 @@ def fc_theory(
     if variant == "noncentral":  # works in the spectrum of Θ_L = K; its prediction builds its own covariances
         return _fc_noncentral(x, y, x0, y0, widths, T, net, tol, max_iter)
 
-    central = _central_theory(x, y, x0, y0, widths, jnp.asarray(T, widths.dtype), sw2, activation=activation,
+    central = _central_theory(x, y, x0, y0, widths, np.float64(T), sw2, activation=activation,
                               quad_points=quad_points, tol=float(tol))
     van = _checked_central(central, x.shape[0], widths, T, tol)
     _check_prediction("vanilla", central.vanilla_prediction, x.shape[0], T)
@@ -561,11 +561,11 @@ def kernel_prediction(K_PxP, K_QxP, k_Q, y_train, y_test, temperature) -> Predic
 
 
 def _other_minima(van: VanillaSolution) -> tuple:
-    order = np.argsort(np.asarray(van.minima_actions))
+    actions, minima = np.asarray(van.minima_actions), np.asarray(van.minima)  # on the host: no program per index
     return tuple(
-        jnp.asarray(van.minima[i])
-        for i in order[1:]
-        if np.isfinite(van.minima_actions[i]) and not np.allclose(van.minima[i], van.order_params, rtol=1e-6)
+        jnp.asarray(minima[i], jnp.float64)
+        for i in np.argsort(actions)[1:]
+        if np.isfinite(actions[i]) and not np.allclose(minima[i], van.order_params, rtol=1e-6)
     )
 
 
@@ -768,9 +768,9 @@ def _solve_nested(q0_SxL, C, c_diag, y, widths, T, layer_var, *, act: Activation
 
 
 def _fc_nested(x, y, x0, y0, widths, T, net: _Network, tol: float, max_iter: int) -> FCTheory:
-    ct, sols, pred = _nested_theory(x, y, x0, y0, widths, jnp.asarray(T, widths.dtype), net.sw2,
-                                    activation=net.activation, quad_points=net.quad_points, tol=float(tol),
-                                    max_iter=int(max_iter))
+    ct, sols, Q_SxL, pred = _nested_theory(x, y, x0, y0, widths, np.float64(T), net.sw2,
+                                           activation=net.activation, quad_points=net.quad_points, tol=float(tol),
+                                           max_iter=int(max_iter))
     _checked_central(ct, x.shape[0], widths, T, tol)
     ok = np.asarray(sols.converged)
     if not ok.any():
@@ -779,14 +779,14 @@ def _fc_nested(x, y, x0, y0, widths, T, net: _Network, tol: float, max_iter: int
             f"residuals {np.asarray(sols.residual).tolist()} > tol {tol:g}"
         )
     _check_prediction("nested", pred, x.shape[0], T)
+    # picked on the host: indexing the device arrays compiled a program per index and shape (0.2 s of a first call)
     values = np.where(ok, np.asarray(sols.value), np.inf)
     best = int(np.argmin(values))
-    Q = jnp.exp(sols.x[best])
-    others = tuple(
-        jnp.exp(sols.x[i]) for i in range(len(values))
-        if ok[i] and not np.allclose(np.exp(np.asarray(sols.x[i])), np.asarray(Q), rtol=1e-6)
-    )
-    return FCTheory(Q, *pred, sols.value[best], sols.residual[best], others, ct.nngp)
+    Q_SxL = np.asarray(Q_SxL)
+    others = tuple(jnp.asarray(Q_SxL[i], jnp.float64) for i in range(len(values))
+                   if ok[i] and not np.allclose(Q_SxL[i], Q_SxL[best], rtol=1e-6))
+    action, residual = (jnp.asarray(np.asarray(a[best]), jnp.float64) for a in (values, np.asarray(sols.residual)))
+    return FCTheory(jnp.asarray(Q_SxL[best], jnp.float64), *pred, action, residual, others, ct.nngp)
 
 
 @functools.partial(jax.jit, static_argnames=("activation", "quad_points", "tol", "max_iter"))
@@ -795,15 +795,16 @@ def _nested_theory(x, y, x0, y0, widths, T, sw2, *, activation, quad_points, tol
     a first call compiles it in about the time the same steps took as some seventy programs, and a warm call
     dispatches one): `_central_theory` (the vanilla solution is the first start), `solve_nested` from it and from
     Q = 1, and the prediction at the lower minimum. Returns (`_checks_only` of the central theory, the starts'
-    solutions, prediction) for the caller to check."""
+    solutions, their order parameters Q (S, L), prediction) for the caller to check."""
     act = get_activation(activation, quad_points)
     ct = _central_theory(x, y, x0, y0, widths, T, sw2, activation=activation, quad_points=quad_points, tol=tol)
     C, c_diag, C0_QxP, c0_Q = ct.layer0
     starts = jnp.stack([jnp.log(ct.vanilla.order_params), jnp.zeros_like(widths)])  # the closer start first
     sols = _solve_nested(starts, C, c_diag, y, widths, T, sw2[1:], act=act, tol=tol, max_iter=max_iter)
     best = jnp.argmin(jnp.where(sols.converged, sols.value, jnp.inf))
-    pred = _nested_prediction_arrays(jnp.exp(sols.x[best]), C, c_diag, C0_QxP, c0_Q, y, y0, T, sw2[1:], act)
-    return _checks_only(ct), sols, pred
+    Q_SxL = jnp.exp(sols.x)
+    pred = _nested_prediction_arrays(Q_SxL[best], C, c_diag, C0_QxP, c0_Q, y, y0, T, sw2[1:], act)
+    return _checks_only(ct), sols, Q_SxL, pred
 
 
 def _nested_prediction_arrays(Q, C, c_diag, C0_QxP, c0_Q, y, y0, T, layer_var, act: Activation) -> Prediction:
@@ -873,7 +874,7 @@ def solve_noncentral(z0, theta, y_tilde, mu_tilde, widths, T, readout_var, *, to
 def _fc_noncentral(x, y, x0, y0, widths, T, net: _Network, tol: float, max_iter: int) -> FCTheory:
     """Non-central ansatz from the spectrum of Θ_L = K^(L) (the NNGP kernel, already decomposed for the vanilla
     start): K_R differs from a multiple of Θ_L by a rank-one term, so every evaluation of 𝒮 is O(P)."""
-    ct, sol, action, pred = _noncentral_theory(x, y, x0, y0, widths, jnp.asarray(T, widths.dtype), net.sw2,
+    ct, sol, order_params, action, pred = _noncentral_theory(x, y, x0, y0, widths, np.float64(T), net.sw2,
                                                activation=net.activation, quad_points=net.quad_points,
                                                tol=float(tol), max_iter=int(max_iter))
     _checked_central(ct, x.shape[0], widths, T, tol)
@@ -883,16 +884,15 @@ def _fc_noncentral(x, y, x0, y0, widths, T, net: _Network, tol: float, max_iter:
             f"residual {float(sol.residual):.3g} > tol {tol:g}"
         )
     _check_prediction("non-central", pred, x.shape[0], T)
-    depth = widths.shape[0]
-    Qbar, Q = jnp.exp(sol.x[:depth]), jnp.expm1(sol.x[depth:])
-    return FCTheory(NoncentralOrderParams(Qbar, Q), *pred, action, sol.residual, (), ct.nngp)
+    return FCTheory(order_params, *pred, action, sol.residual, (), ct.nngp)
 
 
 @functools.partial(jax.jit, static_argnames=("activation", "quad_points", "tol", "max_iter"))
 def _noncentral_theory(x, y, x0, y0, widths, T, sw2, *, activation, quad_points, tol: float, max_iter: int):
     """`fc_theory(variant="noncentral")` after its checks, as one program: `_central_theory` (its solution is the
     start), the last layer's mean activations in the eigenbasis, `solve_noncentral` and the prediction. Returns
-    (`_checks_only` of the central theory, the solver's `Solution`, 𝒮 there, prediction) for the caller to check."""
+    (`_checks_only` of the central theory, the solver's `Solution`, its `NoncentralOrderParams`, 𝒮 there, prediction)
+    for the caller to check."""
     net = _Network(get_activation(activation, quad_points), activation, quad_points, sw2)
     ct = _central_theory(x, y, x0, y0, widths, T, sw2, activation=activation, quad_points=quad_points, tol=tol)
     sp, depth = ct.spectrum, widths.shape[0]
@@ -902,7 +902,8 @@ def _noncentral_theory(x, y, x0, y0, widths, T, sw2, *, activation, quad_points,
     sol, action = solve_noncentral(z0, sp.eigenvalues, sp.y_tilde, mu_tilde, widths, T, sw2[-1], tol=tol,
                                     max_iter=max_iter)
     Qbar, Q = jnp.exp(sol.x[:depth]), jnp.expm1(sol.x[depth:])
-    return _checks_only(ct), sol, action, _noncentral_prediction(Qbar, Q, x, y, x0, y0, T, net)
+    return _checks_only(ct), sol, NoncentralOrderParams(Qbar, Q), action, _noncentral_prediction(Qbar, Q, x, y, x0, y0,
+                                                                                                  T, net)
 
 
 def _noncentral_prediction(Qbar, Q, x, y, x0, y0, T, net: _Network) -> Prediction:
