@@ -503,6 +503,18 @@ def test_a_first_call_compiles_one_program(activation, variant, depth, compiles)
     assert np.all(np.isfinite(np.asarray(jax.tree.leaves(r.order_params))))
 
 
+@pytest.mark.parametrize("activation,variant", [("erf", "nested"), ("relu", "noncentral"), ("erf", "vanilla")])
+def test_a_first_grid_compiles_one_program(activation, variant, compiles):
+    """`fc_theory_grid` likewise: the kernels, their spectrum and the grid in one program, the grid unflattened on the
+    host (the kernels computed eagerly and the device-side reshapes had compiled some sixty small programs)."""
+    x, y, x0, y0 = _data(seed=5, P=31, N0=5, P_test=6)
+    compiles.clear()
+    grid = R.fc_theory_grid(x, y, x0, y0, activation=activation, depth=2, width=[30.0, 60.0],
+                            temperature=[0.05, 0.1, 0.2], variant=variant)
+    assert len(compiles) == 1, f"{len(compiles)} programs compiled"
+    assert np.all(np.asarray(grid.converged)) and grid.test_loss.shape == (2, 3)
+
+
 @pytest.mark.parametrize("activation,variant", [("erf", "nested"), ("relu", "noncentral")])
 def test_a_second_call_with_other_values_compiles_nothing(activation, variant, compiles):
     """The solvers are compiled once per (shapes, φ, variant): other widths, temperatures and weight variances reuse

@@ -504,6 +504,18 @@ def _central_theory(x, y, x0, y0, widths, T, sw2, *, activation, quad_points, to
     program, compiled once per (shapes, φ, tol): at P = 1000 a first call had compiled some sixty small programs
     (2.6 s at L = 1). Inside a program the kernels' and the Cholesky's own checks cannot run: `_checked_central` and
     `_check_prediction` make them on the results."""
+    layer0, K, K0_QxP, k0_Q, finite = _nngp_kernels(x, x0, sw2, activation, quad_points)
+    sp, U_PxP = _decompose(K, y, K0_QxP, k0_Q, y0)
+    van = _solve_vanilla(sp, widths, T, tol=tol)
+    c = van.scale
+    return _Central(finite, layer0, sp, U_PxP, kernel_prediction(K, K0_QxP, k0_Q, y, y0, T), van,
+                    kernel_prediction(c * K, c * K0_QxP, c * k0_Q, y, y0, T))
+
+
+def _nngp_kernels(x, x0, sw2, activation, quad_points):
+    """The layer-0 covariances (C (P, P), c (P,), C0 (P_test, P), c0 (P_test,)), the NNGP kernels K^(L) (P, P),
+    K0 (P_test, P), k0 (P_test,) and whether they are finite, traceable: the programs of `fc_theory` and
+    `fc_theory_grid` start here."""
     act = get_activation(activation, quad_points)
     lin = dict(activation="linear", depth=0, weight_var=sw2[0])
     C, c_P, C0_QxP, c0_Q = nngp_kernel(x, **lin), nngp_diag(x, **lin), nngp_kernel(x0, x, **lin), nngp_diag(x0, **lin)
@@ -516,19 +528,13 @@ def _central_theory(x, y, x0, y0, widths, T, sw2, *, activation, quad_points, to
         kernel_args = dict(activation=activation, depth=sw2.shape[0] - 1, weight_var=sw2, quad_points=quad_points)
         K, K0_QxP, k0_Q = nngp_kernel(x, **kernel_args), nngp_kernel(x0, x, **kernel_args), nngp_diag(x0, **kernel_args)
     finite = jnp.all(jnp.isfinite(K)) & jnp.all(jnp.isfinite(K0_QxP)) & jnp.all(jnp.isfinite(k0_Q))
-    sp, U_PxP = _decompose(K, y, K0_QxP, k0_Q, y0)
-    van = _solve_vanilla(sp, widths, T, tol=tol)
-    c = van.scale
-    return _Central(finite, (C, c_P, C0_QxP, c0_Q), sp, U_PxP, kernel_prediction(K, K0_QxP, k0_Q, y, y0, T), van,
-                    kernel_prediction(c * K, c * K0_QxP, c * k0_Q, y, y0, T))
+    return (C, c_P, C0_QxP, c0_Q), K, K0_QxP, k0_Q, finite
 
 
 def _checked_central(ct: _Central, P: int, widths, T, tol) -> VanillaSolution:
     """Raise what the eager steps raised, in their order: an overflowing kernel, a kernel matrix + T I that is not
     positive definite (the NNGP prediction's Cholesky failed), a vanilla solve that did not converge."""
-    if not bool(ct.kernels_finite):
-        raise ValueError("the NNGP kernel overflowed float64 (inputs or variances too large for it): rescale x or "
-                         "weight_var")
+    _check_kernels_finite(ct.kernels_finite)
     _check_prediction("NNGP", ct.nngp, P, T)
     van = ct.vanilla
     if not bool(van.converged):
@@ -536,6 +542,12 @@ def _checked_central(ct: _Central, P: int, widths, T, tol) -> VanillaSolution:
             f"vanilla saddle point not found: {int(van.n_minima)} minima on the scanned range c ∈ [e^-100, e^100], "
             f"residual {float(van.residual):.3g} > tol {tol:g} (widths {np.asarray(widths).tolist()}, T = {T:g})")
     return van
+
+
+def _check_kernels_finite(finite) -> None:
+    if not bool(finite):
+        raise ValueError("the NNGP kernel overflowed float64 (inputs or variances too large for it): rescale x or "
+                         "weight_var")
 
 
 def _checks_only(ct: _Central) -> _Central:
@@ -1014,6 +1026,42 @@ def _nested_grid(q_van_GxL, widths_G, temperatures_G, C, c_diag, C0_QxP, c0_Q, y
     return jax.lax.scan(point, q_van_GxL[0], (q_van_GxL, widths_G, temperatures_G))[1]
 
 
+@functools.partial(jax.jit, static_argnames=("activation", "quad_points", "tol"))
+def _vanilla_grid_theory(x, y, x0, y0, widths, temperatures, sw2, *, activation, quad_points, tol: float):
+    """`fc_theory_grid(variant="vanilla")` after its checks, as one program: the NNGP kernels, their spectrum and
+    `_grid`. Returns (whether the kernels are finite, Q, test loss, bias², variance, minima, converged), each (W, T),
+    the values NaN where a point did not converge."""
+    _, K, K0_QxP, k0_Q, finite = _nngp_kernels(x, x0, sw2, activation, quad_points)
+    sp, _ = _decompose(K, y, K0_QxP, k0_Q, y0)
+    Q, loss, bias2, variance, n_minima, converged = _grid(sp, widths, temperatures, sw2.shape[0] - 1, tol)
+    nan = functools.partial(jnp.where, ~converged, jnp.nan)
+    return finite, nan(Q), nan(loss), nan(bias2), nan(variance), n_minima, converged
+
+
+@functools.partial(jax.jit, static_argnames=("variant", "activation", "quad_points", "tol", "max_iter"))
+def _dense_grid_theory(x, y, x0, y0, widths_G, temperatures_G, sw2, *, variant: str, activation, quad_points,
+                       tol: float, max_iter: int):
+    """`fc_theory_grid` for the nested and non-central variants after its checks, as one program, at G points in the
+    given order: the NNGP kernels and their spectrum, each point's vanilla solution (its start; Q = 1 where vanilla
+    failed), then `_nested_grid` or `_noncentral_grid`. Returns (whether the kernels are finite, the vanilla minima
+    (G,), order parameters, prediction, residual (G,), converged (G,))."""
+    layer0, K, K0_QxP, k0_Q, finite = _nngp_kernels(x, x0, sw2, activation, quad_points)
+    sp, U_PxP = _decompose(K, y, K0_QxP, k0_Q, y0)
+    depth = sw2.shape[0] - 1
+    van = _vanilla_points(sp, widths_G, temperatures_G, depth, tol)
+    q_van = jnp.where(van.converged[:, None], jnp.log(van.order_params), 0.0)
+    net = _Network(get_activation(activation, quad_points), activation, quad_points, sw2)
+    if variant == "nested":
+        Q, pred, residual, converged = _nested_grid(q_van, widths_G, temperatures_G, *layer0, y, y0, sw2[1:],
+                                                    act=net.act, tol=tol, max_iter=max_iter)
+        return finite, van.n_minima, Q, pred, residual, converged
+    mu_tilde = U_PxP.T @ _last_mean_activation(x, net, depth)
+    Qbar, Q, pred, residual, converged = _noncentral_grid(
+        jnp.concatenate([q_van, -q_van], axis=1), widths_G, temperatures_G, sp, mu_tilde,
+        _last_mean_activation(x0, net, depth), sw2[-1], tol=tol, max_iter=max_iter)
+    return finite, van.n_minima, NoncentralOrderParams(Qbar, Q), pred, residual, converged
+
+
 def _noncentral_eigen_prediction(Qbar, Q, T, readout_var, sp: Spectrum, mu_tilde, mu0_Q) -> Prediction:
     """Eq. (R-21) prediction in the eigenbasis of Θ_L: k_R = aΘ0 − s μ0 μ, A⁻¹ by Sherman–Morrison, O(P_test · P)."""
     a = jnp.prod(Qbar)
@@ -1096,45 +1144,35 @@ def fc_theory_grid(
         raise ValueError(f"temperature must be > 0; got {temperature!r}")
     sw2 = _weight_var(weight_var, priors, depth)
     x, y, x0, y0 = _data(x_train, y_train, x_test, y_test)
-    kernel_args = dict(activation=activation, depth=depth, weight_var=sw2, quad_points=quad_points)
-    sp, U_PxP = _decompose(nngp_kernel(x, **kernel_args), y, nngp_kernel(x0, x, **kernel_args),
-                           nngp_diag(x0, **kernel_args), y0)
+    axes = dict(width=jnp.asarray(Ns, jnp.float64), temperature=jnp.asarray(Ts, jnp.float64))
+    kw = dict(activation=activation, quad_points=quad_points, tol=float(tol))
     if variant == "vanilla" or (variant == "nested" and depth == 1):  # one layer: nested = vanilla exactly (R-19)
-        Q, loss, bias2, variance, n_minima, converged = _grid(sp, jnp.asarray(Ns), jnp.asarray(Ts), depth, float(tol))
-        bad = ~converged
-        nan = functools.partial(jnp.where, bad, jnp.nan)
-        Q = nan(Q) if variant == "vanilla" else nan(Q)[..., None]
-        return TheoryGrid(jnp.asarray(Ns), jnp.asarray(Ts), Q, nan(loss), nan(bias2), nan(variance), n_minima,
-                          converged)
+        finite, *results = _vanilla_grid_theory(x, y, x0, y0, Ns, Ts, sw2, **kw)
+        _check_kernels_finite(finite)
+        Q, loss, bias2, variance, n_minima, converged = (np.asarray(a) for a in results)
+        return TheoryGrid(order_params=_device(Q if variant == "vanilla" else Q[..., None]), test_loss=_device(loss),
+                          bias2=_device(bias2), variance=_device(variance), n_minima=_device(n_minima),
+                          converged=_device(converged), **axes)
 
     W, n_T = Ns.shape[0], Ts.shape[0]
     order = boustrophedon(W, n_T)
-    N_G, T_G = jnp.asarray(np.repeat(Ns, n_T)[order]), jnp.asarray(np.tile(Ts, W)[order])
-    van = _vanilla_points(sp, N_G, T_G, depth, float(tol))
-    q_van = jnp.where(van.converged[:, None], jnp.log(van.order_params), 0.0)  # Q = 1 where vanilla failed
-    net = _Network(get_activation(activation, quad_points), activation, quad_points, sw2)
-    if variant == "nested":
-        lin = dict(activation="linear", depth=0, weight_var=sw2[0])
-        Q, pred, residual, converged = _nested_grid(
-            q_van, N_G, T_G, nngp_kernel(x, **lin), nngp_diag(x, **lin), nngp_kernel(x0, x, **lin),
-            nngp_diag(x0, **lin), y, y0, sw2[1:], act=net.act, tol=float(tol), max_iter=int(max_iter))
-        order_params = Q
-    else:
-        mu_tilde = U_PxP.T @ _last_mean_activation(x, net, depth)
-        Qbar, Q, pred, residual, converged = _noncentral_grid(
-            jnp.concatenate([q_van, -q_van], axis=1), N_G, T_G, sp, mu_tilde, _last_mean_activation(x0, net, depth),
-            sw2[-1], tol=float(tol),
-            max_iter=int(max_iter))
-        order_params = NoncentralOrderParams(Qbar, Q)
+    finite, n_minima, order_params, pred, residual, converged = _dense_grid_theory(
+        x, y, x0, y0, np.repeat(Ns, n_T)[order], np.tile(Ts, W)[order], sw2, variant=variant, max_iter=int(max_iter),
+        **kw)
+    _check_kernels_finite(finite)
     inverse = np.argsort(order)
+    bad = ~np.asarray(converged)[inverse].reshape(W, n_T)
 
-    def unflatten(a, flag_bad=True):
-        a = a[inverse].reshape((W, n_T) + a.shape[1:])
-        if not flag_bad:
-            return a
-        bad = ~converged[inverse].reshape(W, n_T)
-        return jnp.where(bad.reshape(bad.shape + (1,) * (a.ndim - 2)), jnp.nan, a)
+    def unflatten(a, flag_bad=True):  # on the host: on the device each index and reshape compiled a program
+        a = np.asarray(a)[inverse].reshape((W, n_T) + a.shape[1:])
+        return _device(np.where(bad.reshape(bad.shape + (1,) * (a.ndim - 2)), np.nan, a) if flag_bad else a)
 
-    return TheoryGrid(jnp.asarray(Ns), jnp.asarray(Ts), jax.tree.map(unflatten, order_params),
-                      unflatten(pred.test_loss), unflatten(pred.bias2), unflatten(pred.variance),
-                      unflatten(van.n_minima, False), unflatten(converged, False), unflatten(residual, False))
+    return TheoryGrid(order_params=jax.tree.map(unflatten, order_params), test_loss=unflatten(pred.test_loss),
+                      bias2=unflatten(pred.bias2), variance=unflatten(pred.variance),
+                      n_minima=unflatten(n_minima, False), converged=unflatten(converged, False),
+                      residual=unflatten(residual, False), **axes)
+
+
+def _device(a: np.ndarray) -> jax.Array:
+    """A host result as a device array, placed with its dtype (without one, `jnp.asarray` compiles a copy per shape)."""
+    return jnp.asarray(a, a.dtype)
