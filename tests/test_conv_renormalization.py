@@ -195,3 +195,18 @@ def test_a_second_call_with_other_values_compiles_nothing(compiles):
     CR.conv_theory(x, y, x0, y0, channels=25.0, temperature=0.01, weight_var=[0.7, 1.3], **kw)
     CR.conv_theory_grid(x, y, x0, y0, channels=(30.0, 5.0), temperature=0.2, weight_var=[0.7, 1.3], **kw)
     assert not compiles, f"{len(compiles)} programs compiled again"
+
+
+@pytest.mark.parametrize("grid", [False, True])
+def test_a_first_call_compiles_one_program(grid, compiles):
+    """A first conv_theory (or grid) call with new shapes compiles one program: the patch kernels, the solve and the
+    predictions (the kernels computed eagerly, their device-side checks and the grid's reshapes had compiled a dozen
+    small programs more). Shapes no other test uses, so nothing is cached."""
+    x, y, x0, y0 = _images(seed=3, P=13, P_test=5 + grid)
+    compiles.clear()
+    if grid:
+        r = CR.conv_theory_grid(x, y, x0, y0, activation="relu", patches=4, channels=(10.0, 30.0), temperature=0.05)
+    else:
+        r = CR.conv_theory(x, y, x0, y0, activation="relu", patches=4, channels=10.0, temperature=0.05)
+    assert len(compiles) == 1, f"{len(compiles)} programs compiled"
+    assert np.all(np.isfinite(np.asarray(r.order_params)))
