@@ -176,11 +176,24 @@ def as_array(x, name: str, *, dtype=None, ndim: int | tuple[int, ...] | None = N
     return out
 
 
+# Device arrays up to this many entries are checked on the host: fetching ≤ 32 MB (float64; ~10 ms) costs less than
+# compiling the device reduction for each new shape (0.05–0.13 s; a first renormalization call checked six shapes),
+# and larger ones (a 50 000² kernel) stay where they are.
+_HOST_CHECK_SIZE = 1 << 22
+
+
+def _on_host(x) -> bool:
+    """Whether checks of x run on the host: host data, and device arrays up to `_HOST_CHECK_SIZE` entries."""
+    return not isinstance(x, jax.Array) or x.size <= _HOST_CHECK_SIZE
+
+
 def fails(predicate, *arrays) -> bool:
     """True when every array is concrete and the elementwise `predicate(*arrays)` is False somewhere. Evaluated
     eagerly even while a caller's jit is tracing (closure constants are concrete there, but jnp on them is staged)."""
     if not all(is_concrete(a) for a in arrays):
         return False
+    if all(_on_host(a) for a in arrays):  # NumPy: no program to compile for each predicate and shape
+        return not bool(np.all(predicate(*(np.asarray(a) for a in arrays))))
     with jax.ensure_compile_time_eval():
         return not bool(jnp.all(predicate(*arrays)))
 
@@ -190,17 +203,12 @@ def fails(predicate, *arrays) -> bool:
 _all_finite = jax.jit(lambda x: jnp.isfinite(jnp.max(jnp.abs(x), initial=0.0)))
 
 
-# Arrays up to this many entries are checked on the host: fetching ≤ 512 KB costs less than compiling the device
-# reduction for a new shape (0.05–0.13 s each; a first renormalization call checked six such shapes).
-_HOST_CHECK_SIZE = 1 << 16
-
-
 def all_finite(x) -> bool:
     """True unless x is concrete and holds NaN or Inf (small arrays on the host; large ones by a fused reduction on the
     device, no copy of x)."""
     if not is_concrete(x) or not jnp.issubdtype(jnp.result_type(x), jnp.floating):
         return True
-    if not isinstance(x, jax.Array) or x.size <= _HOST_CHECK_SIZE:
+    if _on_host(x):
         values = np.asarray(x)
         return bool(values.size == 0 or (np.isfinite(values.max()) and np.isfinite(values.min())))
     with jax.ensure_compile_time_eval():

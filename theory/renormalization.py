@@ -955,6 +955,14 @@ def renormalized_kernel(x, *, activation: str | Callable, depth: int, order_para
             "order parameters out of range: Q_l > 0 (vanilla, nested); Q̄_l > 0 and Q_l > −1 (noncentral); "
             f"got {np.asarray(Q).tolist()}"
         )
+    return _renormalized_kernel(x, Q, sw2, variant=variant, activation=activation, quad_points=quad_points)
+
+
+@functools.partial(jax.jit, static_argnames=("variant", "activation", "quad_points"))
+def _renormalized_kernel(x, Q, sw2, *, variant: str, activation, quad_points):
+    """`renormalized_kernel` after its checks, as one program (run op by op, a first nested call compiled some
+    thirty programs)."""
+    depth = sw2.shape[0] - 1
     net = _Network(get_activation(activation, quad_points), activation, quad_points, sw2)
     if variant == "vanilla":
         return jnp.prod(Q) * nngp_kernel(x, activation=activation, depth=depth, weight_var=sw2,
