@@ -210,3 +210,26 @@ def test_a_first_call_compiles_one_program(grid, compiles):
         r = CR.conv_theory(x, y, x0, y0, activation="relu", patches=4, channels=10.0, temperature=0.05)
     assert len(compiles) == 1, f"{len(compiles)} programs compiled"
     assert np.all(np.isfinite(np.asarray(r.order_params)))
+
+
+def test_the_action_gradient_runs_inside_a_callers_jit():
+    """`conv_action_grad` checks Q (symmetric positive definite) with a predicate that calls jnp: with Q a closure
+    constant of the caller's jit the check is evaluated, not staged, and the gradient equals the eager one."""
+    x, y, _, _ = _images(P=8, P_test=2)
+    K = conv_patch_kernels(x, activation="erf", patches=(4,), weight_var=1.0)[0]
+    Q = jnp.eye(K.shape[0]) + 0.1  # a device array: `fails` takes it to the host
+    eager = CR.conv_action_grad(Q, K, y, 0.5, 4.0, 1.0)
+    traced = jax.jit(lambda T: CR.conv_action_grad(Q, K, y, T, 4.0, 1.0))(0.5)
+    np.testing.assert_allclose(traced, eager, rtol=1e-12)
+
+
+@pytest.mark.parametrize("grid", [False, True])
+def test_kernels_that_overflow_are_reported(grid):
+    """The patch kernels are computed inside the program: their overflow is reported from its result, as before."""
+    x, y, x0, y0 = _images(P=8, P_test=2)
+    kw = dict(activation="relu", patches=4, temperature=0.1)
+    with pytest.raises(ValueError, match="overflowed"):
+        if grid:
+            CR.conv_theory_grid(x * 1e200, y, x0, y0, channels=(5.0, 10.0), **kw)
+        else:
+            CR.conv_theory(x * 1e200, y, x0, y0, channels=5.0, **kw)

@@ -1,5 +1,6 @@
 """theory.gp: function-space GP regression against weight-space Bayesian linear regression."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -119,3 +120,18 @@ def test_each_step_of_a_first_nngp_regression_compiles_one_program(compiles):
         compiles.clear()
         step()
         assert len(compiles) == 1, f"{name}: {len(compiles)} programs compiled"
+
+
+def test_gp_posterior_under_vmap_and_jit_equals_single_calls():
+    """Traced, the Cholesky's success flag cannot raise (`is_concrete`): the posterior is returned, equal to the
+    eager calls at each noise."""
+    rng = np.random.default_rng(12)
+    x, x0 = rng.standard_normal((15, 3)), rng.standard_normal((4, 3))
+    K, K0 = nngp_kernel(x, activation="erf", depth=1), nngp_kernel(x0, x, activation="erf", depth=1)
+    k0, y = nngp_diag(x0, activation="erf", depth=1), x[:, 0]
+    noises = np.asarray([0.01, 0.1, 1.0])
+    batched = jax.jit(jax.vmap(lambda t: gp_posterior(K, K0, k0, y, noise=t)))(noises)
+    for i, t in enumerate(noises):
+        single = gp_posterior(K, K0, k0, y, noise=float(t))
+        np.testing.assert_allclose(batched.mean[i], single.mean, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(batched.var[i], single.var, rtol=1e-10, atol=1e-12)

@@ -563,3 +563,14 @@ def test_each_variant_reports_an_overflowing_kernel_and_a_kernel_matrix_that_is_
 
     with pytest.raises(ValueError, match="not positive definite"):
         R.fc_theory(x, y, x0, y0, activation=step, depth=3, width=50.0, temperature=1e-3, variant=variant)
+
+
+@pytest.mark.parametrize("variant", ["vanilla", "nested"])
+def test_renormalized_kernel_and_grid_report_a_kernel_that_overflows(variant):
+    """The kernels are computed inside one program each: an overflow is reported from the result, not returned."""
+    x, y, x0, y0 = _data(P=10, N0=3, P_test=3)
+    with pytest.raises(ValueError, match="overflowed"):
+        R.renormalized_kernel(x * 1e200, activation="relu", depth=2, order_params=[1.0, 1.0], variant=variant)
+    with pytest.raises(ValueError, match="overflowed"):
+        R.fc_theory_grid(x * 1e200, y, x0, y0, activation="relu", depth=2, width=[10.0, 20.0], temperature=0.1,
+                         variant=variant)

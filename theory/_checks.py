@@ -192,9 +192,9 @@ def fails(predicate, *arrays) -> bool:
     eagerly even while a caller's jit is tracing (closure constants are concrete there, but jnp on them is staged)."""
     if not all(is_concrete(a) for a in arrays):
         return False
-    if all(_on_host(a) for a in arrays):  # NumPy: no program to compile for each predicate and shape
-        return not bool(np.all(predicate(*(np.asarray(a) for a in arrays))))
-    with jax.ensure_compile_time_eval():
+    with jax.ensure_compile_time_eval():  # a predicate that calls jnp is evaluated, not staged, in a caller's trace
+        if all(_on_host(a) for a in arrays):  # on NumPy arrays: comparisons compile no program per predicate and shape
+            return not bool(np.all(predicate(*(np.asarray(a) for a in arrays))))
         return not bool(jnp.all(predicate(*arrays)))
 
 

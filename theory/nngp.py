@@ -73,9 +73,10 @@ def _as_points(x, name: str):
 
 def _layer_values(value, depth: int, name: str, dtype):
     """A scalar or one value per layer (input layer first) → array of shape (depth + 1,)."""
-    concrete = is_concrete(value)
-    # concrete values are shaped and checked with NumPy: on the device each step compiled a program per shape
-    arr = np.asarray(value, np.float64) if concrete else value
+    # concrete values are shaped and checked with NumPy (on the device each step compiled a program per shape); a list
+    # holding a tracer (a per-layer variance under the caller's grad) is traced
+    concrete = all(is_concrete(leaf) for leaf in jax.tree.leaves(value))
+    arr = np.asarray(value, np.float64) if concrete else jnp.asarray(value)
     if arr.ndim == 0:
         arr = np.full(depth + 1, arr) if concrete else jnp.broadcast_to(arr, (depth + 1,))
     elif arr.shape != (depth + 1,):
@@ -332,13 +333,16 @@ def covariance_chain(K0_AxB, k0_A, k0_B, *, activation: str | Callable | Activat
             f"k0_B[..., None, :] {k0_B.shape[:-1] + (1, k0_B.shape[-1])}"
         ) from err
     dtype = working_dtype(K0_AxB, k0_A, k0_B)
-    concrete = is_concrete(layer_weight_var) and is_concrete(layer_bias_var)
-    xp = np if concrete else jnp  # concrete variances are shaped and checked on the host: no program per step
-    sw2 = xp.atleast_1d(xp.asarray(layer_weight_var))
+    # concrete variances are shaped and checked on the host (no program per step), in the working dtype (a float64
+    # variance can overflow float32); lists holding a tracer stay traced
+    concrete = all(is_concrete(leaf) for leaf in jax.tree.leaves((layer_weight_var, layer_bias_var)))
+    xp, cast = (np, np.dtype(dtype)) if concrete else (jnp, dtype)
+    with np.errstate(over="ignore"):  # an overflow is reported by the check
+        sw2 = xp.atleast_1d(xp.asarray(layer_weight_var)).astype(cast)
+        sb2 = xp.broadcast_to(xp.asarray(layer_bias_var), sw2.shape).astype(cast)
     if sw2.ndim != 1:
         raise ValueError(f"layer_weight_var must be a scalar or a vector (one per layer); got shape {sw2.shape}")
     check_finite("layer_weight_var", sw2)
-    sb2 = xp.broadcast_to(xp.asarray(layer_bias_var), sw2.shape)
     check_finite("layer_bias_var", sb2)
     sw2, sb2 = jnp.asarray(sw2, dtype), jnp.asarray(sb2, dtype)
     K, a, b = _chain(K0_AxB.astype(dtype), k0_A.astype(dtype), k0_B.astype(dtype), sw2, sb2, act=act)

@@ -63,6 +63,7 @@ from deeptheory.theory._checks import (
     check_depth,
     check_scalar,
     fails,
+    finite_kernel,
     float64_theory,
     positive_scalar,
     weight_variances,
@@ -955,7 +956,9 @@ def renormalized_kernel(x, *, activation: str | Callable, depth: int, order_para
             "order parameters out of range: Q_l > 0 (vanilla, nested); Q̄_l > 0 and Q_l > −1 (noncentral); "
             f"got {np.asarray(Q).tolist()}"
         )
-    return _renormalized_kernel(x, Q, sw2, variant=variant, activation=activation, quad_points=quad_points)
+    # the kernels' own overflow checks cannot run inside the program: made on its result
+    return finite_kernel(_renormalized_kernel(x, Q, sw2, variant=variant, activation=activation,
+                                              quad_points=quad_points))
 
 
 @functools.partial(jax.jit, static_argnames=("variant", "activation", "quad_points"))
