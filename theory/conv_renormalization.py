@@ -40,7 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from deeptheory.theory._checks import as_array, fails, float64_theory, positive_scalar, weight_variances
-from deeptheory.theory._solvers import bfgs_minimize, boustrophedon, cholesky_terms
+from deeptheory.theory._solvers import bfgs_minimize, boustrophedon, cholesky_terms, on_grid
 from deeptheory.theory.conv_kernels import conv_patch_kernels
 from deeptheory.theory.renormalization import DEFAULT_TOL, ConvergenceError, Prediction, kernel_prediction
 
@@ -383,18 +383,11 @@ def conv_theory_grid(
                                   np.tile(Ts, C)[order], activation=activation, patches=pb.patches,
                                   quad_points=quad_points, tol=float(tol), max_iter=int(max_iter))
     _check_kernels_finite(finite)
-    Q, loss, bias2, variance, residual, iterations, ok = (np.asarray(a) for a in results)
-    inverse = np.argsort(order)
-    bad = ~ok[inverse].reshape(C, n_T)
-
-    def unflatten(a, flag_bad=True):  # on the host: on the device each index and reshape compiled a program
-        a = a[inverse].reshape((C, n_T) + a.shape[1:])
-        a = np.where(bad.reshape(bad.shape + (1,) * (a.ndim - 2)), np.nan, a) if flag_bad else a
-        return jnp.asarray(a, a.dtype)  # with its dtype: no program to place it
-
-    return ConvTheoryGrid(jnp.asarray(Cs, jnp.float64), jnp.asarray(Ts, jnp.float64), unflatten(Q), unflatten(loss),
-                          unflatten(bias2), unflatten(variance), unflatten(residual, False),
-                          unflatten(iterations, False), unflatten(ok, False))
+    Q, loss, bias2, variance, residual, iterations, ok = results
+    flags = functools.partial(on_grid, order=order, shape=(C, n_T))
+    values = functools.partial(flags, bad=~np.asarray(flags(ok)))
+    return ConvTheoryGrid(jnp.asarray(Cs, jnp.float64), jnp.asarray(Ts, jnp.float64), values(Q), values(loss),
+                          values(bias2), values(variance), flags(residual), flags(iterations), flags(ok))
 
 
 @functools.partial(jax.jit, static_argnames=("activation", "patches", "quad_points", "tol", "max_iter"))

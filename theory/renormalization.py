@@ -68,7 +68,7 @@ from deeptheory.theory._checks import (
     positive_scalar,
     weight_variances,
 )
-from deeptheory.theory._solvers import Solution, bisect, boustrophedon, newton_minimize, newton_root
+from deeptheory.theory._solvers import Solution, bisect, boustrophedon, newton_minimize, newton_root, on_grid
 from deeptheory.theory.activations import ODD_ACTIVATIONS, Activation, get_activation, mean_activation
 from deeptheory.theory.gp import gp_posterior, gp_test_loss
 from deeptheory.theory.nngp import covariance_chain, nngp_diag, nngp_kernel
@@ -1171,17 +1171,11 @@ def fc_theory_grid(
         x, y, x0, y0, np.repeat(Ns, n_T)[order], np.tile(Ts, W)[order], sw2, variant=variant, max_iter=int(max_iter),
         **kw)
     _check_kernels_finite(finite)
-    inverse = np.argsort(order)
-    bad = ~np.asarray(converged)[inverse].reshape(W, n_T)
-
-    def unflatten(a, flag_bad=True):  # on the host: on the device each index and reshape compiled a program
-        a = np.asarray(a)[inverse].reshape((W, n_T) + a.shape[1:])
-        return _device(np.where(bad.reshape(bad.shape + (1,) * (a.ndim - 2)), np.nan, a) if flag_bad else a)
-
-    return TheoryGrid(order_params=jax.tree.map(unflatten, order_params), test_loss=unflatten(pred.test_loss),
-                      bias2=unflatten(pred.bias2), variance=unflatten(pred.variance),
-                      n_minima=unflatten(n_minima, False), converged=unflatten(converged, False),
-                      residual=unflatten(residual, False), **axes)
+    flags = functools.partial(on_grid, order=order, shape=(W, n_T))
+    values = functools.partial(flags, bad=~np.asarray(flags(converged)))
+    return TheoryGrid(order_params=jax.tree.map(values, order_params), test_loss=values(pred.test_loss),
+                      bias2=values(pred.bias2), variance=values(pred.variance), n_minima=flags(n_minima),
+                      converged=flags(converged), residual=flags(residual), **axes)
 
 
 def _device(a: np.ndarray) -> jax.Array:
