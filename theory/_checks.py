@@ -112,8 +112,9 @@ def _to_32_bit(leaf):
 
 
 def is_concrete(x) -> bool:
-    """True unless x is a tracer (inside jit/vmap/grad, where its values are unknown)."""
-    return not isinstance(x, jax.core.Tracer)
+    """True unless x is or holds a tracer (inside jit/vmap/grad, where its values are unknown): a list [1.0, q] with q
+    traced is not concrete."""
+    return not any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(x))
 
 
 def _floating_dtype(x):
@@ -148,7 +149,7 @@ def as_array(x, name: str, *, dtype=None, ndim: int | tuple[int, ...] | None = N
     """
     if isinstance(x, str) or (hasattr(x, "dtype") and x.dtype == object):
         raise ValueError(f"{name} must be a numeric array; got {type(x).__name__}")
-    if is_concrete(x):
+    if not isinstance(x, jax.core.Tracer):
         try:
             raw = np.asarray(x) if not isinstance(x, jax.Array) else x
         except Exception as err:  # ragged lists and the like

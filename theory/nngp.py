@@ -74,8 +74,8 @@ def _as_points(x, name: str):
 def _layer_values(value, depth: int, name: str, dtype):
     """A scalar or one value per layer (input layer first) → array of shape (depth + 1,)."""
     # concrete values are shaped and checked with NumPy (on the device each step compiled a program per shape); a list
-    # holding a tracer (a per-layer variance under the caller's grad) is traced
-    concrete = all(is_concrete(leaf) for leaf in jax.tree.leaves(value))
+    # holding a tracer (a per-layer variance under the caller's grad) is not concrete
+    concrete = is_concrete(value)
     arr = np.asarray(value, np.float64) if concrete else jnp.asarray(value)
     if arr.ndim == 0:
         arr = np.full(depth + 1, arr) if concrete else jnp.broadcast_to(arr, (depth + 1,))
@@ -335,7 +335,7 @@ def covariance_chain(K0_AxB, k0_A, k0_B, *, activation: str | Callable | Activat
     dtype = working_dtype(K0_AxB, k0_A, k0_B)
     # concrete variances are shaped and checked on the host (no program per step), in the working dtype (a float64
     # variance can overflow float32); lists holding a tracer stay traced
-    concrete = all(is_concrete(leaf) for leaf in jax.tree.leaves((layer_weight_var, layer_bias_var)))
+    concrete = is_concrete((layer_weight_var, layer_bias_var))
     xp, cast = (np, np.dtype(dtype)) if concrete else (jnp, dtype)
     with np.errstate(over="ignore"):  # an overflow is reported by the check
         sw2 = xp.atleast_1d(xp.asarray(layer_weight_var)).astype(cast)
