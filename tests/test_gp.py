@@ -1,6 +1,5 @@
 """theory.gp: function-space GP regression against weight-space Bayesian linear regression."""
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -93,45 +92,3 @@ def test_bad_inputs_raise(regression_data):
 def test_jitter_is_relative_to_the_kernel_scale():
     K = 1e6 * jnp.eye(3)
     assert float(jitter_for(K)) == pytest.approx(10 * np.finfo(np.float64).eps * 1e6)
-
-
-def test_each_step_of_a_first_nngp_regression_compiles_one_program(compiles):
-    """nngp_diag, covariance_chain, gp_posterior, gp_test_loss and renormalized_kernel each compile one program on a
-    first call (checks of concrete inputs run on the host): run op by op, a first GP posterior at P = 500 compiled
-    some twenty programs (1.3 s) and a nested renormalized kernel some thirty. Shapes no other test uses."""
-    from deeptheory.theory.nngp import covariance_chain
-    from deeptheory.theory.renormalization import renormalized_kernel
-
-    rng = np.random.default_rng(11)
-    x, x0 = rng.standard_normal((37, 3)), rng.standard_normal((9, 3))
-    K = nngp_kernel(x, activation="erf", depth=2)
-    K0 = nngp_kernel(x0, x, activation="erf", depth=2)
-    posterior = GPPosterior(jnp.zeros(9), jnp.ones(9))
-    steps = {
-        "nngp_diag": lambda: nngp_diag(x0, activation="erf", depth=2),
-        "covariance_chain": lambda: covariance_chain(K0, np.ones(9), np.ones(37), activation="relu",
-                                                     layer_weight_var=[1.0, 2.0, 0.5]),
-        "gp_posterior": lambda: gp_posterior(K, K0, np.diagonal(K)[:9], x[:, 0], noise=0.1),
-        "gp_test_loss": lambda: gp_test_loss(posterior, x0[:, 0]),
-        "renormalized_kernel": lambda: renormalized_kernel(x, activation="erf", depth=2, order_params=[1.1, 0.9],
-                                                           variant="nested"),
-    }
-    for name, step in steps.items():
-        compiles.clear()
-        step()
-        assert len(compiles) == 1, f"{name}: {len(compiles)} programs compiled"
-
-
-def test_gp_posterior_under_vmap_and_jit_equals_single_calls():
-    """Traced, the Cholesky's success flag cannot raise (`is_concrete`): the posterior is returned, equal to the
-    eager calls at each noise."""
-    rng = np.random.default_rng(12)
-    x, x0 = rng.standard_normal((15, 3)), rng.standard_normal((4, 3))
-    K, K0 = nngp_kernel(x, activation="erf", depth=1), nngp_kernel(x0, x, activation="erf", depth=1)
-    k0, y = nngp_diag(x0, activation="erf", depth=1), x[:, 0]
-    noises = np.asarray([0.01, 0.1, 1.0])
-    batched = jax.jit(jax.vmap(lambda t: gp_posterior(K, K0, k0, y, noise=t)))(noises)
-    for i, t in enumerate(noises):
-        single = gp_posterior(K, K0, k0, y, noise=float(t))
-        np.testing.assert_allclose(batched.mean[i], single.mean, rtol=1e-10, atol=1e-12)
-        np.testing.assert_allclose(batched.var[i], single.var, rtol=1e-10, atol=1e-12)

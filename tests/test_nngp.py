@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from deeptheory.theory.activations import ACTIVATIONS, _arccos, _arcsin, get_activation
-from deeptheory.theory.nngp import covariance_chain, nngp_diag, nngp_kernel
+from deeptheory.theory.nngp import nngp_diag, nngp_kernel
 
 # ----------------------------------------------------------------------------------------------
 # An independent NumPy reference: per-entry formulas written from the papers' angle form
@@ -277,16 +277,3 @@ def test_float32_arcsin_derivative_is_the_closed_form():
     x64 = np.asarray(x, np.float64)
     np.testing.assert_allclose(first, 1.0 / np.sqrt(1.0 - x64**2), rtol=1e-5)
     np.testing.assert_allclose(second, x64 / (1.0 - x64**2) ** 1.5, rtol=1e-4, atol=1e-4)
-
-
-def test_per_layer_variances_may_be_lists_holding_tracers():
-    """A list [1.0, q] with q traced (a per-layer variance under the caller's grad or jit) is traced, not sent to
-    NumPy: the same derivatives as with the variances stacked into one traced array."""
-    x = np.random.default_rng(4).standard_normal((6, 3))
-    C, c = nngp_kernel(x, activation="linear", depth=0), nngp_diag(x, activation="linear", depth=0)
-    for f in (lambda v: nngp_diag(x, activation="erf", depth=1, weight_var=v).sum(),
-              lambda v: nngp_kernel(x, activation="erf", depth=1, weight_var=v).sum(),
-              lambda v: covariance_chain(C, c, c, activation="erf", layer_weight_var=v)[0].sum()):
-        as_list = jax.jit(jax.grad(lambda q, f=f: f([1.0, q])))(1.3)
-        as_array = jax.grad(lambda q, f=f: f(jnp.stack([jnp.ones((), q.dtype), q])))(1.3)
-        np.testing.assert_allclose(as_list, as_array, rtol=1e-14)

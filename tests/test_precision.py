@@ -105,35 +105,3 @@ def test_inside_a_transformation_traced_with_the_flag_off():
     lam = RF.power_law_spectrum(50, 1.5)
     grid = jax.vmap(lambda r: RF.rf_risk(lam, lam, n_features=10, n_samples=20, ridge=r))(jnp.geomspace(1e-4, 1, 3))
     assert grid.dtype == jnp.float64 and bool(jnp.all(jnp.isfinite(grid)))
-
-
-@pytest.mark.parametrize("kind", ["numpy", "jax"])
-@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
-def test_non_finite_inputs_are_refused_naming_the_entry(bad, kind):
-    """Host arrays and device arrays up to `_checks._HOST_CHECK_SIZE` entries are checked on the host."""
-    K = np.eye(10)
-    K[5, 1] = bad
-    with pytest.raises(ValueError, match=r"K_PxP holds 1 non-finite value\(s\) .* at index \(5, 1\)"):
-        G.gp_posterior(jnp.asarray(K) if kind == "jax" else K, np.zeros((1, 10)), np.ones(1), np.zeros(10), noise=0.1)
-
-
-@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
-def test_large_device_arrays_are_checked_on_the_device(bad):
-    """Past `_checks._HOST_CHECK_SIZE` entries, finiteness is a reduction on the device (no copy to the host); it finds
-    a single bad entry at either end, and the predicates of `fails` likewise."""
-    from deeptheory.theory._checks import _HOST_CHECK_SIZE, all_finite, fails
-
-    x = jnp.zeros(_HOST_CHECK_SIZE + 1, jnp.float32)
-    assert all_finite(x) and not fails(lambda v: v >= 0, x)
-    for index in (0, _HOST_CHECK_SIZE):
-        assert not all_finite(x.at[index].set(bad))
-    assert fails(lambda v: v >= 0, x.at[_HOST_CHECK_SIZE].set(-1.0))
-
-
-def test_a_cast_that_overflows_is_refused():
-    """Host data is checked after its cast to the working dtype: 1e300 is finite in float64, +inf in float32."""
-    from deeptheory.theory._checks import as_array
-
-    with pytest.raises(ValueError, match="non-finite"):
-        as_array(np.asarray([1.0, 1e300]), "x", dtype=jnp.float32)
-    assert as_array(np.asarray([1.0, 1e300]), "x", dtype=jnp.float64).dtype == jnp.float64

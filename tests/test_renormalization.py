@@ -490,31 +490,6 @@ def test_noncentral_eigenbasis_action_equals_the_dense_action(activation):
     assert np.all(np.isnan(jax.grad(R._noncentral_action)(z, *args)))
 
 
-@pytest.mark.parametrize("activation,variant,depth", [("erf", "nested", 2), ("relu", "noncentral", 2),
-                                                      ("erf", "vanilla", 3)])
-def test_a_first_call_compiles_one_program(activation, variant, depth, compiles):
-    """A first call with new shapes compiles its variant's one program and nothing else: checks of host inputs and of
-    small results run on the host, and results are picked there (each device-side check, conversion or index had
-    compiled a small program of its own, 0.01–0.13 s apiece). Shapes no other test uses, so nothing is cached."""
-    x, y, x0, y0 = _data(seed=depth, P=29, N0=5, P_test=7)
-    compiles.clear()
-    r = R.fc_theory(x, y, x0, y0, activation=activation, depth=depth, width=40.0, temperature=0.05, variant=variant)
-    assert len(compiles) == 1, f"{len(compiles)} programs compiled"
-    assert np.all(np.isfinite(np.asarray(jax.tree.leaves(r.order_params))))
-
-
-@pytest.mark.parametrize("activation,variant", [("erf", "nested"), ("relu", "noncentral"), ("erf", "vanilla")])
-def test_a_first_grid_compiles_one_program(activation, variant, compiles):
-    """`fc_theory_grid` likewise: the kernels, their spectrum and the grid in one program, the grid unflattened on the
-    host (the kernels computed eagerly and the device-side reshapes had compiled some sixty small programs)."""
-    x, y, x0, y0 = _data(seed=5, P=31, N0=5, P_test=6)
-    compiles.clear()
-    grid = R.fc_theory_grid(x, y, x0, y0, activation=activation, depth=2, width=[30.0, 60.0],
-                            temperature=[0.05, 0.1, 0.2], variant=variant)
-    assert len(compiles) == 1, f"{len(compiles)} programs compiled"
-    assert np.all(np.asarray(grid.converged)) and grid.test_loss.shape == (2, 3)
-
-
 @pytest.mark.parametrize("activation,variant", [("erf", "nested"), ("relu", "noncentral")])
 def test_a_second_call_with_other_values_compiles_nothing(activation, variant, compiles):
     """The solvers are compiled once per (shapes, φ, variant): other widths, temperatures and weight variances reuse
@@ -563,14 +538,3 @@ def test_each_variant_reports_an_overflowing_kernel_and_a_kernel_matrix_that_is_
 
     with pytest.raises(ValueError, match="not positive definite"):
         R.fc_theory(x, y, x0, y0, activation=step, depth=3, width=50.0, temperature=1e-3, variant=variant)
-
-
-@pytest.mark.parametrize("variant", ["vanilla", "nested"])
-def test_renormalized_kernel_and_grid_report_a_kernel_that_overflows(variant):
-    """The kernels are computed inside one program each: an overflow is reported from the result, not returned."""
-    x, y, x0, y0 = _data(P=10, N0=3, P_test=3)
-    with pytest.raises(ValueError, match="overflowed"):
-        R.renormalized_kernel(x * 1e200, activation="relu", depth=2, order_params=[1.0, 1.0], variant=variant)
-    with pytest.raises(ValueError, match="overflowed"):
-        R.fc_theory_grid(x * 1e200, y, x0, y0, activation="relu", depth=2, width=[10.0, 20.0], temperature=0.1,
-                         variant=variant)

@@ -112,9 +112,8 @@ def _to_32_bit(leaf):
 
 
 def is_concrete(x) -> bool:
-    """True unless x is or holds a tracer (inside jit/vmap/grad, where its values are unknown): a list [1.0, q] with q
-    traced is not concrete."""
-    return not any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(x))
+    """True unless x is a tracer (inside jit/vmap/grad, where its values are unknown)."""
+    return not isinstance(x, jax.core.Tracer)
 
 
 def _floating_dtype(x):
@@ -149,7 +148,7 @@ def as_array(x, name: str, *, dtype=None, ndim: int | tuple[int, ...] | None = N
     """
     if isinstance(x, str) or (hasattr(x, "dtype") and x.dtype == object):
         raise ValueError(f"{name} must be a numeric array; got {type(x).__name__}")
-    if not isinstance(x, jax.core.Tracer):
+    if is_concrete(x):
         try:
             raw = np.asarray(x) if not isinstance(x, jax.Array) else x
         except Exception as err:  # ragged lists and the like
@@ -167,25 +166,9 @@ def as_array(x, name: str, *, dtype=None, ndim: int | tuple[int, ...] | None = N
     if not allow_empty and raw.size == 0:
         raise ValueError(f"{name} is empty (shape {tuple(raw.shape)}){f'; expected {what}' if what else ''}")
     target = dtype if dtype is not None else (_floating_dtype(raw) or default_float())
-    if isinstance(raw, np.ndarray):  # checked on the host (`all_finite`), after the cast: float64 → float32 can overflow
-        with np.errstate(over="ignore"):  # an overflow is reported by the check, as one error
-            host = raw.astype(jax.dtypes.canonicalize_dtype(target), copy=False)
-        check_finite(name, host)
-        return jnp.asarray(host, target)  # with the dtype given, no program is compiled to place it
     out = jnp.asarray(raw, target)
     check_finite(name, out)
     return out
-
-
-# Device arrays up to this many entries are checked on the host: fetching ≤ 32 MB (float64; ~10 ms) costs less than
-# compiling the device reduction for each new shape (0.05–0.13 s; a first renormalization call checked six shapes),
-# and larger ones (a 50 000² kernel) stay where they are.
-_HOST_CHECK_SIZE = 1 << 22
-
-
-def _on_host(x) -> bool:
-    """Whether checks of x run on the host: host data, and device arrays up to `_HOST_CHECK_SIZE` entries."""
-    return not isinstance(x, jax.Array) or x.size <= _HOST_CHECK_SIZE
 
 
 def fails(predicate, *arrays) -> bool:
@@ -193,9 +176,7 @@ def fails(predicate, *arrays) -> bool:
     eagerly even while a caller's jit is tracing (closure constants are concrete there, but jnp on them is staged)."""
     if not all(is_concrete(a) for a in arrays):
         return False
-    with jax.ensure_compile_time_eval():  # a predicate that calls jnp is evaluated, not staged, in a caller's trace
-        if all(_on_host(a) for a in arrays):  # on NumPy arrays: comparisons compile no program per predicate and shape
-            return not bool(np.all(predicate(*(np.asarray(a) for a in arrays))))
+    with jax.ensure_compile_time_eval():
         return not bool(jnp.all(predicate(*arrays)))
 
 
@@ -205,13 +186,9 @@ _all_finite = jax.jit(lambda x: jnp.isfinite(jnp.max(jnp.abs(x), initial=0.0)))
 
 
 def all_finite(x) -> bool:
-    """True unless x is concrete and holds NaN or Inf (small arrays on the host; large ones by a fused reduction on the
-    device, no copy of x)."""
+    """True unless x is concrete and holds NaN or Inf (a fused reduction on the device, no copy of x)."""
     if not is_concrete(x) or not jnp.issubdtype(jnp.result_type(x), jnp.floating):
         return True
-    if _on_host(x):
-        values = np.asarray(x)
-        return bool(values.size == 0 or (np.isfinite(values.max()) and np.isfinite(values.min())))
     with jax.ensure_compile_time_eval():
         return bool(_all_finite(x))
 

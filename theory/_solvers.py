@@ -19,8 +19,7 @@ import numpy as np
 from jax import lax
 from jax.scipy.linalg import cho_solve
 
-__all__ = ["Solution", "bisect", "newton_minimize", "newton_root", "bfgs_minimize", "cholesky_terms", "boustrophedon",
-           "on_grid"]
+__all__ = ["Solution", "bisect", "newton_minimize", "newton_root", "bfgs_minimize", "cholesky_terms", "boustrophedon"]
 
 # Armijo tests accept changes of f below this fraction of |f|: near the solution the decrease predicted from a
 # gradient of relative size 1e-10 is ~1e-20 |f|, far below float64 rounding, and must not trigger backtracking.
@@ -266,14 +265,3 @@ def boustrophedon(rows: int, columns: int) -> np.ndarray:
     order = np.arange(rows * columns).reshape(rows, columns)
     order[1::2] = order[1::2, ::-1]
     return order.reshape(-1)
-
-
-
-def on_grid(values, order: np.ndarray, shape: tuple[int, int], bad=None) -> jax.Array:
-    """Values computed at the points of a rows × columns grid (`shape`) in `order` (`boustrophedon`), leading axis
-    first, back on the grid as a (rows, columns, …) device array of their dtype; NaN where the (rows, columns) mask
-    `bad` holds. On the host: on the device each index and reshape compiled a program of its own."""
-    values = np.asarray(values)[np.argsort(order)].reshape(shape + np.shape(values)[1:])
-    if bad is not None:
-        values = np.where(bad.reshape(bad.shape + (1,) * (values.ndim - 2)), np.nan, values)
-    return jnp.asarray(values, values.dtype)  # with its dtype: no program to place it

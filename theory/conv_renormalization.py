@@ -40,7 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from deeptheory.theory._checks import as_array, fails, float64_theory, positive_scalar, weight_variances
-from deeptheory.theory._solvers import bfgs_minimize, boustrophedon, cholesky_terms, on_grid
+from deeptheory.theory._solvers import bfgs_minimize, boustrophedon, cholesky_terms
 from deeptheory.theory.conv_kernels import conv_patch_kernels
 from deeptheory.theory.renormalization import DEFAULT_TOL, ConvergenceError, Prediction, kernel_prediction
 
@@ -167,21 +167,20 @@ solve_conv = jax.jit(_solve, static_argnames=("depth", "max_iter"))
 
 
 class _Problem(NamedTuple):
-    x: jax.Array  # (P, H, W, c_in) or (P, H, W) training images
-    x0: jax.Array  # test images
+    K: jax.Array  # (n, n, P, P) patch kernels of the training images
+    K0: jax.Array  # (n, n, P_test, P) test × training
+    kw: dict  # conv_patch_kernels arguments
+    x0: jax.Array
     y: jax.Array
     y0: jax.Array
-    sw2: np.ndarray  # (L,) σ_0²..σ_{L-1}², the convolutional layers
-    patches: tuple[int, ...]
     readout: float  # σ_L²
     depth: int
-    T: float
+    T: jax.Array
 
 
 def _problem(x_train, y_train, x_test, y_test, activation, patches, channels, temperature, weight_var, priors,
              quad_points) -> _Problem:
-    """Validated inputs, shared by `conv_theory` and `conv_theory_grid` (channels: one or many). The patch kernels are
-    computed in the callers' programs (`_conv_kernels`)."""
+    """Validated inputs and the patch kernels, shared by `conv_theory` and `conv_theory_grid` (channels: one or many)."""
     sides = np.asarray(patches)
     if sides.ndim > 1 or sides.size == 0 or sides.dtype.kind not in "iu" or np.any(sides < 1):
         raise ValueError(f"patches must be a patch side M >= 1 or a non-empty list (M_1, …, M_L) of them; got {patches!r}")
@@ -198,41 +197,14 @@ def _problem(x_train, y_train, x_test, y_test, activation, patches, channels, te
     y0 = as_array(y_test, "y_test", dtype=jnp.float64, ndim=1, what="(P_test,) targets")
     if y.shape != (x.shape[0],) or y0.shape != (x0.shape[0],):
         raise ValueError(f"y_train, y_test must have shapes ({x.shape[0]},), ({x0.shape[0]},); got {y.shape}, {y0.shape}")
-    kw = dict(activation=activation, patches=patches, weight_var=sw2[:-1], quad_points=quad_points)
-    # the shapes, checks included, without computing the kernels (the programs compute them)
-    n = jax.eval_shape(lambda a, b: conv_patch_kernels(a, b, **kw)[0], x0, x).shape[0]
+    kw = dict(activation=activation, patches=patches, weight_var=jnp.asarray(sw2[:-1]), quad_points=quad_points)
+    K, _, _ = conv_patch_kernels(x, **kw)
+    n = K.shape[0]
     fewest = float(np.min(np.asarray(channels, np.float64)))
     if depth > 1 and fewest < n:
         raise ValueError(f"the deep product-covariance ansatz needs channels >= final positions n = {n}; got {fewest:g}")
-    return _Problem(x, x0, y, y0, sw2[:-1], patches, float(sw2[-1]), depth, T)
-
-
-def _conv_kernels(x, x0, sw2, *, activation, patches, quad_points):
-    """The patch kernels K (n, n, P, P), K0 (n, n, P_test, P), the test diagonals (P_test, n, n) and whether they are
-    finite, traceable: the programs of `conv_theory` and `conv_theory_grid` start here."""
-    kw = dict(activation=activation, patches=patches, quad_points=quad_points)
-    K, K0 = conv_patch_kernels(x, weight_var=sw2, **kw)[0], conv_patch_kernels(x0, x, weight_var=sw2, **kw)[0]
-    k0_QxNxN = _test_patch_diagonals(x0, sw2, **kw)
-    finite = jnp.all(jnp.isfinite(K)) & jnp.all(jnp.isfinite(K0)) & jnp.all(jnp.isfinite(k0_QxNxN))
-    return K, K0, k0_QxNxN, finite
-
-
-def _check_kernels_finite(finite) -> None:
-    if not bool(finite):
-        raise ValueError("the patch kernels overflowed float64 (inputs or variances too large for them): rescale x or "
-                         "weight_var")
-
-
-@functools.partial(jax.jit, static_argnames=("activation", "patches", "quad_points", "tol", "max_iter"))
-def _conv_theory(x, y, x0, y0, sw2, T, channels, readout, *, activation, patches, quad_points, tol: float,
-                 max_iter: int):
-    """`conv_theory` after its checks, as one program (compiled once per shapes, φ, patches, tol, max_iter): the
-    patch kernels, the BFGS solve and the three predictions. Returns (whether the kernels are finite, Q, 𝒮, residual,
-    iterations, the predictions at Q, at Q = I and pooled) for the caller to check."""
-    K, K0, k0_QxNxN, finite = _conv_kernels(x, x0, sw2, activation=activation, patches=patches,
-                                            quad_points=quad_points)
-    Q, action, residual, iterations = _solve(K, y, T, channels, readout, len(patches), tol, max_iter)
-    return finite, Q, action, residual, iterations, _predictions(Q, K, K0, k0_QxNxN, y, y0, T, readout)
+    K0, _, _ = conv_patch_kernels(x0, x, **kw)
+    return _Problem(K, K0, kw, x0, y, y0, float(sw2[-1]), depth, T)
 
 
 @float64_theory
@@ -268,17 +240,18 @@ def conv_theory(
     """
     pb = _problem(x_train, y_train, x_test, y_test, activation, patches, channels, temperature, weight_var, priors,
                   quad_points)
+    K, K0, kw, readout, depth, T = pb.K, pb.K0, pb.kw, pb.readout, pb.depth, pb.T
     Nc = positive_scalar("channels", channels, "the number of channels N_c")
-    finite, Q, action, residual, iterations, (pred, local, pooled) = _conv_theory(
-        pb.x, pb.y, pb.x0, pb.y0, pb.sw2, np.float64(pb.T), np.float64(Nc), np.float64(pb.readout),
-        activation=activation, patches=pb.patches, quad_points=quad_points, tol=float(tol), max_iter=int(max_iter))
-    _check_kernels_finite(finite)
-    if not float(residual) <= tol:
-        n = Q.shape[0]
+    x0, y, y0, n = pb.x0, pb.y, pb.y0, pb.K.shape[0]
+
+    k0_QxNxN = _test_patch_diagonals(x0, **kw)
+    Q, action, residual, iterations = solve_conv(K, y, T, Nc, readout, depth=depth, tol=tol, max_iter=max_iter)
+    if not bool(residual <= tol):
         raise ConvergenceError(
             f"CNN saddle point not found after {int(iterations)} steps: residual max|QΔQ|/N_c = {float(residual):.3g} > "
-            f"tol {tol:g} (N_c = {Nc:g}, T = {pb.T:g}, n = {n} patches)"
+            f"tol {tol:g} (N_c = {Nc:g}, T = {T:g}, n = {n} patches)"
         )
+    pred, local, pooled = _predictions(Q, K, K0, k0_QxNxN, y, y0, T, readout)
     return ConvTheory(Q, *pred, action, residual, iterations, local, pooled)
 
 
@@ -377,24 +350,19 @@ def conv_theory_grid(
         raise ValueError(f"temperature must be > 0 (the posterior temperature T); got {temperature!r}")
     pb = _problem(x_train, y_train, x_test, y_test, activation, patches, Cs, float(Ts[0]), weight_var, priors,
                   quad_points)
+    k0_QxNxN = _test_patch_diagonals(pb.x0, **pb.kw)
     C, n_T = Cs.shape[0], Ts.shape[0]
     order = boustrophedon(C, n_T)
-    finite, *results = _conv_grid(pb.x, pb.y, pb.x0, pb.y0, pb.sw2, np.float64(pb.readout), np.repeat(Cs, n_T)[order],
-                                  np.tile(Ts, C)[order], activation=activation, patches=pb.patches,
-                                  quad_points=quad_points, tol=float(tol), max_iter=int(max_iter))
-    _check_kernels_finite(finite)
-    Q, loss, bias2, variance, residual, iterations, ok = results
-    flags = functools.partial(on_grid, order=order, shape=(C, n_T))
-    values = functools.partial(flags, bad=~np.asarray(flags(ok)))
-    return ConvTheoryGrid(jnp.asarray(Cs, jnp.float64), jnp.asarray(Ts, jnp.float64), values(Q), values(loss),
-                          values(bias2), values(variance), flags(residual), flags(iterations), flags(ok))
+    Q, loss, bias2, variance, residual, iterations, ok = _grid(
+        pb.K, pb.K0, k0_QxNxN, pb.y, pb.y0, pb.readout, jnp.asarray(np.repeat(Cs, n_T)[order]),
+        jnp.asarray(np.tile(Ts, C)[order]), depth=pb.depth, tol=float(tol), max_iter=int(max_iter))
+    inverse = np.argsort(order)
 
+    def unflatten(a, flag_bad=True):
+        a = a[inverse].reshape((C, n_T) + a.shape[1:])
+        bad = ~ok[inverse].reshape(C, n_T)
+        return jnp.where(bad.reshape(bad.shape + (1,) * (a.ndim - 2)), jnp.nan, a) if flag_bad else a
 
-@functools.partial(jax.jit, static_argnames=("activation", "patches", "quad_points", "tol", "max_iter"))
-def _conv_grid(x, y, x0, y0, sw2, readout, channels_G, temperatures_G, *, activation, patches, quad_points,
-               tol: float, max_iter: int):
-    """`conv_theory_grid` after its checks, as one program: the patch kernels and `_grid`."""
-    K, K0, k0_QxNxN, finite = _conv_kernels(x, x0, sw2, activation=activation, patches=patches,
-                                            quad_points=quad_points)
-    return finite, *_grid(K, K0, k0_QxNxN, y, y0, readout, channels_G, temperatures_G, depth=len(patches), tol=tol,
-                          max_iter=max_iter)
+    return ConvTheoryGrid(jnp.asarray(Cs), jnp.asarray(Ts), unflatten(Q), unflatten(loss), unflatten(bias2),
+                          unflatten(variance), unflatten(residual, False), unflatten(iterations, False),
+                          unflatten(ok, False))

@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.linalg import cho_solve, solve_triangular
 
-from deeptheory.theory._checks import as_array, check_scalar, float64_theory, is_concrete
+from deeptheory.theory._checks import all_finite, as_array, check_scalar, float64_theory
 from deeptheory.theory.nngp import nngp_diag, nngp_kernel
 
 __all__ = ["GPPosterior", "TestLoss", "gp_posterior", "gp_test_loss", "nngp_regression", "jitter_for"]
@@ -86,33 +86,23 @@ def gp_posterior(K_PxP, K_QxP, k_Q, y_train, *, noise, jitter=None) -> GPPosteri
         )
     if y_train.shape[0] != P or y_train.ndim not in (1, 2):
         raise ValueError(f"y_train must be (P,) or (P, C) with P = {P}; got shape {y_train.shape}")
-    ok, mean, var = _posterior(K_PxP, K_QxP, k_Q, y_train, noise, jitter)
-    if is_concrete(ok) and not bool(ok):
+    dtype = jnp.float64  # a solver: float64 whatever the inputs (theory._checks, precision policy)
+    K_PxP, K_QxP, k_Q = K_PxP.astype(dtype), K_QxP.astype(dtype), k_Q.astype(dtype)
+    jitter = jitter_for(K_PxP) if jitter is None else jitter
+    A_PxP = K_PxP + (jnp.asarray(noise, dtype) + jnp.asarray(jitter, dtype)) * jnp.eye(P, dtype=dtype)
+    L_PxP = jnp.linalg.cholesky(A_PxP)
+    if not all_finite(L_PxP):
         raise ValueError(
             "Cholesky of K + T I failed: the kernel matrix is not positive definite in "
             f"float64 (P = {P}, T = {float(noise)}). Increase `noise` or `jitter`, or remove duplicate "
             "training points."
         )
-    return GPPosterior(mean, var)
-
-
-@jax.jit
-def _posterior(K_PxP, K_QxP, k_Q, y_train, noise, jitter):
-    """`gp_posterior` after its checks, as one program (run op by op, a first call compiled some twenty programs,
-    1.3 s at P = 500). Returns (whether the Cholesky succeeded, mean, var)."""
-    dtype = jnp.float64  # a solver: float64 whatever the inputs (theory._checks, precision policy)
-    K_PxP, K_QxP, k_Q = K_PxP.astype(dtype), K_QxP.astype(dtype), k_Q.astype(dtype)
-    jitter = jitter_for(K_PxP) if jitter is None else jitter
-    P = K_PxP.shape[0]
-    A_PxP = K_PxP + (jnp.asarray(noise, dtype) + jnp.asarray(jitter, dtype)) * jnp.eye(P, dtype=dtype)
-    L_PxP = jnp.linalg.cholesky(A_PxP)
     alpha = cho_solve((L_PxP, True), y_train.astype(dtype))
     mean = K_QxP @ alpha
     V_PxQ = solve_triangular(L_PxP, K_QxP.T, lower=True)
     # Rounding can make a near-zero variance slightly negative; it is a variance, so floor it at 0.
     var = jnp.maximum(k_Q - jnp.sum(V_PxQ * V_PxQ, axis=0), 0.0)
-    # a failed Cholesky is NaN in its last row at least (max |L| finite iff every entry is: one fused reduction)
-    return jnp.isfinite(jnp.max(jnp.abs(L_PxP), initial=0.0)), mean, var
+    return GPPosterior(mean, var)
 
 
 @float64_theory
@@ -122,11 +112,6 @@ def gp_test_loss(posterior: GPPosterior, y_test) -> TestLoss:
     y_test = as_array(y_test, "y_test", ndim=(1, 2), what="(Q,) or (Q, C) test targets")
     if y_test.shape != mean.shape:
         raise ValueError(f"y_test has shape {y_test.shape} but the posterior mean has shape {mean.shape}")
-    return _test_loss(mean, var, y_test)
-
-
-@jax.jit
-def _test_loss(mean, var, y_test) -> TestLoss:
     bias2 = jnp.mean((y_test.astype(mean.dtype) - mean) ** 2)
     variance = jnp.mean(var)
     return TestLoss(bias2 + variance, bias2, variance)

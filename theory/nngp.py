@@ -73,22 +73,19 @@ def _as_points(x, name: str):
 
 def _layer_values(value, depth: int, name: str, dtype):
     """A scalar or one value per layer (input layer first) → array of shape (depth + 1,)."""
-    # concrete values are shaped and checked with NumPy (on the device each step compiled a program per shape); a list
-    # holding a tracer (a per-layer variance under the caller's grad) is not concrete
-    concrete = is_concrete(value)
-    arr = np.asarray(value, np.float64) if concrete else jnp.asarray(value)
+    arr = jnp.asarray(value) if is_concrete(value) else value
     if arr.ndim == 0:
-        arr = np.full(depth + 1, arr) if concrete else jnp.broadcast_to(arr, (depth + 1,))
+        arr = jnp.broadcast_to(arr, (depth + 1,))
     elif arr.shape != (depth + 1,):
         raise ValueError(
             f"{name} must be a scalar or have one value per layer, input layer first: length depth + 1 = "
             f"{depth + 1}; got shape {arr.shape}"
         )
-    if not concrete:
-        return arr.astype(dtype)
-    if not np.all(np.isfinite(arr)) or np.any(arr < 0):
-        raise ValueError(f"{name} must be finite and >= 0 (it is a variance); got {arr.tolist()}")
-    return jnp.asarray(arr, dtype)
+    if is_concrete(arr):
+        values = np.asarray(arr, dtype=np.float64)
+        if not np.all(np.isfinite(values)) or np.any(values < 0):
+            raise ValueError(f"{name} must be finite and >= 0 (it is a variance); got {values.tolist()}")
+    return arr.astype(dtype)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -107,12 +104,6 @@ def _diag_layers(x_PxD, sw2, sb2, act: Activation, depth: int):
         q = sw2[l] * act.diag(q) + sb2[l]
         layers.append(q)
     return jnp.stack(layers)
-
-
-@functools.partial(jax.jit, static_argnames=("act", "depth"))
-def _diag(x_PxD, sw2, sb2, act: Activation, depth: int):
-    """K^depth(x, x), (P,), as one program (run op by op, each layer's operations compiled programs of their own)."""
-    return _diag_layers(x_PxD, sw2, sb2, act, depth)[depth]
 
 
 def _pair_chain(x_AxD, x_BxD, q_LxA, q_LxB, sw2, sb2, act: Activation, depth: int):
@@ -293,7 +284,7 @@ def nngp_diag(
     dtype = working_dtype(x)
     sw2 = _layer_values(weight_var, depth, "weight_var", dtype)
     sb2 = _layer_values(bias_var, depth, "bias_var", dtype)
-    return finite_kernel(_diag(x.astype(dtype), sw2, sb2, act, depth))
+    return finite_kernel(_diag_layers(x.astype(dtype), sw2, sb2, act, depth)[depth])
 
 
 @data_map
@@ -333,31 +324,18 @@ def covariance_chain(K0_AxB, k0_A, k0_B, *, activation: str | Callable | Activat
             f"k0_B[..., None, :] {k0_B.shape[:-1] + (1, k0_B.shape[-1])}"
         ) from err
     dtype = working_dtype(K0_AxB, k0_A, k0_B)
-    # concrete variances are shaped and checked on the host (no program per step), in the working dtype (a float64
-    # variance can overflow float32); lists holding a tracer stay traced
-    concrete = is_concrete((layer_weight_var, layer_bias_var))
-    xp, cast = (np, np.dtype(dtype)) if concrete else (jnp, dtype)
-    with np.errstate(over="ignore"):  # an overflow is reported by the check
-        sw2 = xp.atleast_1d(xp.asarray(layer_weight_var)).astype(cast)
-        sb2 = xp.broadcast_to(xp.asarray(layer_bias_var), sw2.shape).astype(cast)
+    sw2 = jnp.atleast_1d(jnp.asarray(layer_weight_var)).astype(dtype)
     if sw2.ndim != 1:
         raise ValueError(f"layer_weight_var must be a scalar or a vector (one per layer); got shape {sw2.shape}")
     check_finite("layer_weight_var", sw2)
+    sb2 = jnp.broadcast_to(jnp.asarray(layer_bias_var, dtype), sw2.shape)
     check_finite("layer_bias_var", sb2)
-    sw2, sb2 = jnp.asarray(sw2, dtype), jnp.asarray(sb2, dtype)
-    K, a, b = _chain(K0_AxB.astype(dtype), k0_A.astype(dtype), k0_B.astype(dtype), sw2, sb2, act=act)
-    return finite_kernel(K), finite_kernel(a), finite_kernel(b)
-
-
-@functools.partial(jax.jit, static_argnames=("act",))
-def _chain(K, a, b, sw2, sb2, *, act: Activation):
-    """`covariance_chain`'s recursion as one program (run op by op, each layer's operations compiled programs of
-    their own: ~30 at three layers)."""
+    K, a, b = K0_AxB.astype(dtype), k0_A.astype(dtype), k0_B.astype(dtype)
     for l in range(sw2.shape[0]):
         K = sw2[l] * act.pair(a[..., :, None], K, b[..., None, :]) + sb2[l]
         a = sw2[l] * act.diag(a) + sb2[l]
         b = sw2[l] * act.diag(b) + sb2[l]
-    return K, a, b
+    return finite_kernel(K), finite_kernel(a), finite_kernel(b)
 
 
 _MOVED = {"Activation": "activations", "get_activation": "activations", "mean_activation": "activations",

@@ -63,12 +63,11 @@ from deeptheory.theory._checks import (
     check_depth,
     check_scalar,
     fails,
-    finite_kernel,
     float64_theory,
     positive_scalar,
     weight_variances,
 )
-from deeptheory.theory._solvers import Solution, bisect, boustrophedon, newton_minimize, newton_root, on_grid
+from deeptheory.theory._solvers import Solution, bisect, boustrophedon, newton_minimize, newton_root
 from deeptheory.theory.activations import ODD_ACTIVATIONS, Activation, get_activation, mean_activation
 from deeptheory.theory.gp import gp_posterior, gp_test_loss
 from deeptheory.theory.nngp import covariance_chain, nngp_diag, nngp_kernel
@@ -160,7 +159,7 @@ def _widths(width, depth: int) -> np.ndarray:
 
 def _weight_var(weight_var, priors, depth: int) -> jax.Array:
     """σ_l² for the depth + 1 weight layers (`_checks.weight_variances`: the one boundary for deprecated priors=)."""
-    return jnp.asarray(weight_variances(weight_var, priors, depth + 1, f"depth + 1 = {depth + 1}"), jnp.float64)
+    return jnp.asarray(weight_variances(weight_var, priors, depth + 1, f"depth + 1 = {depth + 1}"))
 
 
 def resolve_variant(variant: str, activation: str | Callable) -> str:
@@ -206,7 +205,7 @@ def _data(x_train, y_train, x_test, y_test):
             f"y_train and y_test must hold one scalar target per point: shapes ({x.shape[0]},) and ({x0.shape[0]},); "
             f"got {y.shape} and {y0.shape}"
         )
-    return tuple(jnp.asarray(a, jnp.float64) for a in (x, y, x0, y0))  # with the dtype: no program to place them
+    return jnp.asarray(x), jnp.asarray(y), jnp.asarray(x0), jnp.asarray(y0)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -469,7 +468,7 @@ def fc_theory(
     depth = check_depth(depth, minimum=1, what="the number of hidden layers")
     variant = resolve_variant(variant, activation)
     T = positive_scalar("temperature", temperature, "the posterior temperature T, i.e. the GP noise variance")
-    widths = jnp.asarray(_widths(width, depth), jnp.float64)
+    widths = jnp.asarray(_widths(width, depth))
     sw2 = _weight_var(weight_var, priors, depth)
     x, y, x0, y0 = _data(x_train, y_train, x_test, y_test)
     net = _Network(get_activation(activation, quad_points), activation, quad_points, sw2)
@@ -478,7 +477,7 @@ def fc_theory(
     if variant == "noncentral":  # works in the spectrum of Θ_L = K; its prediction builds its own covariances
         return _fc_noncentral(x, y, x0, y0, widths, T, net, tol, max_iter)
 
-    central = _central_theory(x, y, x0, y0, widths, np.float64(T), sw2, activation=activation,
+    central = _central_theory(x, y, x0, y0, widths, jnp.asarray(T, widths.dtype), sw2, activation=activation,
                               quad_points=quad_points, tol=float(tol))
     van = _checked_central(central, x.shape[0], widths, T, tol)
     _check_prediction("vanilla", central.vanilla_prediction, x.shape[0], T)
@@ -505,18 +504,6 @@ def _central_theory(x, y, x0, y0, widths, T, sw2, *, activation, quad_points, to
     program, compiled once per (shapes, φ, tol): at P = 1000 a first call had compiled some sixty small programs
     (2.6 s at L = 1). Inside a program the kernels' and the Cholesky's own checks cannot run: `_checked_central` and
     `_check_prediction` make them on the results."""
-    layer0, K, K0_QxP, k0_Q, finite = _nngp_kernels(x, x0, sw2, activation, quad_points)
-    sp, U_PxP = _decompose(K, y, K0_QxP, k0_Q, y0)
-    van = _solve_vanilla(sp, widths, T, tol=tol)
-    c = van.scale
-    return _Central(finite, layer0, sp, U_PxP, kernel_prediction(K, K0_QxP, k0_Q, y, y0, T), van,
-                    kernel_prediction(c * K, c * K0_QxP, c * k0_Q, y, y0, T))
-
-
-def _nngp_kernels(x, x0, sw2, activation, quad_points):
-    """The layer-0 covariances (C (P, P), c (P,), C0 (P_test, P), c0 (P_test,)), the NNGP kernels K^(L) (P, P),
-    K0 (P_test, P), k0 (P_test,) and whether they are finite, traceable: the programs of `fc_theory` and
-    `fc_theory_grid` start here."""
     act = get_activation(activation, quad_points)
     lin = dict(activation="linear", depth=0, weight_var=sw2[0])
     C, c_P, C0_QxP, c0_Q = nngp_kernel(x, **lin), nngp_diag(x, **lin), nngp_kernel(x0, x, **lin), nngp_diag(x0, **lin)
@@ -529,13 +516,19 @@ def _nngp_kernels(x, x0, sw2, activation, quad_points):
         kernel_args = dict(activation=activation, depth=sw2.shape[0] - 1, weight_var=sw2, quad_points=quad_points)
         K, K0_QxP, k0_Q = nngp_kernel(x, **kernel_args), nngp_kernel(x0, x, **kernel_args), nngp_diag(x0, **kernel_args)
     finite = jnp.all(jnp.isfinite(K)) & jnp.all(jnp.isfinite(K0_QxP)) & jnp.all(jnp.isfinite(k0_Q))
-    return (C, c_P, C0_QxP, c0_Q), K, K0_QxP, k0_Q, finite
+    sp, U_PxP = _decompose(K, y, K0_QxP, k0_Q, y0)
+    van = _solve_vanilla(sp, widths, T, tol=tol)
+    c = van.scale
+    return _Central(finite, (C, c_P, C0_QxP, c0_Q), sp, U_PxP, kernel_prediction(K, K0_QxP, k0_Q, y, y0, T), van,
+                    kernel_prediction(c * K, c * K0_QxP, c * k0_Q, y, y0, T))
 
 
 def _checked_central(ct: _Central, P: int, widths, T, tol) -> VanillaSolution:
     """Raise what the eager steps raised, in their order: an overflowing kernel, a kernel matrix + T I that is not
     positive definite (the NNGP prediction's Cholesky failed), a vanilla solve that did not converge."""
-    _check_kernels_finite(ct.kernels_finite)
+    if not bool(ct.kernels_finite):
+        raise ValueError("the NNGP kernel overflowed float64 (inputs or variances too large for it): rescale x or "
+                         "weight_var")
     _check_prediction("NNGP", ct.nngp, P, T)
     van = ct.vanilla
     if not bool(van.converged):
@@ -543,12 +536,6 @@ def _checked_central(ct: _Central, P: int, widths, T, tol) -> VanillaSolution:
             f"vanilla saddle point not found: {int(van.n_minima)} minima on the scanned range c ∈ [e^-100, e^100], "
             f"residual {float(van.residual):.3g} > tol {tol:g} (widths {np.asarray(widths).tolist()}, T = {T:g})")
     return van
-
-
-def _check_kernels_finite(finite) -> None:
-    if not bool(finite):
-        raise ValueError("the NNGP kernel overflowed float64 (inputs or variances too large for it): rescale x or "
-                         "weight_var")
 
 
 def _checks_only(ct: _Central) -> _Central:
@@ -574,11 +561,11 @@ def kernel_prediction(K_PxP, K_QxP, k_Q, y_train, y_test, temperature) -> Predic
 
 
 def _other_minima(van: VanillaSolution) -> tuple:
-    actions, minima = np.asarray(van.minima_actions), np.asarray(van.minima)  # on the host: no program per index
+    order = np.argsort(np.asarray(van.minima_actions))
     return tuple(
-        jnp.asarray(minima[i], jnp.float64)
-        for i in np.argsort(actions)[1:]
-        if np.isfinite(actions[i]) and not np.allclose(minima[i], van.order_params, rtol=1e-6)
+        jnp.asarray(van.minima[i])
+        for i in order[1:]
+        if np.isfinite(van.minima_actions[i]) and not np.allclose(van.minima[i], van.order_params, rtol=1e-6)
     )
 
 
@@ -781,9 +768,9 @@ def _solve_nested(q0_SxL, C, c_diag, y, widths, T, layer_var, *, act: Activation
 
 
 def _fc_nested(x, y, x0, y0, widths, T, net: _Network, tol: float, max_iter: int) -> FCTheory:
-    ct, sols, Q_SxL, pred = _nested_theory(x, y, x0, y0, widths, np.float64(T), net.sw2,
-                                           activation=net.activation, quad_points=net.quad_points, tol=float(tol),
-                                           max_iter=int(max_iter))
+    ct, sols, pred = _nested_theory(x, y, x0, y0, widths, jnp.asarray(T, widths.dtype), net.sw2,
+                                    activation=net.activation, quad_points=net.quad_points, tol=float(tol),
+                                    max_iter=int(max_iter))
     _checked_central(ct, x.shape[0], widths, T, tol)
     ok = np.asarray(sols.converged)
     if not ok.any():
@@ -792,14 +779,14 @@ def _fc_nested(x, y, x0, y0, widths, T, net: _Network, tol: float, max_iter: int
             f"residuals {np.asarray(sols.residual).tolist()} > tol {tol:g}"
         )
     _check_prediction("nested", pred, x.shape[0], T)
-    # picked on the host: indexing the device arrays compiled a program per index and shape (0.2 s of a first call)
     values = np.where(ok, np.asarray(sols.value), np.inf)
     best = int(np.argmin(values))
-    Q_SxL = np.asarray(Q_SxL)
-    others = tuple(jnp.asarray(Q_SxL[i], jnp.float64) for i in range(len(values))
-                   if ok[i] and not np.allclose(Q_SxL[i], Q_SxL[best], rtol=1e-6))
-    action, residual = (jnp.asarray(np.asarray(a[best]), jnp.float64) for a in (values, np.asarray(sols.residual)))
-    return FCTheory(jnp.asarray(Q_SxL[best], jnp.float64), *pred, action, residual, others, ct.nngp)
+    Q = jnp.exp(sols.x[best])
+    others = tuple(
+        jnp.exp(sols.x[i]) for i in range(len(values))
+        if ok[i] and not np.allclose(np.exp(np.asarray(sols.x[i])), np.asarray(Q), rtol=1e-6)
+    )
+    return FCTheory(Q, *pred, sols.value[best], sols.residual[best], others, ct.nngp)
 
 
 @functools.partial(jax.jit, static_argnames=("activation", "quad_points", "tol", "max_iter"))
@@ -808,16 +795,15 @@ def _nested_theory(x, y, x0, y0, widths, T, sw2, *, activation, quad_points, tol
     a first call compiles it in about the time the same steps took as some seventy programs, and a warm call
     dispatches one): `_central_theory` (the vanilla solution is the first start), `solve_nested` from it and from
     Q = 1, and the prediction at the lower minimum. Returns (`_checks_only` of the central theory, the starts'
-    solutions, their order parameters Q (S, L), prediction) for the caller to check."""
+    solutions, prediction) for the caller to check."""
     act = get_activation(activation, quad_points)
     ct = _central_theory(x, y, x0, y0, widths, T, sw2, activation=activation, quad_points=quad_points, tol=tol)
     C, c_diag, C0_QxP, c0_Q = ct.layer0
     starts = jnp.stack([jnp.log(ct.vanilla.order_params), jnp.zeros_like(widths)])  # the closer start first
     sols = _solve_nested(starts, C, c_diag, y, widths, T, sw2[1:], act=act, tol=tol, max_iter=max_iter)
     best = jnp.argmin(jnp.where(sols.converged, sols.value, jnp.inf))
-    Q_SxL = jnp.exp(sols.x)
-    pred = _nested_prediction_arrays(Q_SxL[best], C, c_diag, C0_QxP, c0_Q, y, y0, T, sw2[1:], act)
-    return _checks_only(ct), sols, Q_SxL, pred
+    pred = _nested_prediction_arrays(jnp.exp(sols.x[best]), C, c_diag, C0_QxP, c0_Q, y, y0, T, sw2[1:], act)
+    return _checks_only(ct), sols, pred
 
 
 def _nested_prediction_arrays(Q, C, c_diag, C0_QxP, c0_Q, y, y0, T, layer_var, act: Activation) -> Prediction:
@@ -887,7 +873,7 @@ def solve_noncentral(z0, theta, y_tilde, mu_tilde, widths, T, readout_var, *, to
 def _fc_noncentral(x, y, x0, y0, widths, T, net: _Network, tol: float, max_iter: int) -> FCTheory:
     """Non-central ansatz from the spectrum of Θ_L = K^(L) (the NNGP kernel, already decomposed for the vanilla
     start): K_R differs from a multiple of Θ_L by a rank-one term, so every evaluation of 𝒮 is O(P)."""
-    ct, sol, order_params, action, pred = _noncentral_theory(x, y, x0, y0, widths, np.float64(T), net.sw2,
+    ct, sol, action, pred = _noncentral_theory(x, y, x0, y0, widths, jnp.asarray(T, widths.dtype), net.sw2,
                                                activation=net.activation, quad_points=net.quad_points,
                                                tol=float(tol), max_iter=int(max_iter))
     _checked_central(ct, x.shape[0], widths, T, tol)
@@ -897,15 +883,16 @@ def _fc_noncentral(x, y, x0, y0, widths, T, net: _Network, tol: float, max_iter:
             f"residual {float(sol.residual):.3g} > tol {tol:g}"
         )
     _check_prediction("non-central", pred, x.shape[0], T)
-    return FCTheory(order_params, *pred, action, sol.residual, (), ct.nngp)
+    depth = widths.shape[0]
+    Qbar, Q = jnp.exp(sol.x[:depth]), jnp.expm1(sol.x[depth:])
+    return FCTheory(NoncentralOrderParams(Qbar, Q), *pred, action, sol.residual, (), ct.nngp)
 
 
 @functools.partial(jax.jit, static_argnames=("activation", "quad_points", "tol", "max_iter"))
 def _noncentral_theory(x, y, x0, y0, widths, T, sw2, *, activation, quad_points, tol: float, max_iter: int):
     """`fc_theory(variant="noncentral")` after its checks, as one program: `_central_theory` (its solution is the
     start), the last layer's mean activations in the eigenbasis, `solve_noncentral` and the prediction. Returns
-    (`_checks_only` of the central theory, the solver's `Solution`, its `NoncentralOrderParams`, 𝒮 there, prediction)
-    for the caller to check."""
+    (`_checks_only` of the central theory, the solver's `Solution`, 𝒮 there, prediction) for the caller to check."""
     net = _Network(get_activation(activation, quad_points), activation, quad_points, sw2)
     ct = _central_theory(x, y, x0, y0, widths, T, sw2, activation=activation, quad_points=quad_points, tol=tol)
     sp, depth = ct.spectrum, widths.shape[0]
@@ -915,8 +902,7 @@ def _noncentral_theory(x, y, x0, y0, widths, T, sw2, *, activation, quad_points,
     sol, action = solve_noncentral(z0, sp.eigenvalues, sp.y_tilde, mu_tilde, widths, T, sw2[-1], tol=tol,
                                     max_iter=max_iter)
     Qbar, Q = jnp.exp(sol.x[:depth]), jnp.expm1(sol.x[depth:])
-    return _checks_only(ct), sol, NoncentralOrderParams(Qbar, Q), action, _noncentral_prediction(Qbar, Q, x, y, x0, y0,
-                                                                                                  T, net)
+    return _checks_only(ct), sol, action, _noncentral_prediction(Qbar, Q, x, y, x0, y0, T, net)
 
 
 def _noncentral_prediction(Qbar, Q, x, y, x0, y0, T, net: _Network) -> Prediction:
@@ -956,16 +942,6 @@ def renormalized_kernel(x, *, activation: str | Callable, depth: int, order_para
             "order parameters out of range: Q_l > 0 (vanilla, nested); Q̄_l > 0 and Q_l > −1 (noncentral); "
             f"got {np.asarray(Q).tolist()}"
         )
-    # the kernels' own overflow checks cannot run inside the program: made on its result
-    return finite_kernel(_renormalized_kernel(x, Q, sw2, variant=variant, activation=activation,
-                                              quad_points=quad_points))
-
-
-@functools.partial(jax.jit, static_argnames=("variant", "activation", "quad_points"))
-def _renormalized_kernel(x, Q, sw2, *, variant: str, activation, quad_points):
-    """`renormalized_kernel` after its checks, as one program (run op by op, a first nested call compiled some
-    thirty programs)."""
-    depth = sw2.shape[0] - 1
     net = _Network(get_activation(activation, quad_points), activation, quad_points, sw2)
     if variant == "vanilla":
         return jnp.prod(Q) * nngp_kernel(x, activation=activation, depth=depth, weight_var=sw2,
@@ -1035,42 +1011,6 @@ def _nested_grid(q_van_GxL, widths_G, temperatures_G, C, c_diag, C0_QxP, c0_Q, y
         return jnp.where(ok, q, q_van), (jnp.exp(q), pred, sols.residual[best], ok)
 
     return jax.lax.scan(point, q_van_GxL[0], (q_van_GxL, widths_G, temperatures_G))[1]
-
-
-@functools.partial(jax.jit, static_argnames=("activation", "quad_points", "tol"))
-def _vanilla_grid_theory(x, y, x0, y0, widths, temperatures, sw2, *, activation, quad_points, tol: float):
-    """`fc_theory_grid(variant="vanilla")` after its checks, as one program: the NNGP kernels, their spectrum and
-    `_grid`. Returns (whether the kernels are finite, Q, test loss, bias², variance, minima, converged), each (W, T),
-    the values NaN where a point did not converge."""
-    _, K, K0_QxP, k0_Q, finite = _nngp_kernels(x, x0, sw2, activation, quad_points)
-    sp, _ = _decompose(K, y, K0_QxP, k0_Q, y0)
-    Q, loss, bias2, variance, n_minima, converged = _grid(sp, widths, temperatures, sw2.shape[0] - 1, tol)
-    nan = functools.partial(jnp.where, ~converged, jnp.nan)
-    return finite, nan(Q), nan(loss), nan(bias2), nan(variance), n_minima, converged
-
-
-@functools.partial(jax.jit, static_argnames=("variant", "activation", "quad_points", "tol", "max_iter"))
-def _dense_grid_theory(x, y, x0, y0, widths_G, temperatures_G, sw2, *, variant: str, activation, quad_points,
-                       tol: float, max_iter: int):
-    """`fc_theory_grid` for the nested and non-central variants after its checks, as one program, at G points in the
-    given order: the NNGP kernels and their spectrum, each point's vanilla solution (its start; Q = 1 where vanilla
-    failed), then `_nested_grid` or `_noncentral_grid`. Returns (whether the kernels are finite, the vanilla minima
-    (G,), order parameters, prediction, residual (G,), converged (G,))."""
-    layer0, K, K0_QxP, k0_Q, finite = _nngp_kernels(x, x0, sw2, activation, quad_points)
-    sp, U_PxP = _decompose(K, y, K0_QxP, k0_Q, y0)
-    depth = sw2.shape[0] - 1
-    van = _vanilla_points(sp, widths_G, temperatures_G, depth, tol)
-    q_van = jnp.where(van.converged[:, None], jnp.log(van.order_params), 0.0)
-    net = _Network(get_activation(activation, quad_points), activation, quad_points, sw2)
-    if variant == "nested":
-        Q, pred, residual, converged = _nested_grid(q_van, widths_G, temperatures_G, *layer0, y, y0, sw2[1:],
-                                                    act=net.act, tol=tol, max_iter=max_iter)
-        return finite, van.n_minima, Q, pred, residual, converged
-    mu_tilde = U_PxP.T @ _last_mean_activation(x, net, depth)
-    Qbar, Q, pred, residual, converged = _noncentral_grid(
-        jnp.concatenate([q_van, -q_van], axis=1), widths_G, temperatures_G, sp, mu_tilde,
-        _last_mean_activation(x0, net, depth), sw2[-1], tol=tol, max_iter=max_iter)
-    return finite, van.n_minima, NoncentralOrderParams(Qbar, Q), pred, residual, converged
 
 
 def _noncentral_eigen_prediction(Qbar, Q, T, readout_var, sp: Spectrum, mu_tilde, mu0_Q) -> Prediction:
@@ -1155,29 +1095,45 @@ def fc_theory_grid(
         raise ValueError(f"temperature must be > 0; got {temperature!r}")
     sw2 = _weight_var(weight_var, priors, depth)
     x, y, x0, y0 = _data(x_train, y_train, x_test, y_test)
-    axes = dict(width=jnp.asarray(Ns, jnp.float64), temperature=jnp.asarray(Ts, jnp.float64))
-    kw = dict(activation=activation, quad_points=quad_points, tol=float(tol))
+    kernel_args = dict(activation=activation, depth=depth, weight_var=sw2, quad_points=quad_points)
+    sp, U_PxP = _decompose(nngp_kernel(x, **kernel_args), y, nngp_kernel(x0, x, **kernel_args),
+                           nngp_diag(x0, **kernel_args), y0)
     if variant == "vanilla" or (variant == "nested" and depth == 1):  # one layer: nested = vanilla exactly (R-19)
-        finite, *results = _vanilla_grid_theory(x, y, x0, y0, Ns, Ts, sw2, **kw)
-        _check_kernels_finite(finite)
-        Q, loss, bias2, variance, n_minima, converged = (np.asarray(a) for a in results)
-        return TheoryGrid(order_params=_device(Q if variant == "vanilla" else Q[..., None]), test_loss=_device(loss),
-                          bias2=_device(bias2), variance=_device(variance), n_minima=_device(n_minima),
-                          converged=_device(converged), **axes)
+        Q, loss, bias2, variance, n_minima, converged = _grid(sp, jnp.asarray(Ns), jnp.asarray(Ts), depth, float(tol))
+        bad = ~converged
+        nan = functools.partial(jnp.where, bad, jnp.nan)
+        Q = nan(Q) if variant == "vanilla" else nan(Q)[..., None]
+        return TheoryGrid(jnp.asarray(Ns), jnp.asarray(Ts), Q, nan(loss), nan(bias2), nan(variance), n_minima,
+                          converged)
 
     W, n_T = Ns.shape[0], Ts.shape[0]
     order = boustrophedon(W, n_T)
-    finite, n_minima, order_params, pred, residual, converged = _dense_grid_theory(
-        x, y, x0, y0, np.repeat(Ns, n_T)[order], np.tile(Ts, W)[order], sw2, variant=variant, max_iter=int(max_iter),
-        **kw)
-    _check_kernels_finite(finite)
-    flags = functools.partial(on_grid, order=order, shape=(W, n_T))
-    values = functools.partial(flags, bad=~np.asarray(flags(converged)))
-    return TheoryGrid(order_params=jax.tree.map(values, order_params), test_loss=values(pred.test_loss),
-                      bias2=values(pred.bias2), variance=values(pred.variance), n_minima=flags(n_minima),
-                      converged=flags(converged), residual=flags(residual), **axes)
+    N_G, T_G = jnp.asarray(np.repeat(Ns, n_T)[order]), jnp.asarray(np.tile(Ts, W)[order])
+    van = _vanilla_points(sp, N_G, T_G, depth, float(tol))
+    q_van = jnp.where(van.converged[:, None], jnp.log(van.order_params), 0.0)  # Q = 1 where vanilla failed
+    net = _Network(get_activation(activation, quad_points), activation, quad_points, sw2)
+    if variant == "nested":
+        lin = dict(activation="linear", depth=0, weight_var=sw2[0])
+        Q, pred, residual, converged = _nested_grid(
+            q_van, N_G, T_G, nngp_kernel(x, **lin), nngp_diag(x, **lin), nngp_kernel(x0, x, **lin),
+            nngp_diag(x0, **lin), y, y0, sw2[1:], act=net.act, tol=float(tol), max_iter=int(max_iter))
+        order_params = Q
+    else:
+        mu_tilde = U_PxP.T @ _last_mean_activation(x, net, depth)
+        Qbar, Q, pred, residual, converged = _noncentral_grid(
+            jnp.concatenate([q_van, -q_van], axis=1), N_G, T_G, sp, mu_tilde, _last_mean_activation(x0, net, depth),
+            sw2[-1], tol=float(tol),
+            max_iter=int(max_iter))
+        order_params = NoncentralOrderParams(Qbar, Q)
+    inverse = np.argsort(order)
 
+    def unflatten(a, flag_bad=True):
+        a = a[inverse].reshape((W, n_T) + a.shape[1:])
+        if not flag_bad:
+            return a
+        bad = ~converged[inverse].reshape(W, n_T)
+        return jnp.where(bad.reshape(bad.shape + (1,) * (a.ndim - 2)), jnp.nan, a)
 
-def _device(a: np.ndarray) -> jax.Array:
-    """A host result as a device array, placed with its dtype (without one, `jnp.asarray` compiles a copy per shape)."""
-    return jnp.asarray(a, a.dtype)
+    return TheoryGrid(jnp.asarray(Ns), jnp.asarray(Ts), jax.tree.map(unflatten, order_params),
+                      unflatten(pred.test_loss), unflatten(pred.bias2), unflatten(pred.variance),
+                      unflatten(van.n_minima, False), unflatten(converged, False), unflatten(residual, False))
